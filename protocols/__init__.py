@@ -1,0 +1,1 @@
+"""MPC kernels: secure CrypTen kernels with plaintext references (never imports secvit)."""

@@ -1,0 +1,3 @@
+"""secvit: secure (MPC) inference for compressed Vision Transformers."""
+
+__version__ = "0.1.0"

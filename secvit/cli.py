@@ -1,0 +1,192 @@
+"""``secvit`` command line: train, party, demo, infer, models."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from rich.console import Console
+from rich.table import Table
+
+__all__ = ["DEFAULT_CHECKPOINT", "main", "main_exit"]
+
+DEFAULT_CHECKPOINT = str(Path(__file__).resolve().parents[1] / "checkpoints" / "vit_lite_7_4_32-digits")
+EXIT_BAD_INPUT = 2
+console = Console()
+
+
+def _add_mpc_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--provider", choices=["TFP", "TTP"], default="TFP",
+                   help="Beaver triples: TFP (party 0 deals; benchmarks only) or TTP (a dealer process)")
+    p.add_argument("--precision", type=int, default=16, help="fixed-point fractional bits (default 16)")
+    p.add_argument("--batch-size", type=int, default=8, help="images per encrypted forward pass")
+
+
+def _add_session_args(p: argparse.ArgumentParser) -> None:
+    _add_mpc_args(p)
+    p.add_argument("--json", metavar="PATH", help="write the report as JSON")
+    p.add_argument("--port", type=int, help="rendezvous port on 127.0.0.1 (default: a free one)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="secvit", description="Secure (MPC) inference for Vision Transformers.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a model in plaintext and write a checkpoint")
+    p.add_argument("--model", default="vit_lite_7_4_32")
+    p.add_argument("--data", default="digits", help="digits | npz:PATH | cifar10:DIR")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="checkpoint directory to write")
+
+    p = sub.add_parser("party", help="run one party of a secure inference session")
+    p.add_argument("--rank", type=int, required=True, help="0: model owner, 1: client, W: TTP dealer")
+    p.add_argument("--world-size", type=int, default=2, help="computing parties (the dealer not counted)")
+    p.add_argument("--rendezvous", required=True, help="tcp://HOST:PORT where rank 0 listens")
+    p.add_argument("--role", choices=["owner", "client", "dealer"], help="checked against --rank")
+    p.add_argument("--checkpoint", help="owner: the checkpoint; client: a directory with its meta.json")
+    p.add_argument("--input", nargs="+", default=[], help="client: .npy/.png files or digits-test:N")
+    p.add_argument("--threads", type=int, default=1, help="torch threads of this party")
+    p.add_argument("--timeout", type=float, default=60.0, help="longest wait for a peer, seconds")
+    p.add_argument("--result", metavar="PATH", help="write this party's report as JSON")
+    p.add_argument("--audit", action="store_true", help=argparse.SUPPRESS)
+    _add_mpc_args(p)
+
+    p = sub.add_parser("demo", help="secure inference of digits test images, checked against plaintext")
+    p.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT)
+    p.add_argument("--n", type=int, default=8, help="number of digits test images")
+    _add_session_args(p)
+
+    p = sub.add_parser("infer", help="secure inference of your images (.png or .npy)")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT)
+    _add_session_args(p)
+
+    sub.add_parser("models", help="list model names")
+    return parser
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from .train import TrainConfig, train
+
+    cfg = TrainConfig(model=a.model, data=a.data, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed)
+    meta = train(cfg, a.out)
+    console.print(f"wrote {a.out}: test accuracy {meta['test_accuracy']:.4f} on {meta['test_images']} images")
+    return 0
+
+
+def _party_role(rank: int, world_size: int) -> str:
+    return {0: "owner", 1: "client", world_size: "dealer"}.get(rank, "helper")
+
+
+def cmd_party(a: argparse.Namespace) -> int:
+    from protocols import backend
+
+    from .checkpoint import load_meta, load_model
+    from .inference import InferenceJob, secure_inference
+    from .inputs import load_images
+    from .runtime.party import run_dealer, run_party
+
+    role = _party_role(a.rank, a.world_size)
+    if a.role is not None and a.role != role:
+        raise ValueError(f"--role {a.role} does not match --rank {a.rank} (rank {a.rank} is the {role})")
+    if not 0 <= a.rank <= a.world_size or a.world_size < 2:
+        raise ValueError(f"--rank must be in [0, {a.world_size}] and --world-size >= 2")
+    settings = backend.MPCSettings(precision_bits=a.precision, provider=a.provider, timeout_s=a.timeout)
+    backend.set_threads(a.threads)
+    if role == "dealer":
+        if a.provider != "TTP":
+            raise ValueError(f"rank {a.rank} is the TTP dealer, but --provider is {a.provider}")
+        run_dealer(a.world_size, a.rendezvous, settings)
+        return 0
+    if a.checkpoint is None:
+        raise ValueError("--checkpoint is required for the owner and the client")
+    job = InferenceJob(checkpoint=a.checkpoint, batch_size=a.batch_size, audit=a.audit)
+    if role == "owner":
+        job.model = load_model(a.checkpoint)[0]
+    elif role == "client":
+        job.images = load_images(a.input, load_meta(a.checkpoint), a.precision)[0]
+    result = run_party(lambda ctx: secure_inference(ctx, job), a.rank, a.world_size, a.rendezvous, settings)
+    if a.result:
+        Path(a.result).write_text(json.dumps(result))
+    return 0
+
+
+def _print_session(report: Any, json_path: str | None) -> int:
+    summary = report.summary()
+    table = Table(title=f"secure inference: {summary['model']}, 2 parties, {summary['provider']}")
+    for col in ("image", "label", "plaintext", "MPC", "max |logit diff|"):
+        table.add_column(col, justify="right")
+    for row in summary["per_image"]:
+        ok = row["plaintext"] == row["mpc"]
+        table.add_row(row["name"], "-" if row["label"] is None else str(row["label"]), str(row["plaintext"]),
+                      f"[{'green' if ok else 'red'}]{row['mpc']}[/]", f"{row['max_abs_logit_error']:.2e}")
+    console.print(table)
+    agree = round(summary["agreement"] * summary["images"])
+    console.print(
+        f"agreement {agree}/{summary['images']} · {summary['seconds_per_image']:.2f} s/image · "
+        f"{summary['bytes_per_image'] / 1e6:.1f} MB/image · {summary['rounds_per_image']:.0f} rounds/image "
+        f"(per party)"
+    )
+    if json_path:
+        Path(json_path).write_text(json.dumps(summary, indent=2) + "\n")
+    return 0 if summary["agreement"] == 1.0 else 1
+
+
+def cmd_demo(a: argparse.Namespace) -> int:
+    from .session import run_session
+
+    with console.status(f"running {a.n} images through 2 parties ..."):
+        report = run_session(a.checkpoint, [f"digits-test:{a.n}"], a.provider, a.batch_size, a.precision, port=a.port)
+    return _print_session(report, a.json)
+
+
+def cmd_infer(a: argparse.Namespace) -> int:
+    from .session import run_session
+
+    with console.status(f"running {len(a.images)} file(s) through 2 parties ..."):
+        report = run_session(a.checkpoint, a.images, a.provider, a.batch_size, a.precision, port=a.port)
+    return _print_session(report, a.json)
+
+
+def cmd_models(a: argparse.Namespace) -> int:
+    from .models import list_models
+
+    for name in list_models():
+        print(name)
+    print("and timm: vit_*, deit_*, tiny_vit_* (e.g. deit_tiny_patch16_224)")
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "train": cmd_train, "party": cmd_party, "demo": cmd_demo, "infer": cmd_infer, "models": cmd_models,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code (2 for bad input, before any secret is shared)."""
+    from .checkpoint import CheckpointError
+    from .inputs import InputError
+    from .runtime.launcher import PartyFailure
+    from .runtime.party import RendezvousError
+
+    a = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[a.command](a)
+    except (InputError, CheckpointError, RendezvousError, ValueError, KeyError) as e:
+        message = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"secvit: error: {message}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except PartyFailure as e:
+        print(f"secvit: a party failed: {e}", file=sys.stderr)
+        return 1
+
+
+def main_exit() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""Secure inference as run by each party.
+
+The owner (rank 0) loads the checkpoint and shares the weights; the client (rank 1)
+builds the same architecture on the ``meta`` device (shapes, no values), shares its
+images, and alone receives the logits. Both time the encrypted forward passes and
+count their own bytes and rounds.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from protocols import backend
+from protocols.backend import crypten
+
+from .checkpoint import build_model, load_meta, load_model
+from .runtime.audit import tensor_fingerprints
+from .runtime.party import PartyContext
+from .runtime.roles import CLIENT, OWNER
+from .secure.plan import SecurePlan
+
+__all__ = ["InferenceJob", "secure_inference"]
+
+
+@dataclass
+class InferenceJob:
+    """One party's share of a secure inference session.
+
+    Attributes:
+        checkpoint: Checkpoint directory; the client reads only its ``meta.json``.
+        model: The owner's loaded model (None on other parties).
+        images: The client's normalised images (None on other parties).
+        batch_size: Images per encrypted forward pass.
+        audit: Record custody fingerprints in the result (tests).
+    """
+
+    checkpoint: str
+    model: torch.nn.Module | None = None
+    images: torch.Tensor | None = None
+    batch_size: int = 8
+    audit: bool = False
+    audit_points: list[set[str]] = field(default_factory=list)
+
+    def checkpoint_audit(self) -> None:
+        if self.audit:
+            self.audit_points.append(tensor_fingerprints())
+
+
+def _build_plan(ctx: PartyContext, job: InferenceJob) -> tuple[SecurePlan, tuple[int, int, int]]:
+    meta = load_meta(job.checkpoint)
+    if ctx.rank == OWNER:
+        model = job.model if job.model is not None else load_model(job.checkpoint)[0]
+    else:
+        with torch.device("meta"):
+            model = build_model(meta)
+    return SecurePlan(model), (meta.in_chans, meta.img_size, meta.img_size)
+
+
+def secure_inference(ctx: PartyContext, job: InferenceJob) -> dict[str, Any]:
+    """Run the secure forward over the client's images; returns this party's report.
+
+    The client's report holds ``logits`` (N x classes); every report holds ``seconds``
+    (encrypted forward, inputs sharing and reveal included), ``bytes`` and ``rounds``
+    (this party's), and ``images``.
+    """
+    plan, expected = _build_plan(ctx, job)
+    plan.encrypt_weights(ctx.rank)
+    job.checkpoint_audit()
+    count = crypten.comm.get().broadcast_obj(len(job.images) if ctx.rank == CLIENT else None, CLIENT)
+    backend.reset_comm_stats()
+    logits, seconds = [], 0.0
+    for start in range(0, count, job.batch_size):
+        batch = job.images[start : start + job.batch_size] if ctx.rank == CLIENT else None
+        began = time.perf_counter()
+        x = plan.encrypt_input(batch, ctx.rank)
+        if tuple(x.size()[1:]) != expected:
+            raise ValueError(f"client sent images of shape {tuple(x.size())}; expected (N, *{expected})")
+        out = plan(x).get_plain_text(dst=CLIENT)
+        seconds += time.perf_counter() - began
+        if ctx.rank == CLIENT:
+            logits.append(out)
+        job.checkpoint_audit()
+    stats = backend.comm_stats()
+    report: dict[str, Any] = {"rank": ctx.rank, "images": count, "seconds": seconds,
+                              "bytes": stats["bytes"], "rounds": stats["rounds"]}
+    if ctx.rank == CLIENT:
+        report["logits"] = torch.cat(logits).tolist()
+    if job.audit:
+        job.checkpoint_audit()
+        report["audit"] = {"fingerprints": sorted(set().union(*job.audit_points)),
+                           "meta_params": all(p.is_meta for p in plan.graph_module.parameters())}
+    return report

@@ -1,0 +1,130 @@
+"""Secure plan: the traced model run node by node on CrypTensors.
+
+Every party builds the same plan from the same (public) architecture. The model owner's
+plaintext weights enter once, at :meth:`SecurePlan.encrypt_weights`; the client builds
+its plan from a ``meta``-device skeleton and never holds them. Inputs are encrypted by
+the client (:meth:`SecurePlan.encrypt_input`); logits are revealed to the client only.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator
+
+import torch
+import torch.fx as fx
+import torch.nn as nn
+
+from protocols.backend import crypten
+
+from .lowering import FUNCTIONS, METHODS, UnsupportedOpError, lowering_for
+from .tracing import trace
+
+__all__ = ["NodeHook", "SecurePlan", "OWNER", "CLIENT"]
+
+OWNER, CLIENT = 0, 1
+NodeHook = Callable[[fx.Node, Callable[[], Any]], Any]
+
+
+class _Interpreter(fx.Interpreter):
+    def __init__(self, plan: "SecurePlan", hook: NodeHook | None):
+        super().__init__(plan.graph_module, garbage_collect_values=True)
+        self.plan, self.hook = plan, hook
+
+    def run_node(self, n: fx.Node) -> Any:
+        if self.hook is None:
+            return super().run_node(n)
+        return self.hook(n, lambda: super(_Interpreter, self).run_node(n))
+
+    def get_attr(self, target: str, args: tuple, kwargs: dict) -> Any:
+        secret = self.plan.secrets.get(target)
+        return secret if secret is not None else super().get_attr(target, args, kwargs)
+
+    def call_module(self, target: str, args: tuple, kwargs: dict) -> Any:
+        module = self.fetch_attr(target)
+        lowering = lowering_for(module)
+        return lowering.forward(module, self.plan.module_secrets(target), *args, **kwargs)
+
+    def call_function(self, target: Any, args: tuple, kwargs: dict) -> Any:
+        return FUNCTIONS.get(target, target)(*args, **kwargs)
+
+    def call_method(self, target: str, args: tuple, kwargs: dict) -> Any:
+        if target in METHODS:
+            return METHODS[target](*args, **kwargs)
+        self_obj, *rest = args
+        if not hasattr(self_obj, target):
+            raise UnsupportedOpError(f"CrypTensors have no method {target!r}")
+        return getattr(self_obj, target)(*rest, **kwargs)
+
+
+class SecurePlan:
+    """A traced model whose secret tensors are CrypTensors shared by the model owner.
+
+    Args:
+        model: The plaintext model (owner) or a ``meta``-device skeleton of the same
+            architecture (client). Put it in eval mode first.
+    """
+
+    def __init__(self, model: nn.Module):
+        self.graph_module = trace(model.eval())
+        self.secrets: dict[str, Any] = {}
+        self._by_module: dict[str, dict[str, Any]] = {}
+        self._check_supported()
+
+    def _check_supported(self) -> None:
+        for node in self.graph_module.graph.nodes:
+            if node.op == "call_module":
+                lowering_for(self.graph_module.get_submodule(node.target))
+
+    def plaintext_secrets(self) -> Iterator[tuple[str, torch.Tensor]]:
+        """The owner's secret tensors in graph order: derived module tensors and float attributes."""
+        seen: set[str] = set()
+        for node in self.graph_module.graph.nodes:
+            if node.op == "call_module":
+                module = self.graph_module.get_submodule(node.target)
+                items = [(f"{node.target}.{k}", v) for k, v in lowering_for(module).prepare(module).items()]
+            elif node.op == "get_attr":
+                value = getattr_path(self.graph_module, node.target)
+                items = [(node.target, value.detach())] if torch.is_floating_point(value) else []
+            else:
+                continue
+            for name, value in items:
+                if name not in seen:
+                    seen.add(name)
+                    yield name, value
+
+    def encrypt_weights(self, rank: int, owner: int = OWNER) -> None:
+        """Secret-share the owner's tensors (no communication: pseudo-random zero shares).
+
+        Every party calls this; on parties other than ``owner`` only the shapes are used.
+        """
+        for name, value in self.plaintext_secrets():
+            plain = value.float() if rank == owner else torch.zeros(value.shape)
+            self.secrets[name] = crypten.cryptensor(plain, src=owner)
+            module, _, attr = name.rpartition(".")
+            self._by_module.setdefault(module, {})[attr] = self.secrets[name]
+
+    def module_secrets(self, path: str) -> dict[str, Any]:
+        """The encrypted tensors of the leaf module at ``path`` (by attribute name)."""
+        return self._by_module.get(path, {})
+
+    @staticmethod
+    def encrypt_input(images: torch.Tensor | None, rank: int, client: int = CLIENT):
+        """Secret-share the client's normalised images; other parties learn only the shape."""
+        plain = images if rank == client else torch.empty(0)
+        return crypten.cryptensor(plain, src=client, broadcast_size=True)
+
+    def forward(self, x, hook: NodeHook | None = None):
+        """Run the plan on an encrypted batch; ``hook(node, run)`` may wrap each node."""
+        if not self.secrets:
+            raise RuntimeError("encrypt_weights() must run before forward()")
+        return _Interpreter(self, hook).run(x)
+
+    __call__ = forward
+
+
+def getattr_path(root: nn.Module, target: str) -> Any:
+    """``root.a.b.c`` for ``target = "a.b.c"``."""
+    obj: Any = root
+    for part in target.split("."):
+        obj = getattr(obj, part)
+    return obj

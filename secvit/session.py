@@ -1,0 +1,97 @@
+"""A local secure-inference session with a plaintext cross-check (``demo`` and ``infer``).
+
+The harness loads and validates the images before any party starts, runs the parties
+(:func:`~secvit.runtime.launcher.run_local`), and compares the MPC logits with the
+plaintext model's. It holds both the weights and the images: it is a verification tool
+for one machine, not a party.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .checkpoint import load_meta, load_model
+from .inputs import load_images
+from .runtime.launcher import run_local
+from .runtime.roles import CLIENT
+
+__all__ = ["SessionReport", "run_session"]
+
+
+@dataclass
+class SessionReport:
+    """Per-image comparison and per-image costs of one session."""
+
+    names: list[str]
+    labels: list[int] | None
+    plaintext: torch.Tensor
+    mpc: torch.Tensor
+    parties: dict[int, dict[str, Any]]
+    provider: str
+    model: str
+
+    @property
+    def images(self) -> int:
+        return len(self.names)
+
+    @property
+    def agreement(self) -> float:
+        return float((self.plaintext.argmax(-1) == self.mpc.argmax(-1)).float().mean())
+
+    @property
+    def abs_errors(self) -> torch.Tensor:
+        return (self.plaintext - self.mpc).abs().amax(-1)
+
+    def per_party(self, key: str) -> float:
+        """The largest per-party figure (bytes, rounds, seconds) per image."""
+        return max(p[key] for p in self.parties.values()) / self.images
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON report: headline figures first, then per-image rows and per-party totals."""
+        return {
+            "images": self.images,
+            "agreement": self.agreement,
+            "max_abs_logit_error": float(self.abs_errors.max()),
+            "seconds_per_image": self.per_party("seconds"),
+            "bytes_per_image": self.per_party("bytes"),
+            "rounds_per_image": self.per_party("rounds"),
+            "model": self.model,
+            "provider": self.provider,
+            "parties": {str(r): {k: p[k] for k in ("seconds", "bytes", "rounds")} for r, p in self.parties.items()},
+            "per_image": [
+                {"name": n, "label": None if self.labels is None else self.labels[i],
+                 "plaintext": int(self.plaintext[i].argmax()), "mpc": int(self.mpc[i].argmax()),
+                 "max_abs_logit_error": float(self.abs_errors[i])}
+                for i, n in enumerate(self.names)
+            ],
+        }
+
+
+def run_session(
+    checkpoint: str,
+    inputs: list[str],
+    provider: str = "TFP",
+    batch_size: int = 8,
+    precision_bits: int = 16,
+    threads: int = 1,
+    port: int | None = None,
+) -> SessionReport:
+    """Validate inputs, run owner and client (and dealer) processes, compare with plaintext.
+
+    Raises:
+        InputError, CheckpointError: before any party starts.
+        PartyFailure: a party failed.
+    """
+    meta = load_meta(checkpoint)
+    images, labels, names = load_images(inputs, meta, precision_bits)
+    model, _ = load_model(checkpoint)
+    with torch.no_grad():
+        plaintext = model(images)
+    args = ["--checkpoint", checkpoint, "--batch-size", str(batch_size), "--precision", str(precision_bits),
+            "--threads", str(threads)]
+    parties = run_local(args, provider=provider, port=port, extra_args={CLIENT: ["--input", *inputs]})
+    mpc = torch.tensor(parties[CLIENT]["logits"])
+    return SessionReport(names, labels, plaintext, mpc, parties, provider, meta.model)
