@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model in plaintext and write a checkpoint")
     p.add_argument("--model", default="vit_lite_7_4_32")
     p.add_argument("--data", default="digits", help="digits | npz:PATH | cifar10:DIR")
-    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="torch threads of this party")
     p.add_argument("--timeout", type=float, default=60.0, help="longest wait for a peer, seconds")
     p.add_argument("--result", metavar="PATH", help="write this party's report as JSON")
+    p.add_argument("--verbose", action="store_true", help="print a line per stage")
     p.add_argument("--audit", action="store_true", help=argparse.SUPPRESS)
     _add_mpc_args(p)
 
@@ -106,7 +107,7 @@ def cmd_party(a: argparse.Namespace) -> int:
         return 0
     if a.checkpoint is None:
         raise ValueError("--checkpoint is required for the owner and the client")
-    job = InferenceJob(checkpoint=a.checkpoint, batch_size=a.batch_size, audit=a.audit)
+    job = InferenceJob(checkpoint=a.checkpoint, batch_size=a.batch_size, audit=a.audit, verbose=a.verbose)
     if role == "owner":
         job.model = load_model(a.checkpoint)[0]
     elif role == "client":

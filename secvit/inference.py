@@ -36,6 +36,7 @@ class InferenceJob:
         images: The client's normalised images (None on other parties).
         batch_size: Images per encrypted forward pass.
         audit: Record custody fingerprints in the result (tests).
+        verbose: Print a line per stage (weights encrypted, each batch done).
     """
 
     checkpoint: str
@@ -43,7 +44,12 @@ class InferenceJob:
     images: torch.Tensor | None = None
     batch_size: int = 8
     audit: bool = False
+    verbose: bool = False
     audit_points: list[set[str]] = field(default_factory=list)
+
+    def log(self, ctx: PartyContext, message: str) -> None:
+        if self.verbose:
+            print(f"{ctx.name}: {message}", flush=True)
 
     def checkpoint_audit(self) -> None:
         if self.audit:
@@ -69,6 +75,7 @@ def secure_inference(ctx: PartyContext, job: InferenceJob) -> dict[str, Any]:
     """
     plan, expected = _build_plan(ctx, job)
     plan.encrypt_weights(ctx.rank)
+    job.log(ctx, "weights encrypted")
     job.checkpoint_audit()
     count = crypten.comm.get().broadcast_obj(len(job.images) if ctx.rank == CLIENT else None, CLIENT)
     backend.reset_comm_stats()
@@ -83,6 +90,7 @@ def secure_inference(ctx: PartyContext, job: InferenceJob) -> dict[str, Any]:
         seconds += time.perf_counter() - began
         if ctx.rank == CLIENT:
             logits.append(out)
+        job.log(ctx, f"{min(start + job.batch_size, count)}/{count} images done")
         job.checkpoint_audit()
     stats = backend.comm_stats()
     report: dict[str, Any] = {"rank": ctx.rank, "images": count, "seconds": seconds,

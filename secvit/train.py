@@ -30,7 +30,7 @@ class TrainConfig:
 
     model: str = "vit_lite_7_4_32"
     data: str = "digits"
-    epochs: int = 30
+    epochs: int = 40
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 0.05

@@ -19,7 +19,7 @@ def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory) -> str:
     from secvit.train import TrainConfig, train
 
     out = tmp_path_factory.mktemp("ckpt") / "tiny"
-    train(TrainConfig(model="vit_lite_1_2_16", epochs=6, warmup_epochs=1, lr=3e-3), out)
+    train(TrainConfig(model="vit_lite_1_2_16", epochs=40, warmup_epochs=1, lr=3e-3), out)
     return str(out)
 
 

@@ -47,6 +47,7 @@ def run_local(
     extra_args: dict[int, list[str]] | None = None,
     timeout_s: float | None = None,
     on_start: Any = None,
+    workdir: Path | None = None,
 ) -> dict[int, dict[str, Any]]:
     """Start ``world_size`` parties (plus the TTP dealer) and collect their reports.
 
@@ -58,6 +59,8 @@ def run_local(
         extra_args: Per-rank extra arguments.
         timeout_s: Give up (and stop every party) after this long.
         on_start: Called with ``{rank: Popen}`` once all parties are started (tests).
+        workdir: Where party logs (``partyR.log``) and reports go (a new temporary
+            directory by default).
 
     Returns:
         Each computing party's JSON report, by rank.
@@ -71,7 +74,7 @@ def run_local(
         port = free_port(host)
     else:
         check_port_free(host, port)
-    workdir = Path(tempfile.mkdtemp(prefix="secvit-parties-"))
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="secvit-parties-"))
     ranks = list(range(world_size)) + ([world_size] if provider == "TTP" else [])
     procs: dict[int, subprocess.Popen] = {}
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

@@ -1,0 +1,35 @@
+"""Training is reproducible, and the shipped checkpoint is what its meta.json says."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from secvit.checkpoint import load_model
+from secvit.cli import DEFAULT_CHECKPOINT
+from secvit.data import load_dataset
+from secvit.train import TrainConfig, evaluate, train
+
+
+def test_same_seed_same_weights(tmp_path):
+    cfg = TrainConfig(model="vit_lite_1_2_16", epochs=1, warmup_epochs=1)
+    train(cfg, tmp_path / "a")
+    train(cfg, tmp_path / "b")
+    a, _ = load_model(tmp_path / "a")
+    b, _ = load_model(tmp_path / "b")
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_tiny_model_learns(tiny_ckpt):
+    meta = json.loads((__import__("pathlib").Path(tiny_ckpt) / "meta.json").read_text())
+    assert meta["test_accuracy"] > 0.5 and meta["seed"] == 0
+
+
+def test_shipped_checkpoint_accuracy():
+    model, meta = load_model(DEFAULT_CHECKPOINT)
+    data = load_dataset(meta.data, meta.img_size, meta.in_chans)
+    accuracy = evaluate(model, meta.normalization.apply(data.x_test), data.y_test)
+    assert accuracy >= 0.97
+    assert abs(accuracy - meta.extra["test_accuracy"]) < 1e-9
+    assert meta.model == "vit_lite_7_4_32" and meta.extra["train_config"]["epochs"] == 40
