@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench install clean
+.PHONY: demo test bench results install clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -26,3 +26,8 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV)
+
+results: $(STAMP)
+	$(BIN)/secvit demo --json benchmarks/results/demo.json
+	$(BIN)/python -m pytest benchmarks/test_secure_forward.py -q -m slow --benchmark-json=benchmarks/results/secure_forward.json
+	$(BIN)/python benchmarks/readme_tables.py

@@ -1,0 +1,70 @@
+"""Regenerate the README's results section from the project's own JSON reports.
+
+Reads ``benchmarks/results/demo.json`` (``secvit demo --json``) and
+``benchmarks/results/secure_forward.json`` (pytest-benchmark ``--benchmark-json``) and
+rewrites the block between ``<!-- results:start -->`` and ``<!-- results:end -->``.
+
+    python benchmarks/readme_tables.py
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def demo_table(path: Path) -> str:
+    d = json.loads(path.read_text())
+    agree = round(d["agreement"] * d["images"])
+    return "\n".join([
+        f"`secvit demo` ({d['model']}, {d['images']} digits test images in one batch, 2 parties, {d['provider']}, "
+        "loopback, 2 cores; per party):",
+        "",
+        "| images | agreement | max abs logit error | s / image | MB / image | rounds / image |",
+        "|---:|---:|---:|---:|---:|---:|",
+        f"| {d['images']} | {agree}/{d['images']} | {d['max_abs_logit_error']:.2e} | {d['seconds_per_image']:.2f} | "
+        f"{d['bytes_per_image'] / 1e6:.1f} | {d['rounds_per_image']:.0f} |",
+    ])
+
+
+def forward_table(path: Path) -> str:
+    runs = json.loads(path.read_text())["benchmarks"]
+    rows = [
+        "Secure forward of `vit_lite_7_4_32`, batch 1, 2 parties, TFP, loopback, 2 cores "
+        "(`make bench`; per party):",
+        "",
+        "| implementation | seconds | MB | rounds | max abs logit error |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for run in runs:
+        info = run.get("extra_info", {})
+        if {"seconds", "bytes", "rounds"} <= info.keys():
+            err = info.get("max_abs_logit_error")
+            rows.append(f"| {info.get('label', run['name'])} | {info['seconds']:.2f} | {info['bytes'] / 1e6:.1f} | "
+                        f"{info['rounds']} | {'-' if err is None else f'{err:.2e}'} |")
+    return "\n".join(rows)
+
+
+def render() -> str:
+    parts = []
+    if (RESULTS / "demo.json").exists():
+        parts.append(demo_table(RESULTS / "demo.json"))
+    if (RESULTS / "secure_forward.json").exists():
+        parts.append(forward_table(RESULTS / "secure_forward.json"))
+    return "\n\n".join(parts) or "_No results yet: run `make results`._"
+
+
+def main() -> None:
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    block = f"{START}\n{render()}\n{END}"
+    readme.write_text(re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S))
+
+
+if __name__ == "__main__":
+    main()
