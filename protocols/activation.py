@@ -22,8 +22,8 @@ even Gaussian tail, written phi(a) = E(a) * P(a / A) with E(a) = (1 - a^2/512)^2
 CrypTen's exp computes for exp(-a^2/2)) and P a degree-6 polynomial fitted by weighted
 least squares on a in [0, A], A = 4 (:func:`tail_coefficients`). One comparison (the
 ReLU, which also gives |x| = 2 ReLU(x) - x), x^2, exp (8 squarings), a power tree
-(3 rounds) and one product: about 22 rounds and 600 bytes per element for both
-parties' openings, against 36 rounds and about 780 bytes for CrypTen's erf-based GELU.
+(3 rounds) and one product: 22 rounds and 768 bytes per element per party (TFP)
+against 36 rounds for CrypTen's erf-based GELU.
 Valid range: |x| <= 22 (beyond, 1 - a^2/512 < 0); error < 2e-3 there.
 """
 

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from protocols import backend
-from protocols.activation import gelu_erf_reference, gelu_erf_secure
+from protocols.activation import (
+    gelu_erf_reference,
+    gelu_erf_secure,
+    gelu_tail_reference,
+    gelu_tail_secure,
+    tail_coefficients,
+)
 from protocols.backend import crypten
 from protocols.norm import layer_norm_reference, layer_norm_secure
 from protocols.softmax import softmax_exact_reference, softmax_exact_secure
@@ -25,16 +32,24 @@ def _secure(kernel, *plain: torch.Tensor, **kwargs):
     return as_tensor(out), rounds, nbytes
 
 
-def test_gelu_erf_matches_series_and_gelu_in_range():
-    x = torch.linspace(-4, 4, 801)
+def test_gelu_erf_series_in_its_range():
+    x = torch.linspace(-2.5, 2.5, 501)
     out, rounds, nbytes = _secure(gelu_erf_secure, x)
-    series = gelu_erf_reference(x, terms=8)
-    assert (out - series).abs().max() < 2e-3
-    assert (out - gelu_erf_reference(x)).abs().max() < 2e-2
-    # t, three product layers of the power tree, z * series, x * (1 + erf)
-    assert rounds == 6
-    # elements opened per party: z^2 (n), power tree (2n + 3n + 5n), z * series (2n), x * (..) (2n)
-    assert nbytes == 8 * 15 * 801
+    assert (out - gelu_erf_reference(x, terms=8)).abs().max() < 2e-3
+    assert (out - gelu_erf_reference(x)).abs().max() < 1e-2
+    assert (rounds, nbytes) == (6, 240 * 501)  # declared cost: 6 rounds, 240 B per element
+
+
+def test_gelu_tail_is_exact_gelu_on_a_wide_range():
+    x = torch.linspace(-22, 22, 1001)
+    out, rounds, nbytes = _secure(gelu_tail_secure, x)
+    assert (out - gelu_erf_reference(x)).abs().max() < 2e-3
+    assert (gelu_tail_reference(x) - gelu_erf_reference(x)).abs().max() < 2e-4
+    assert (rounds, nbytes) == (22, 768 * 1001)  # declared cost: 22 rounds, 768 B per element
+
+
+def test_tail_fit_is_reproducible():
+    assert tail_coefficients()[1] == pytest.approx(1.98814, abs=1e-4)
 
 
 def test_gelu_erf_fewer_rounds_than_crypten_erf():
