@@ -1,0 +1,1 @@
+"""Secure execution: fx tracing, lowering to CrypTensors, the secure plan."""

@@ -16,12 +16,12 @@ import torch.nn as nn
 
 from protocols.backend import crypten
 
+from ..runtime.roles import CLIENT, OWNER
 from .lowering import FUNCTIONS, METHODS, UnsupportedOpError, lowering_for
 from .tracing import trace
 
-__all__ = ["NodeHook", "SecurePlan", "OWNER", "CLIENT"]
+__all__ = ["NodeHook", "SecurePlan", "getattr_path"]
 
-OWNER, CLIENT = 0, 1
 NodeHook = Callable[[fx.Node, Callable[[], Any]], Any]
 
 

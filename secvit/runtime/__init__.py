@@ -1,0 +1,1 @@
+"""Running parties: one process per party, rendezvous, watchdog, custody audit."""
