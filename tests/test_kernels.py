@@ -15,7 +15,7 @@ from protocols.activation import (
 )
 from protocols.backend import crypten
 from protocols.norm import layer_norm_reference, layer_norm_secure
-from protocols.softmax import softmax_exact_reference, softmax_exact_secure
+from protocols.softmax import reciprocal_steps, softmax_exact_reference, softmax_exact_secure
 
 from .conftest import as_tensor, run_2pc
 
@@ -76,3 +76,25 @@ def test_softmax_matches_reference():
     s = torch.randn(2, 4, 17, 17) * 3
     out, _, _ = _secure(softmax_exact_secure, s)
     assert (out - softmax_exact_reference(s)).abs().max() < 1e-2
+
+
+def test_softmax_reciprocal_covers_its_whole_range():
+    # row sums at both ends of [1, N]: one dominant logit (S = 1) and all equal (S = N)
+    n = 65
+    s = torch.stack([torch.cat([torch.tensor([30.0]), torch.zeros(n - 1)]), torch.zeros(n)])
+    out, rounds, _ = _secure(softmax_exact_secure, s)
+    assert (out - softmax_exact_reference(s)).abs().max() < 1e-3
+    assert reciprocal_steps(65) == 7 and reciprocal_steps(197) == 9
+
+
+def test_layer_norm_over_the_variance_range_of_trained_vits():
+    torch.manual_seed(0)
+    rows = torch.randn(6, 256)
+    rows = (rows - rows.mean(-1, keepdim=True)) / rows.std(-1, keepdim=True)
+    scales = torch.tensor([8e-4, 1e-2, 0.1, 1.0, 8.0, 23.0]).sqrt().unsqueeze(-1)
+    x = rows * scales + 0.3
+    out, rounds, _ = _secure(layer_norm_secure, x)
+    err = (out - layer_norm_reference(x)).abs().amax(-1)
+    # the smallest variance is at the edge of the range and of 16-bit precision (x - mu ~ 0.03)
+    assert err[0] < 4e-2 and err[1:].max() < 1e-2, err
+    assert rounds == 1 + 8 + 1 + 2 * 7 + 1  # square, exp guess, g0, 7 Goldschmidt steps, normalise
