@@ -1,10 +1,11 @@
 # Two commands: `make demo` and `make test`. Both create .venv and install what is missing.
+# `make results` re-measures the README's results (demo JSON, benchmarks) and regenerates its tables.
 PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench results install clean
+.PHONY: demo test results install clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -20,9 +21,6 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
-
-bench: $(STAMP)
-	$(BIN)/python -m pytest benchmarks -q -m "slow or not slow" --benchmark-json=benchmarks/results/latest.json
 
 clean:
 	rm -rf $(VENV)

@@ -36,7 +36,7 @@ def forward_table(path: Path) -> str:
     runs = json.loads(path.read_text())["benchmarks"]
     rows = [
         "Secure forward of `vit_lite_7_4_32`, batch 1, 2 parties, TFP, loopback, 2 cores "
-        "(`make bench`; per party):",
+        "(`make results`; per party):",
         "",
         "| implementation | seconds | MB | rounds | max abs logit error |",
         "|---|---:|---:|---:|---:|",
