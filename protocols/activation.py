@@ -1,4 +1,13 @@
-"""GELU kernels.
+"""GELU kernels and their MPC-friendly replacements.
+
+``gelu.quad`` (MPCFormer, Li et al., ICLR 2023): 0.125 x^2 + 0.25 x + 0.5 (needs
+distillation); ``gelu.relu``: max(x, 0); ``gelu.identity`` (MPCViT+): x.
+
+``gelu.poly`` (after PUMA, Dong et al., 2023; coefficients fitted here by least squares,
+:func:`poly_pieces`): 0 for x < -4, a cubic on [-4, -1.95), a degree-6 polynomial on
+[-1.95, 3], x beyond 3, both polynomials in w = x / 4. One batched comparison of x
+against the three knots (8 rounds), the powers w..w^6 (3 rounds), one batched product
+of the three bits with the piece differences: 12 rounds. Valid for |x| <= 22.
 
 ``gelu_erf``: GELU(x) = x * (1 + erf(x / sqrt(2))) / 2, erf by its Maclaurin series as in
 CrypTen's ``erf`` (Knott et al., "CrypTen: Secure Multi-Party Computation Meets Machine
@@ -31,11 +40,15 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Callable
 
 import numpy as np
 import torch
 
+from . import costs
 from .backend import crypten
+from .fixed_point import FixedPoint
+from .registry import Protocol, register
 
 __all__ = [
     "ERF_TERMS",
@@ -46,6 +59,7 @@ __all__ = [
     "gelu_erf_secure",
     "gelu_tail_reference",
     "gelu_tail_secure",
+    "poly_pieces",
     "tail_coefficients",
 ]
 
@@ -62,20 +76,43 @@ def erf_series_coefficients(terms: int = ERF_TERMS) -> list[float]:
     return [scale * (-1) ** n / (math.factorial(n) * (2 * n + 1)) for n in range(terms + 1)]
 
 
-def _powers(u, terms: int):
+def _power_tree(u, terms: int, cat, mul):
     """Stack [u, u^2, ..., u^terms] along a new dim 0 in ceil(log2 terms) rounds."""
-    powers = crypten.stack([u])
+    powers = u.unsqueeze(0)
     while powers.size(0) < terms:
         need = min(powers.size(0), terms - powers.size(0))
-        powers = crypten.cat([powers, powers[:need] * powers[powers.size(0) - 1]])
+        powers = cat([powers, mul(powers[:need], powers[powers.size(0) - 1])])
     return powers
 
 
-def _poly(powers, coeffs: list[float]):
+def _powers(u, terms: int):
+    return _power_tree(u, terms, crypten.cat, lambda a, b: a * b)
+
+
+def _powers_emulate(u: torch.Tensor, terms: int, fp: FixedPoint) -> torch.Tensor:
+    return _power_tree(u, terms, torch.cat, fp.mul)
+
+
+def _tree_cost(n: int, terms: int) -> costs.Cost:
+    total, size = costs.Cost(), 1
+    while size < terms:
+        need = min(size, terms - size)
+        total += costs.mul(need * n, n)
+        size += need
+    return total
+
+
+def _coeff_column(coeffs: list[float] | tuple[float, ...], dims: int) -> torch.Tensor:
+    return torch.tensor(coeffs[1:], dtype=torch.float32).view((len(coeffs) - 1,) + (1,) * (dims - 1))
+
+
+def _poly(powers, coeffs: list[float] | tuple[float, ...]):
     """sum_n coeffs[n] * w^n given the stacked powers [w, ..., w^k] (local)."""
-    k = len(coeffs) - 1
-    scaled = torch.tensor(coeffs[1:], dtype=torch.float32).view((k,) + (1,) * (powers.dim() - 1))
-    return (powers * scaled).sum(0) + coeffs[0]
+    return (powers * _coeff_column(coeffs, powers.dim())).sum(0) + coeffs[0]
+
+
+def _poly_emulate(powers: torch.Tensor, coeffs, fp: FixedPoint) -> torch.Tensor:
+    return fp.mul_public(powers, _coeff_column(coeffs, powers.dim())).sum(0) + fp.encode(torch.tensor(coeffs[0]))
 
 
 def gelu_erf_secure(x, terms: int = ERF_TERMS):
@@ -125,3 +162,114 @@ def gelu_tail_reference(x: torch.Tensor, degree: int = TAIL_DEGREE) -> torch.Ten
     a = x.abs().double()
     p = sum(c * (a / TAIL_RANGE) ** n for n, c in enumerate(tail_coefficients(degree)))
     return (torch.relu(x).double() - (1 - a**2 / 512) ** 256 * p).to(x.dtype)
+
+
+def gelu_erf_emulate(x: torch.Tensor, fp: FixedPoint, terms: int = ERF_TERMS) -> torch.Tensor:
+    xe = fp.encode(x)
+    z = fp.mul_public(xe, 1.0 / _SQRT2)
+    s = ERF_RANGE**2
+    u = fp.mul_public(fp.square(z), 1.0 / s)
+    coeffs = [c * s**n for n, c in enumerate(erf_series_coefficients(terms))]
+    erf = fp.mul(z, _poly_emulate(_powers_emulate(u, terms, fp), coeffs, fp))
+    return fp.mul_public(fp.mul(xe, erf + 1.0), 0.5)
+
+
+def gelu_tail_emulate(x: torch.Tensor, fp: FixedPoint, degree: int = TAIL_DEGREE) -> torch.Tensor:
+    xe = fp.encode(x)
+    relu = fp.relu(xe)
+    w = fp.mul_public(relu * 2 - xe, 1.0 / TAIL_RANGE)
+    gauss = fp.exp(fp.mul_public(fp.square(xe), -0.5))
+    return relu - fp.mul(gauss, _poly_emulate(_powers_emulate(w, degree, fp), tail_coefficients(degree), fp))
+
+
+# ---- gelu.poly ------------------------------------------------------------------------
+
+POLY_KNOTS = (-4.0, -1.95, 3.0)
+POLY_SCALE = 4.0
+
+
+@functools.lru_cache(maxsize=None)
+def poly_pieces() -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Least-squares coefficients (in w = x / 4) of the cubic and the degree-6 piece."""
+    gelu = lambda v: v * (1 + np.vectorize(math.erf)(v / _SQRT2)) / 2  # noqa: E731
+
+    def fit(lo: float, hi: float, degree: int) -> tuple[float, ...]:
+        x = np.linspace(lo, hi, 2001)
+        coeffs, *_ = np.linalg.lstsq(np.vander(x / POLY_SCALE, degree + 1, increasing=True), gelu(x), rcond=None)
+        return tuple(float(c) for c in coeffs)
+
+    return fit(POLY_KNOTS[0], POLY_KNOTS[1], 3), fit(POLY_KNOTS[1], POLY_KNOTS[2], 6)
+
+
+def _poly_pieces_padded() -> tuple[tuple[float, ...], tuple[float, ...]]:
+    cubic, sextic = poly_pieces()
+    return cubic + (0.0,) * 3, sextic
+
+
+def gelu_poly_secure(x):
+    """Piecewise-polynomial GELU of a CrypTensor (see the module docstring)."""
+    bits = crypten.stack([x - k for k in POLY_KNOTS]).ge(0)
+    powers = _powers(x * (1.0 / POLY_SCALE), 6)
+    cubic, sextic = (_poly(powers, c) for c in _poly_pieces_padded())
+    pieces = crypten.stack([cubic, sextic - cubic, x - sextic])
+    return (bits * pieces).sum(0)
+
+
+def gelu_poly_reference(x: torch.Tensor) -> torch.Tensor:
+    w = x / POLY_SCALE
+    cubic, sextic = (sum(c * w**n for n, c in enumerate(cs)) for cs in poly_pieces())
+    lo, mid, hi = POLY_KNOTS
+    return torch.where(x < lo, 0.0, torch.where(x < mid, cubic, torch.where(x <= hi, sextic, x)))
+
+
+def gelu_poly_emulate(x: torch.Tensor, fp: FixedPoint) -> torch.Tensor:
+    xe = fp.encode(x)
+    bits = torch.stack([xe - fp.encode(torch.tensor(k)) >= 0 for k in POLY_KNOTS]).double()
+    powers = _powers_emulate(fp.mul_public(xe, 1.0 / POLY_SCALE), 6, fp)
+    cubic, sextic = (_poly_emulate(powers, c, fp) for c in _poly_pieces_padded())
+    return (bits * torch.stack([cubic, sextic - cubic, xe - sextic])).sum(0)
+
+
+# ---- registry ---------------------------------------------------------------------------
+
+
+def _elementwise(cost: Callable[[int], costs.Cost]) -> Callable[[tuple[int, ...]], costs.Cost]:
+    return lambda shape: cost(math.prod(shape))
+
+
+def _quad(x):
+    return x.square() * 0.125 + x * 0.25 + 0.5
+
+
+def _quad_emulate(x: torch.Tensor, fp: FixedPoint) -> torch.Tensor:
+    xe = fp.encode(x)
+    return fp.mul_public(fp.square(xe), 0.125) + fp.mul_public(xe, 0.25) + 0.5
+
+
+register(Protocol(
+    "gelu.erf", "activation", gelu_erf_secure, lambda x: gelu_erf_reference(x, ERF_TERMS), gelu_erf_emulate,
+    "x (1 + erf(x / sqrt 2)) / 2, erf by 8 Maclaurin terms", "CrypTen (Knott et al., NeurIPS 2021)",
+    (-2.5, 2.5), 1e-3, _elementwise(lambda n: costs.square(n) + _tree_cost(n, ERF_TERMS) + costs.mul(n) * 2),
+))
+register(Protocol(
+    "gelu.tail", "activation", gelu_tail_secure, gelu_tail_reference, gelu_tail_emulate,
+    "ReLU(x) - exp(-x^2/2) P(|x| / 4): exact GELU", "secvit (this project)", (-22.0, 22.0), 2e-3,
+    _elementwise(lambda n: costs.relu(n) + costs.square(n) + costs.exp(n) + _tree_cost(n, TAIL_DEGREE) + costs.mul(n)),
+))
+register(Protocol(
+    "gelu.poly", "activation", gelu_poly_secure, gelu_poly_reference, gelu_poly_emulate,
+    "0 | cubic | degree 6 | x, knots -4, -1.95, 3", "PUMA (Dong et al., 2023)", (-22.0, 22.0), 2e-3,
+    _elementwise(lambda n: costs.Cost(costs.CMP_ROUNDS, costs.CMP_BYTES * 3 * n) + _tree_cost(n, 6) + costs.mul(3 * n)),
+))
+register(Protocol(
+    "gelu.quad", "activation", _quad, lambda x: 0.125 * x**2 + 0.25 * x + 0.5, _quad_emulate,
+    "0.125 x^2 + 0.25 x + 0.5", "MPCFormer (Li et al., ICLR 2023)", (-8.0, 8.0), 1e-3, _elementwise(costs.square),
+))
+register(Protocol(
+    "gelu.relu", "activation", lambda x: x.relu(), torch.relu, lambda x, fp: fp.relu(fp.encode(x)),
+    "max(x, 0)", "common practice", (-22.0, 22.0), 1e-4, _elementwise(costs.relu),
+))
+register(Protocol(
+    "gelu.identity", "activation", lambda x: x, lambda x: x, lambda x, fp: fp.encode(x),
+    "x", "MPCViT+ (Zeng et al., ICCV 2023)", (-22.0, 22.0), 1e-4, _elementwise(lambda n: costs.Cost()),
+))

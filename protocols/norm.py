@@ -1,4 +1,8 @@
-"""LayerNorm kernel (CrypTen has none).
+"""Normalisation kernels: LayerNorm (CrypTen has none) and its affine replacement.
+
+``norm.affine`` (after MPCFormer's replacement of LayerNorm; Li et al., ICLR 2023):
+x * a + b with per-channel a, b fixed after training (calibrated or learned): one
+product by the owner's secret a, no inverse square root.
 
 ``layer_norm``: (x - mu) * (var + eps)^(-1/2) * gamma + beta over the last dimension
 (Ba et al., "Layer Normalization", 2016). mu and var are local sums with public scaling
@@ -26,7 +30,12 @@ from __future__ import annotations
 
 import torch
 
+import math
+
+from . import costs
 from .backend import crypten
+from .fixed_point import FixedPoint
+from .registry import Protocol, register
 
 __all__ = ["LN_ITERS", "LN_VAR_SCALE", "inv_sqrt_goldschmidt", "layer_norm_reference", "layer_norm_secure"]
 
@@ -61,6 +70,59 @@ def inv_sqrt_goldschmidt(v, iters: int = LN_ITERS):
     return h * 2.0
 
 
-def layer_norm_reference(x: torch.Tensor, weight=None, bias=None, eps: float = 1e-5) -> torch.Tensor:
+def layer_norm_reference(x: torch.Tensor, weight=None, bias=None, eps: float = 1e-5, **_) -> torch.Tensor:
     """Plaintext LayerNorm over the last dimension."""
     return torch.nn.functional.layer_norm(x, x.shape[-1:], weight, bias, eps)
+
+
+def layer_norm_emulate(x: torch.Tensor, fp: FixedPoint, weight=None, bias=None, eps: float = 1e-5,
+                       iters: int = LN_ITERS, var_scale: float = LN_VAR_SCALE) -> torch.Tensor:
+    """Fixed-point twin of :func:`layer_norm_secure`."""
+    xe = fp.encode(x)
+    centered = xe - fp.mean(xe)
+    v = fp.mul_public(fp.mean(fp.square(centered)) + fp.encode(torch.tensor(eps)), var_scale)
+    y = fp.mul_public(fp.exp(fp.mul_public(v, -0.5) - fp.encode(torch.tensor(0.2))), 2.2)
+    y = y + fp.encode(torch.tensor(0.2)) - fp.mul_public(v, 1.0 / 1024)
+    g, h = fp.mul(v, y), fp.mul_public(y, 0.5)
+    for _ in range(iters):
+        r = fp.encode(torch.tensor(0.5)) - fp.mul(g, h)
+        g, h = g + fp.mul(g, r), h + fp.mul(h, r)
+    out = fp.mul(centered, fp.mul_public(fp.mul_public(h, 2.0), var_scale**0.5))
+    if weight is not None:
+        out = fp.mul(out, fp.encode(weight))
+    return out + fp.encode(bias) if bias is not None else out
+
+
+def _layer_norm_cost(shape: tuple[int, ...], affine: bool = True, iters: int = LN_ITERS) -> costs.Cost:
+    numel = math.prod(shape)
+    rows = numel // shape[-1]
+    inv_sqrt = costs.exp(rows) + costs.mul(rows) + (costs.mul(rows) + costs.mul(2 * rows, rows)) * iters
+    return costs.square(numel) + inv_sqrt + costs.mul(numel, rows) + (costs.mul(numel, shape[-1]) if affine else costs.Cost())
+
+
+def affine_norm_secure(x, weight=None, bias=None, **_):
+    """x * a + b with the owner's per-channel a and b."""
+    y = x * weight if weight is not None else x
+    return y + bias if bias is not None else y
+
+
+def affine_norm_reference(x: torch.Tensor, weight=None, bias=None, **_) -> torch.Tensor:
+    y = x * weight if weight is not None else x
+    return y + bias if bias is not None else y
+
+
+def affine_norm_emulate(x: torch.Tensor, fp: FixedPoint, weight=None, bias=None, **_) -> torch.Tensor:
+    y = fp.mul(fp.encode(x), fp.encode(weight)) if weight is not None else fp.encode(x)
+    return y + fp.encode(bias) if bias is not None else y
+
+
+register(Protocol(
+    "norm.layer", "norm", layer_norm_secure, layer_norm_reference, layer_norm_emulate,
+    "(x - mu) (var + eps)^(-1/2) gamma + beta", "Ba et al. 2016; inverse sqrt by Goldschmidt steps",
+    (-4.0, 4.0), 5e-3, _layer_norm_cost,
+))
+register(Protocol(
+    "norm.affine", "norm", affine_norm_secure, affine_norm_reference, affine_norm_emulate,
+    "x a + b (per channel)", "MPCFormer (Li et al., ICLR 2023)", (-8.0, 8.0), 1e-3,
+    lambda shape: costs.mul(math.prod(shape), shape[-1]),
+))

@@ -1,17 +1,23 @@
-"""Softmax kernels.
+"""Softmax kernels and their MPC-friendly replacements (rows of S = Q K^T / sqrt(d)).
 
-``softmax_exact``: exp(s - max s) / sum exp(s - max s) (Knott et al., "CrypTen", NeurIPS
-2021, for max and exp): the row maximum by CrypTen's tree of comparisons
-(ceil(log2 N) comparison layers) and exp(x) = (1 + x/2^8)^(2^8) (8 squarings).
+``softmax.exact`` (CrypTen, Knott et al., NeurIPS 2021, for max and exp):
+exp(s - max s) / sum exp(s - max s). The row maximum by a tree of ReLUs,
+m = b + ReLU(a - b) over halves (ceil(log2 N) comparison layers; CrypTen's ``max``
+also builds a one-hot argmax that softmax never uses). exp(x) = (1 + x/2^8)^(2^8).
+The row sum S is pinned to [1, N] by the max subtraction (the max contributes exactly
+1) and N is public, so its reciprocal starts from the equioscillating best linear guess
+on [1, N], y0 = b (1 + N - S), b = 2 / (N + (1 + N)^2 / 4), whose relative error
+e0 = 1 - b N is known: ceil(log2(log(1e-5) / log e0)) Newton-Raphson steps
+y <- y (2 - S y) (7 for N = 65, 2 rounds each) instead of an exp guess and 10 steps.
 
-The reciprocal of the row sum S is ours. Subtracting the maximum pins S to [1, N]
-(the maximum contributes exp(0) = 1, each of the N terms at most 1), and N is public.
-Newton-Raphson y <- y (2 - S y) (2 rounds a step) then starts from the linear guess
-y0 = b (1 + N - S) with b = 2 / (N + (1 + N)^2 / 4), the equioscillating best linear
-approximation of 1/S on [1, N]: its relative error e0 = 1 - b N is known, and
-ceil(log2(log(tol) / log(e0))) steps reach ``tol`` (7 steps, 14 rounds, for N = 65).
-CrypTen's reciprocal instead spends 8 rounds on an exp-based guess plus 10 steps:
-28 rounds. Valid range: any logits whose row spread is below 2^8 (exp stays in range).
+``softmax.relu`` (MPCViT's RSAttn, Zeng et al., ICCV 2023): ReLU(s) / (sum ReLU(s) + eps).
+``softmax.2relu`` (MPCFormer, Li et al., ICLR 2023): (ReLU(s) + eps/N) / (sum ReLU(s) + eps).
+``softmax.2quad`` (MPCFormer): (s + c)^2 / sum (s + c)^2, c = 5.
+``softmax.scaling`` (MPCViT's ScaleAttn): s / N; no communication at all.
+
+The three normalised replacements divide by a row mean r = sum / N with CrypTen's
+reciprocal: y0 = 3 exp(1/2 - r) + 0.003, then 10 Newton-Raphson steps (28 rounds);
+it holds for r in [0.05, 600], which bounds their valid input ranges below.
 """
 
 from __future__ import annotations
@@ -20,11 +26,16 @@ import math
 
 import torch
 
-from .backend import cfg
+from . import costs
+from .fixed_point import FixedPoint
+from .registry import Protocol, register
 
 __all__ = ["reciprocal_steps", "softmax_exact_reference", "softmax_exact_secure"]
 
 RECIPROCAL_TOL = 1e-5
+RECIPROCAL_NR_STEPS = 10
+EPS = 1e-5
+QUAD_SHIFT = 5.0
 
 
 def reciprocal_steps(n: int, tol: float = RECIPROCAL_TOL) -> int:
@@ -35,24 +46,187 @@ def reciprocal_steps(n: int, tol: float = RECIPROCAL_TOL) -> int:
     return max(1, math.ceil(math.log2(math.log(tol) / math.log(e0))))
 
 
-def _reciprocal_1_to_n(total, n: int):
+def _linear_guess(n: int) -> tuple[float, float]:
     b = 2.0 / (n + (1 + n) ** 2 / 4)
-    y = (total * -b) + b * (1 + n)
+    return -b, b * (1 + n)
+
+
+def _max_tree(s, cat):
+    """Row maximum over the last dim by halving: m = b + ReLU(a - b) (works for both kinds)."""
+    while s.size(-1) > 1:
+        k = s.size(-1) // 2
+        a, b, rest = s[..., :k], s[..., k : 2 * k], s[..., 2 * k :]
+        m = b + (a - b).relu()
+        s = cat([m, rest], -1) if rest.size(-1) else m
+    return s
+
+
+def _ensure_rows(n: int) -> None:
+    if n < 1:
+        raise ValueError("softmax over an empty dimension")
+
+
+# ---- softmax.exact ----------------------------------------------------------------
+
+
+def softmax_exact_secure(s):
+    """Softmax of a CrypTensor over its last dim (every row in one batched op)."""
+    from .backend import crypten
+
+    n = s.size(-1)
+    numerator = (s - _max_tree(s, crypten.cat)).exp()
+    total = numerator.sum(-1, keepdim=True)
+    slope, intercept = _linear_guess(n)
+    y = total * slope + intercept
     for _ in range(reciprocal_steps(n)):
         y = y * (2.0 - total * y)
+    return numerator * y
+
+
+def softmax_exact_reference(s: torch.Tensor) -> torch.Tensor:
+    """Plaintext softmax over the last dim."""
+    return torch.softmax(s, -1)
+
+
+def softmax_exact_emulate(s: torch.Tensor, fp: FixedPoint) -> torch.Tensor:
+    x = fp.encode(s)
+    n = x.shape[-1]
+    numerator = fp.exp(x - _max_tree(x, torch.cat))
+    total = numerator.sum(-1, keepdim=True)
+    slope, intercept = _linear_guess(n)
+    y = fp.mul_public(total, slope) + fp.encode(torch.tensor(intercept))
+    for _ in range(reciprocal_steps(n)):
+        y = fp.mul(y, 2.0 - fp.mul(total, y))
+    return fp.mul(numerator, y)
+
+
+def _max_tree_cost(rows: int, n: int) -> costs.Cost:
+    total = costs.Cost()
+    while n > 1:
+        total += costs.relu(rows * (n // 2))
+        n = n - n // 2
+    return total
+
+
+def _exact_cost(shape: tuple[int, ...]) -> costs.Cost:
+    n = shape[-1]
+    numel = math.prod(shape)
+    rows = numel // n
+    return (_max_tree_cost(rows, n) + costs.exp(numel) + costs.mul(rows) * (2 * reciprocal_steps(n))
+            + costs.mul(numel, rows))
+
+
+# ---- normalised replacements -----------------------------------------------------------
+
+
+def _reciprocal_secure(r):
+    y = (0.5 - r).exp() * 3.0 + 0.003
+    for _ in range(RECIPROCAL_NR_STEPS):
+        y = y * (2.0 - r * y)
     return y
 
 
-def softmax_exact_secure(s, dim: int = -1, exp_iters: int = 8):
-    """Softmax of a CrypTensor along ``dim`` (every row in one batched op)."""
-    n = s.size(dim)
-    if n == 1:
-        return s * 0.0 + 1.0
-    with cfg.temp_override({"functions.exp_iterations": exp_iters}):
-        numerator = (s - s.max(dim, keepdim=True)[0]).exp()
-    return numerator * _reciprocal_1_to_n(numerator.sum(dim, keepdim=True), n)
+def _reciprocal_emulate(r: torch.Tensor, fp: FixedPoint) -> torch.Tensor:
+    y = fp.mul_public(fp.exp(fp.encode(torch.tensor(0.5)) - r), 3.0) + fp.encode(torch.tensor(0.003))
+    for _ in range(RECIPROCAL_NR_STEPS):
+        y = fp.mul(y, 2.0 - fp.mul(r, y))
+    return y
 
 
-def softmax_exact_reference(s: torch.Tensor, dim: int = -1) -> torch.Tensor:
-    """Plaintext softmax."""
-    return torch.softmax(s, dim)
+def _normalise_secure(q, eps: float = 0.0, shift_numerator: bool = False):
+    """q / (sum q + eps), or (q + eps/N) / (sum q + eps), through the row mean so that
+    the reciprocal stays in its range."""
+    n = q.size(-1)
+    mean = q.mean(-1, keepdim=True) + eps / n
+    numerator = q + eps / n if shift_numerator else q
+    return numerator * _reciprocal_secure(mean) * (1.0 / n)
+
+
+def _normalise_emulate(q: torch.Tensor, fp: FixedPoint, eps: float = 0.0, shift_numerator: bool = False):
+    n = q.shape[-1]
+    shift = fp.encode(torch.tensor(eps / n))
+    mean = fp.mean(q) + shift
+    numerator = q + shift if shift_numerator else q
+    return fp.mul_public(fp.mul(numerator, _reciprocal_emulate(mean, fp)), 1.0 / n)
+
+
+def _normalise_cost(shape: tuple[int, ...]) -> costs.Cost:
+    numel = math.prod(shape)
+    rows = numel // shape[-1]
+    return costs.exp(rows) + costs.mul(rows) * (2 * RECIPROCAL_NR_STEPS) + costs.mul(numel, rows)
+
+
+def _relu_secure(s):
+    return _normalise_secure(s.relu(), EPS)
+
+
+def _relu_reference(s: torch.Tensor) -> torch.Tensor:
+    r = torch.relu(s)
+    return r / (r.sum(-1, keepdim=True) + EPS)
+
+
+def _relu_emulate(s: torch.Tensor, fp: FixedPoint) -> torch.Tensor:
+    return _normalise_emulate(fp.relu(fp.encode(s)), fp, EPS)
+
+
+def _two_relu_secure(s):
+    return _normalise_secure(s.relu(), EPS, shift_numerator=True)
+
+
+def _two_relu_reference(s: torch.Tensor) -> torch.Tensor:
+    r = torch.relu(s)
+    return (r + EPS / s.shape[-1]) / (r.sum(-1, keepdim=True) + EPS)
+
+
+def _two_relu_emulate(s: torch.Tensor, fp: FixedPoint) -> torch.Tensor:
+    return _normalise_emulate(fp.relu(fp.encode(s)), fp, EPS, shift_numerator=True)
+
+
+def _quad_secure(s):
+    return _normalise_secure((s + QUAD_SHIFT).square())
+
+
+def _quad_reference(s: torch.Tensor) -> torch.Tensor:
+    q = (s + QUAD_SHIFT) ** 2
+    return q / q.sum(-1, keepdim=True)
+
+
+def _quad_emulate(s: torch.Tensor, fp: FixedPoint) -> torch.Tensor:
+    return _normalise_emulate(fp.square(fp.encode(s) + QUAD_SHIFT), fp)
+
+
+def _scaling_secure(s):
+    return s * (1.0 / s.size(-1))
+
+
+def _scaling_reference(s: torch.Tensor) -> torch.Tensor:
+    return s / s.shape[-1]
+
+
+def _scaling_emulate(s: torch.Tensor, fp: FixedPoint) -> torch.Tensor:
+    return fp.mul_public(fp.encode(s), 1.0 / s.shape[-1])
+
+
+register(Protocol(
+    "softmax.exact", "softmax", softmax_exact_secure, softmax_exact_reference, softmax_exact_emulate,
+    "exp(s - max s) / sum exp(s - max s)", "CrypTen (Knott et al., NeurIPS 2021)", (-8.0, 8.0), 5e-3, _exact_cost,
+))
+register(Protocol(
+    "softmax.relu", "softmax", _relu_secure, _relu_reference, _relu_emulate,
+    "ReLU(s) / (sum ReLU(s) + 1e-5)", "MPCViT RSAttn (Zeng et al., ICCV 2023)", (-1.0, 8.0), 2e-3,
+    lambda shape: costs.relu(math.prod(shape)) + _normalise_cost(shape),
+))
+register(Protocol(
+    "softmax.2relu", "softmax", _two_relu_secure, _two_relu_reference, _two_relu_emulate,
+    "(ReLU(s) + 1e-5/N) / (sum ReLU(s) + 1e-5)", "MPCFormer (Li et al., ICLR 2023)", (-1.0, 8.0), 2e-3,
+    lambda shape: costs.relu(math.prod(shape)) + _normalise_cost(shape),
+))
+register(Protocol(
+    "softmax.2quad", "softmax", _quad_secure, _quad_reference, _quad_emulate,
+    "(s + 5)^2 / sum (s + 5)^2", "MPCFormer (Li et al., ICLR 2023)", (-8.0, 8.0), 2e-3,
+    lambda shape: costs.square(math.prod(shape)) + _normalise_cost(shape),
+))
+register(Protocol(
+    "softmax.scaling", "softmax", _scaling_secure, _scaling_reference, _scaling_emulate,
+    "s / N", "MPCViT ScaleAttn (Zeng et al., ICCV 2023)", (-8.0, 8.0), 1e-4, lambda shape: costs.Cost(),
+))

@@ -110,7 +110,9 @@ def lowering_for(m: nn.Module) -> ModuleLowering:
 
 
 def _softmax(x, dim: int = -1, *args, **kwargs):
-    return softmax_exact_secure(x, dim)
+    if dim not in (-1, x.dim() - 1):
+        raise UnsupportedOpError(f"softmax over dim {dim}: only the last dimension is supported")
+    return softmax_exact_secure(x)
 
 
 def _cat(tensors, dim: int = 0):

@@ -1,0 +1,56 @@
+"""Communication cost of CrypTen's 2-party primitives (per party, TFP triples).
+
+CrypTen counts 16 bytes per opened element per party (8-byte ring elements, both
+directions of the exchange). A Beaver product opens both masked operands (1 round);
+a square opens one; a comparison (``ge``/``ltz``: arithmetic-to-binary conversion and a
+carry circuit) takes 8 rounds and 432 bytes per element; ReLU adds the product by the
+bit. Truncation and public operations are local. These constants were measured here
+and are asserted by ``tests/test_protocol_registry.py``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+__all__ = ["CMP_BYTES", "CMP_ROUNDS", "OPEN_BYTES", "Cost", "exp", "mul", "relu", "square"]
+
+OPEN_BYTES = 16
+CMP_ROUNDS, CMP_BYTES = 8, 432
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Rounds and bytes of one call, per party."""
+
+    rounds: int = 0
+    bytes: int = 0
+
+    def __add__(self, other: "Cost") -> "Cost":
+        return Cost(self.rounds + other.rounds, self.bytes + other.bytes)
+
+    def __mul__(self, k: int) -> "Cost":
+        return Cost(self.rounds * k, self.bytes * k)
+
+
+def mul(n_a: int, n_b: int | None = None) -> Cost:
+    """Beaver product of tensors with ``n_a`` and ``n_b`` elements (broadcast allowed)."""
+    return Cost(1, OPEN_BYTES * (n_a + (n_a if n_b is None else n_b)))
+
+
+def square(n: int) -> Cost:
+    return Cost(1, OPEN_BYTES * n)
+
+
+def relu(n: int) -> Cost:
+    """x * (x >= 0): one comparison and one product by the bit."""
+    return Cost(CMP_ROUNDS, CMP_BYTES * n) + mul(n)
+
+
+def exp(n: int, iters: int = 8) -> Cost:
+    """(1 + x / 2^iters)^(2^iters): ``iters`` squarings."""
+    return square(n) * iters
+
+
+def log2_ceil(n: int) -> int:
+    return math.ceil(math.log2(n)) if n > 1 else 0
