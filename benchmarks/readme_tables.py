@@ -1,8 +1,9 @@
-"""Regenerate the README's results section from the project's own JSON reports.
+"""Regenerate the README's tables from the project's own reports.
 
-Reads ``benchmarks/results/demo.json`` (``secvit demo --json``) and
-``benchmarks/results/secure_forward.json`` (pytest-benchmark ``--benchmark-json``) and
-rewrites the block between ``<!-- results:start -->`` and ``<!-- results:end -->``.
+Results: ``benchmarks/results/demo.json`` (``secvit demo --json``) and
+``benchmarks/results/secure_forward.json`` (pytest-benchmark ``--benchmark-json``), into
+the block between ``<!-- results:start -->`` and ``<!-- results:end -->``. Protocols:
+``secvit protocols --format md``, between ``<!-- protocols:start/end -->``.
 
     python benchmarks/readme_tables.py
 """
@@ -15,7 +16,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 
 def demo_table(path: Path) -> str:
@@ -59,11 +59,19 @@ def render() -> str:
     return "\n\n".join(parts) or "_No results yet: run `make results`._"
 
 
+def render_protocols() -> str:
+    from secvit.protocol_table import protocol_rows, to_markdown
+
+    return to_markdown(protocol_rows())
+
+
 def main() -> None:
     readme = ROOT / "README.md"
     text = readme.read_text()
-    block = f"{START}\n{render()}\n{END}"
-    readme.write_text(re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S))
+    for name, body in (("results", render()), ("protocols", render_protocols())):
+        start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+        text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: f"{start}\n{body}\n{end}", text, flags=re.S)
+    readme.write_text(text)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""``secvit`` command line: train, party, demo, infer, models."""
+"""``secvit`` command line: train, party, demo, infer, models, protocols."""
 
 from __future__ import annotations
 
@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_session_args(p)
 
     sub.add_parser("models", help="list model names")
+
+    p = sub.add_parser("protocols", help="the MPC protocol registry: formula, rounds, bytes, accuracy")
+    p.add_argument("--format", choices=["table", "md"], default="table")
     return parser
 
 
@@ -164,8 +167,28 @@ def cmd_models(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_protocols(a: argparse.Namespace) -> int:
+    from .protocol_table import SHAPES, protocol_rows, to_markdown
+
+    rows = protocol_rows()
+    if a.format == "md":
+        print(to_markdown(rows))
+        return 0
+    table = Table(title="MPC protocols (per party, 2 parties, TFP; " +
+                  ", ".join(f"{k} on {'x'.join(map(str, v))}" for k, v in SHAPES.items()) + ")")
+    for col in ("protocol", "kind", "formula", "rounds", "B/elem", "max error", "range"):
+        table.add_column(col, justify="right" if col in ("rounds", "B/elem", "max error") else "left",
+                         no_wrap=col == "protocol")
+    for r in rows:
+        table.add_row(r["name"], r["kind"], r["formula"], str(r["rounds"]), f"{r['bytes_per_element']:.0f}",
+                      f"{r['max_error']:.1e}", f"[{r['range'][0]:g}, {r['range'][1]:g}]")
+    console.print(table)
+    return 0
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "train": cmd_train, "party": cmd_party, "demo": cmd_demo, "infer": cmd_infer, "models": cmd_models,
+    "protocols": cmd_protocols,
 }
 
 

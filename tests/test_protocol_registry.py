@@ -76,3 +76,11 @@ def test_registering_a_name_twice_raises():
 def test_unknown_protocol_names_the_known_ones():
     with pytest.raises(KeyError, match="softmax.2quad"):
         protocols.get("softmax.cubic")
+
+
+def test_protocols_command_lists_every_entry(capsys):
+    from secvit import cli
+
+    assert cli.main(["protocols", "--format", "md"]) == 0
+    out = capsys.readouterr().out
+    assert all(f"`{name}`" in out for name in protocols.names())
