@@ -24,7 +24,8 @@ them by coefficients as small as 1e-6 that 16-bit fixed point rounds to zero.
 
 Valid range: |x| <= 2.5 for 8 terms (GELU error < 8e-3); the series diverges beyond
 (70 at x = 4), and trained ViTs feed GELU values up to 8 and more. Kept as the
-paper baseline ("gelu.erf"); the engine lowers exact GELU to ``gelu_tail``.
+paper baseline ("gelu.erf"); exact GELU ("gelu.exact", reference ``F.gelu``) runs
+``gelu_tail`` under MPC.
 
 ``gelu_tail`` (ours): GELU(x) = ReLU(x) - phi(|x|), phi(a) = a erfc(a / sqrt(2)) / 2, an
 even Gaussian tail, written phi(a) = E(a) * P(a / A) with E(a) = (1 - a^2/512)^256 (what
@@ -252,8 +253,8 @@ register(Protocol(
     (-2.5, 2.5), 1e-3, _elementwise(lambda n: costs.square(n) + _tree_cost(n, ERF_TERMS) + costs.mul(n) * 2),
 ))
 register(Protocol(
-    "gelu.tail", "activation", gelu_tail_secure, gelu_tail_reference, gelu_tail_emulate,
-    "ReLU(x) - exp(-x^2/2) P(|x| / 4): exact GELU", "secvit (this project)", (-22.0, 22.0), 2e-3,
+    "gelu.exact", "activation", gelu_tail_secure, torch.nn.functional.gelu, gelu_tail_emulate,
+    "x Phi(x); secure: ReLU(x) - exp(-x^2/2) P(|x| / 4)", "secvit (this project)", (-22.0, 22.0), 2e-3,
     _elementwise(lambda n: costs.relu(n) + costs.square(n) + costs.exp(n) + _tree_cost(n, TAIL_DEGREE) + costs.mul(n)),
 ))
 register(Protocol(

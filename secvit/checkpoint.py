@@ -85,8 +85,15 @@ def load_meta(ckpt: str | Path) -> Meta:
 
 
 def build_model(meta: Meta) -> nn.Module:
-    """The checkpoint's architecture with freshly initialised (not loaded) weights."""
-    return create_model(meta.model, **meta.model_args).eval()
+    """The checkpoint's architecture with freshly initialised (not loaded) weights;
+    rewritten by its policy when ``meta.json`` records one (an MPC-friendly model)."""
+    model = create_model(meta.model, **meta.model_args).eval()
+    if meta.extra.get("policy"):
+        from .rewrite import rewrite
+        from .rewrite.policy import policy_from_dict
+
+        model = rewrite(model, policy_from_dict(meta.extra["policy"], source="meta.json"))[0]
+    return model.eval()
 
 
 def load_model(ckpt: str | Path) -> tuple[nn.Module, Meta]:

@@ -26,7 +26,11 @@ __all__ = ["TrainConfig", "evaluate", "random_shift", "train"]
 
 @dataclass
 class TrainConfig:
-    """Hyper-parameters of :func:`train` (defaults train the shipped digits model)."""
+    """Hyper-parameters of :func:`train` (defaults train the shipped digits model).
+
+    ``init`` starts from a checkpoint (its data and normalisation are kept); ``policy``
+    rewrites the model first (fine-tuning the MPC-friendly model with its reference kernels).
+    """
 
     model: str = "vit_lite_7_4_32"
     data: str = "digits"
@@ -39,6 +43,8 @@ class TrainConfig:
     shift: int = 3
     seed: int = 0
     threads: int = 2
+    init: str | None = None
+    policy: str | None = None
 
 
 def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
@@ -113,18 +119,32 @@ def train(cfg: TrainConfig, out: str | Path) -> dict:
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     torch.use_deterministic_algorithms(True)
-    probe = create_model(cfg.model)
-    img_size, in_chans = probe.patch_embed.img_size[0], probe.patch_embed.proj.in_channels
-    data = load_dataset(cfg.data, img_size, in_chans)
-    torch.manual_seed(cfg.seed)
-    model_args = {"num_classes": data.num_classes}
-    model = create_model(cfg.model, **model_args)
-    norm = Normalization.fit(data.x_train)
+    if cfg.init is not None:
+        model, base = load_model(cfg.init)
+        cfg.model, cfg.data, model_args, norm = base.model, base.data, base.model_args, base.normalization
+        img_size, in_chans = base.img_size, base.in_chans
+        data = load_dataset(cfg.data, img_size, in_chans)
+    else:
+        probe = create_model(cfg.model)
+        img_size, in_chans = probe.patch_embed.img_size[0], probe.patch_embed.proj.in_channels
+        data = load_dataset(cfg.data, img_size, in_chans)
+        torch.manual_seed(cfg.seed)
+        model_args = {"num_classes": data.num_classes}
+        model = create_model(cfg.model, **model_args)
+        norm = Normalization.fit(data.x_train)
+    extra: dict = {}
+    if cfg.policy is not None:
+        from .rewrite import load_policy, rewrite
+
+        policy = load_policy(cfg.policy)
+        model = rewrite(model, policy)[0]
+        extra["policy"] = policy.to_dict()
     start = time.perf_counter()
     _fit(model, data, norm, cfg)
     meta = Meta(model=cfg.model, model_args=model_args, img_size=img_size, in_chans=in_chans,
                 num_classes=data.num_classes, normalization=norm, data=cfg.data,
-                extra={"seed": cfg.seed, "train_config": cfg.__dict__, "train_seconds": round(time.perf_counter() - start, 1)})
+                extra={**extra, "seed": cfg.seed, "train_config": cfg.__dict__,
+                       "train_seconds": round(time.perf_counter() - start, 1)})
     save_checkpoint(model, meta, out)
     shipped, _ = load_model(out)
     meta.extra["test_accuracy"] = evaluate(shipped, norm.apply(data.x_test), data.y_test)

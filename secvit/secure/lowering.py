@@ -17,10 +17,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from protocols.activation import gelu_tail_secure
+import protocols
 from protocols.backend import crypten
-from protocols.norm import layer_norm_secure
-from protocols.softmax import softmax_exact_secure
+
+from ..mpc_modules import MPCActivation, MPCAttention, MPCNorm, head_groups
 
 __all__ = ["FUNCTIONS", "METHODS", "ModuleLowering", "lowering_for", "UnsupportedOpError"]
 
@@ -45,8 +45,7 @@ def _own_tensors(m: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _linear(m: nn.Linear, s: Secrets, x):
-    y = x.matmul(s["weight"].t())
-    return y + s["bias"] if "bias" in s else y
+    return _linear_of(s, "", x)
 
 
 def _conv2d(m: nn.Conv2d, s: Secrets, x):
@@ -59,13 +58,51 @@ def _conv2d(m: nn.Conv2d, s: Secrets, x):
 def _layer_norm(m: nn.LayerNorm, s: Secrets, x):
     if len(m.normalized_shape) != 1:
         raise UnsupportedOpError("LayerNorm over more than the last dimension is not supported")
-    return layer_norm_secure(x, s.get("weight"), s.get("bias"), eps=m.eps)
+    return protocols.get("norm.layer").secure(x, s.get("weight"), s.get("bias"), eps=m.eps)
 
 
 def _gelu(m: nn.GELU, s: Secrets, x):
     if m.approximate != "none":
         raise UnsupportedOpError(f"GELU(approximate={m.approximate!r}) is not supported; use the exact GELU")
-    return gelu_tail_secure(x)
+    return protocols.get("gelu.exact").secure(x)
+
+
+def _attention_prepare(m: MPCAttention) -> dict[str, torch.Tensor]:
+    return {f"{sub}.{k}": v for sub in ("qkv", "proj") for k, v in _own_tensors(getattr(m, sub)).items()}
+
+
+def _linear_of(s: Secrets, prefix: str, x):
+    """x W^T + b with the secrets ``{prefix}weight`` / ``{prefix}bias`` (prefix "" or "qkv.")."""
+    y = x.matmul(s[f"{prefix}weight"].t())
+    return y + s[f"{prefix}bias"] if f"{prefix}bias" in s else y
+
+
+def _attention(m: MPCAttention, s: Secrets, x, attn_mask=None, is_causal: bool = False):
+    if attn_mask is not None or is_causal:
+        raise UnsupportedOpError("attention masks are not supported under MPC")
+    b, n, _ = x.size()
+    qkv = _linear_of(s, "qkv.", x).reshape(b, n, 3, m.num_heads, m.head_dim).permute(2, 0, 3, 1, 4)
+    q, k, v = qkv[0], qkv[1], qkv[2]
+    logits = (q * m.scale).matmul(k.transpose(-2, -1))
+    groups = head_groups(m.head_protocols)
+    if len(groups) == 1:
+        attn = protocols.get(m.head_protocols[0]).secure(logits)
+    else:  # one batched op per protocol, then the heads back in their order (public permutation)
+        order = [h for heads in groups.values() for h in heads]
+        parts = [protocols.get(name).secure(logits.index_select(1, torch.tensor(heads)))
+                 for name, heads in groups.items()]
+        inverse = torch.argsort(torch.tensor(order))
+        attn = crypten.cat(parts, dim=1).index_select(1, inverse)
+    out = attn.matmul(v).transpose(1, 2).reshape(b, n, m.num_heads * m.head_dim)
+    return _linear_of(s, "proj.", out)
+
+
+def _mpc_activation(m: MPCActivation, s: Secrets, x):
+    return protocols.get(m.protocol).secure(x)
+
+
+def _mpc_norm(m: MPCNorm, s: Secrets, x):
+    return protocols.get(m.protocol).secure(x, s.get("weight"), s.get("bias"), eps=m.eps)
 
 
 def _batch_norm_prepare(m: nn.BatchNorm2d) -> dict[str, torch.Tensor]:
@@ -86,6 +123,9 @@ def _identity(m: nn.Module, s: Secrets, x, *args, **kwargs):
 
 
 _MODULES: list[tuple[type[nn.Module], ModuleLowering]] = [
+    (MPCAttention, ModuleLowering(_attention, _attention_prepare)),
+    (MPCActivation, ModuleLowering(_mpc_activation)),
+    (MPCNorm, ModuleLowering(_mpc_norm, _own_tensors)),
     (nn.Linear, ModuleLowering(_linear, _own_tensors)),
     (nn.Conv2d, ModuleLowering(_conv2d, _own_tensors)),
     (nn.LayerNorm, ModuleLowering(_layer_norm, _own_tensors)),
@@ -112,7 +152,7 @@ def lowering_for(m: nn.Module) -> ModuleLowering:
 def _softmax(x, dim: int = -1, *args, **kwargs):
     if dim not in (-1, x.dim() - 1):
         raise UnsupportedOpError(f"softmax over dim {dim}: only the last dimension is supported")
-    return softmax_exact_secure(x)
+    return protocols.get("softmax.exact").secure(x)
 
 
 def _cat(tensors, dim: int = 0):
@@ -120,7 +160,7 @@ def _cat(tensors, dim: int = 0):
 
 
 def _layer_norm_fn(x, normalized_shape, weight=None, bias=None, eps: float = 1e-5):
-    return layer_norm_secure(x, weight, bias, eps)
+    return protocols.get("norm.layer").secure(x, weight, bias, eps=eps)
 
 
 def _gelu_fn(x, approximate: str = "none"):

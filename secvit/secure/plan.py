@@ -36,7 +36,7 @@ class _Interpreter(fx.Interpreter):
         return self.hook(n, lambda: super(_Interpreter, self).run_node(n))
 
     def get_attr(self, target: str, args: tuple, kwargs: dict) -> Any:
-        secret = self.plan.secrets.get(target)
+        secret = self.plan.module_secrets("").get(target)
         return secret if secret is not None else super().get_attr(target, args, kwargs)
 
     def call_module(self, target: str, args: tuple, kwargs: dict) -> Any:
@@ -66,7 +66,6 @@ class SecurePlan:
 
     def __init__(self, model: nn.Module):
         self.graph_module = trace(model.eval())
-        self.secrets: dict[str, Any] = {}
         self._by_module: dict[str, dict[str, Any]] = {}
         self._check_supported()
 
@@ -75,36 +74,36 @@ class SecurePlan:
             if node.op == "call_module":
                 lowering_for(self.graph_module.get_submodule(node.target))
 
-    def plaintext_secrets(self) -> Iterator[tuple[str, torch.Tensor]]:
-        """The owner's secret tensors in graph order: derived module tensors and float attributes."""
-        seen: set[str] = set()
+    def plaintext_secrets(self) -> Iterator[tuple[str, str, torch.Tensor]]:
+        """The owner's secret tensors in graph order, as (owner, name, tensor): a leaf
+        module's derived tensors (owner = its path) and float attributes (owner = "")."""
+        seen: set[tuple[str, str]] = set()
         for node in self.graph_module.graph.nodes:
             if node.op == "call_module":
                 module = self.graph_module.get_submodule(node.target)
-                items = [(f"{node.target}.{k}", v) for k, v in lowering_for(module).prepare(module).items()]
+                items = [(node.target, k, v) for k, v in lowering_for(module).prepare(module).items()]
             elif node.op == "get_attr":
                 value = getattr_path(self.graph_module, node.target)
-                items = [(node.target, value.detach())] if torch.is_floating_point(value) else []
+                items = [("", node.target, value.detach())] if torch.is_floating_point(value) else []
             else:
                 continue
-            for name, value in items:
-                if name not in seen:
-                    seen.add(name)
-                    yield name, value
+            for owner, name, value in items:
+                if (owner, name) not in seen:
+                    seen.add((owner, name))
+                    yield owner, name, value
 
     def encrypt_weights(self, rank: int, owner: int = OWNER) -> None:
         """Secret-share the owner's tensors (no communication: pseudo-random zero shares).
 
         Every party calls this; on parties other than ``owner`` only the shapes are used.
         """
-        for name, value in self.plaintext_secrets():
+        for module, name, value in self.plaintext_secrets():
             plain = value.float() if rank == owner else torch.zeros(value.shape)
-            self.secrets[name] = crypten.cryptensor(plain, src=owner)
-            module, _, attr = name.rpartition(".")
-            self._by_module.setdefault(module, {})[attr] = self.secrets[name]
+            self._by_module.setdefault(module, {})[name] = crypten.cryptensor(plain, src=owner)
 
     def module_secrets(self, path: str) -> dict[str, Any]:
-        """The encrypted tensors of the leaf module at ``path`` (by attribute name)."""
+        """The encrypted tensors of the leaf module at ``path`` by name ("" holds the
+        float attributes read by ``get_attr`` nodes, by their full target)."""
         return self._by_module.get(path, {})
 
     @staticmethod
@@ -115,7 +114,7 @@ class SecurePlan:
 
     def forward(self, x, hook: NodeHook | None = None):
         """Run the plan on an encrypted batch; ``hook(node, run)`` may wrap each node."""
-        if not self.secrets:
+        if not self._by_module:
             raise RuntimeError("encrypt_weights() must run before forward()")
         return _Interpreter(self, hook).run(x)
 

@@ -1,0 +1,60 @@
+"""Graph rewriter: substitute MPC-friendly protocols by policy (torch.fx passes).
+
+    gm, report = rewrite(model, load_policy("mpcformer"))
+
+The result is the plaintext reference of the secure model: the same graph and protocol
+choices, running the protocols' reference kernels (trainable).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch.fx as fx
+import torch.nn as nn
+from timm.layers import Attention
+
+from ..secure.tracing import trace
+from .graph import block_layers, op_counts, to_networkx
+from .passes import PASSES
+from .passes.base import PassContext, PassResult
+from .policy import Policy, PolicyError, load_policy
+
+__all__ = ["Policy", "PolicyError", "RewriteReport", "load_policy", "rewrite", "to_networkx"]
+
+
+@dataclass
+class RewriteReport:
+    """What the passes changed, and op counts by kind before and after."""
+
+    policy: str
+    passes: list[PassResult] = field(default_factory=list)
+    before: dict[str, int] = field(default_factory=dict)
+    after: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"policy": self.policy, "before": self.before, "after": self.after,
+                "passes": [{"name": p.name, "changed": p.changed,
+                            "changes": [{"module": m, "now": w} for m, w in p.changes]} for p in self.passes]}
+
+
+def rewrite(model: nn.Module, policy: Policy) -> tuple[fx.GraphModule, RewriteReport]:
+    """Rewrite a copy of ``model`` by ``policy``; the original is left untouched.
+
+    Raises:
+        PolicyError: the policy names layers or heads the model does not have.
+    """
+    gm = trace(copy.deepcopy(model).eval(), extra_leaves=(Attention,))
+    blocks = block_layers(gm)
+    heads = max((m.num_heads for m in gm.modules() if isinstance(m, Attention)), default=1)
+    policy.check(layers=len(blocks), heads=heads)
+    report = RewriteReport(policy.name, before=op_counts(gm))
+    ctx = PassContext(policy, blocks)
+    for run in PASSES:
+        report.passes.append(run(gm, ctx))
+        gm.graph.lint()
+        gm.recompile()
+    report.after = op_counts(gm)
+    return gm, report

@@ -1,0 +1,80 @@
+"""Graph helpers for the passes: module swaps, layer indices, a networkx view, op counts."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import networkx as nx
+import torch.fx as fx
+import torch.nn as nn
+from timm.layers import Attention
+
+from ..mpc_modules import MPCActivation, MPCAttention, MPCNorm
+
+__all__ = ["block_layers", "layer_of", "op_kind", "op_counts", "set_submodule", "to_networkx"]
+
+
+def set_submodule(root: nn.Module, path: str, new: nn.Module) -> None:
+    """Replace the submodule at dotted ``path``."""
+    parent_path, _, name = path.rpartition(".")
+    setattr(root.get_submodule(parent_path) if parent_path else root, name, new)
+
+
+def block_layers(root: nn.Module) -> list[str]:
+    """Paths of the transformer blocks (modules holding an attention), in order."""
+    blocks = []
+    for path, module in root.named_modules():
+        children = list(module.children())
+        if any(isinstance(c, (Attention, MPCAttention)) for c in children) and path:
+            blocks.append(path)
+    return blocks
+
+
+def layer_of(path: str, blocks: list[str]) -> int | None:
+    """Index of the block that contains ``path`` (None outside every block)."""
+    for i, block in enumerate(blocks):
+        if path == block or path.startswith(block + "."):
+            return i
+    return None
+
+
+def op_kind(gm: fx.GraphModule, node: fx.Node) -> str:
+    """``attention``, ``linear``, ``matmul``, ``softmax``, ``activation``, ``norm`` or ``other``."""
+    if node.op == "call_module":
+        m = gm.get_submodule(node.target)
+        for kind, types in (("attention", (Attention, MPCAttention)), ("linear", (nn.Linear, nn.Conv2d)),
+                            ("activation", (nn.GELU, nn.ReLU, MPCActivation)),
+                            ("norm", (nn.LayerNorm, nn.BatchNorm2d, MPCNorm))):
+            if isinstance(m, types):
+                return kind
+    name = str(getattr(node.target, "__name__", node.target))
+    if name in ("matmul", "bmm"):
+        return "matmul"
+    if name == "softmax":
+        return "softmax"
+    return "other"
+
+
+def to_networkx(gm: fx.GraphModule) -> nx.DiGraph:
+    """The graph as a networkx DiGraph: nodes carry ``op``, ``target``, ``kind`` and
+    (for modules) ``module`` type and ``protocol``."""
+    g = nx.DiGraph()
+    for node in gm.graph.nodes:
+        attrs = {"op": node.op, "target": str(node.target), "kind": op_kind(gm, node)}
+        if node.op == "call_module":
+            m = gm.get_submodule(node.target)
+            attrs["module"] = type(m).__name__
+            protocol = getattr(m, "protocol", None) or getattr(m, "head_protocols", None)
+            if protocol is not None:
+                attrs["protocol"] = protocol
+        g.add_node(node.name, **attrs)
+        for arg in node.all_input_nodes:
+            g.add_edge(arg.name, node.name)
+    return g
+
+
+def op_counts(gm: fx.GraphModule) -> dict[str, int]:
+    """How many nodes of each kind (``other`` excluded)."""
+    counts = Counter(d["kind"] for _, d in to_networkx(gm).nodes(data=True))
+    counts.pop("other", None)
+    return dict(sorted(counts.items()))

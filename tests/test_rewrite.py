@@ -1,0 +1,126 @@
+"""Graph rewriter and policies."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from secvit.models import create_model
+from secvit.mpc_modules import MPCActivation, MPCAttention, MPCNorm
+from secvit.rewrite import PolicyError, load_policy, rewrite, to_networkx
+from secvit.rewrite.policy import POLICY_DIR, policy_from_dict
+from secvit.secure.plan import SecurePlan
+
+from .conftest import as_tensor, run_2pc
+
+BUILT_IN = sorted(p.stem for p in POLICY_DIR.glob("*.yaml"))
+
+
+def _model(name: str = "vit_lite_2_2_32") -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = create_model(name).eval()
+    with torch.no_grad():
+        model.cls_token.normal_(0, 1)
+        model.pos_embed.normal_(0, 0.5)
+    return model
+
+
+def test_built_in_policies_exist():
+    assert {"exact", "mpcformer", "mpcvit", "relu", "linear"} <= set(BUILT_IN)
+
+
+def test_exact_policy_matches_the_original():
+    model = create_model("vit_lite_7_4_32").eval()
+    gm, report = rewrite(model, load_policy("exact"))
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert (gm(x) - model(x)).abs().max() < 1e-5
+    assert [p.changed for p in report.passes] == [True, True, True, False]
+
+
+@pytest.mark.parametrize("policy", BUILT_IN)
+def test_policy_replaces_every_module(policy: str):
+    model = create_model("vit_lite_7_4_32")
+    gm, report = rewrite(model, load_policy(policy))
+    kinds = {type(m) for m in gm.modules()}
+    assert {MPCAttention, MPCActivation, MPCNorm} <= kinds
+    assert not any(type(m).__name__ in ("Attention", "GELU", "LayerNorm") for m in gm.modules())
+    assert report.after and to_networkx(gm).number_of_nodes() == len(gm.graph.nodes)
+
+
+def test_heterogeneous_heads_and_selection():
+    policy = policy_from_dict({
+        "attention": {"default": "softmax.scaling", "heads": {0: ["softmax.relu", "softmax.scaling"]},
+                      "paths": {"blocks.1.*": "softmax.2quad"}},
+        "activation": {"default": "gelu.quad", "layers": {1: "gelu.relu"}},
+    })
+    gm, _ = rewrite(_model(), policy)
+    assert gm.get_submodule("blocks.0.attn").head_protocols == ["softmax.relu", "softmax.scaling"]
+    assert gm.get_submodule("blocks.1.attn").head_protocols == ["softmax.2quad"] * 2
+    assert gm.get_submodule("blocks.0.mlp.act").protocol == "gelu.quad"
+    assert gm.get_submodule("blocks.1.mlp.act").protocol == "gelu.relu"
+
+
+def test_fold_affine_is_exact():
+    raw = {"norm": {"default": "norm.layer", "fold_affine": True}}
+    model = _model()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.LayerNorm):
+                m.weight.normal_(1, 0.3)
+                m.bias.normal_(0, 0.3)
+    folded, report = rewrite(model, policy_from_dict(raw))
+    plain, _ = rewrite(model, policy_from_dict({"norm": {"default": "norm.layer"}}))
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert (folded(x) - plain(x)).abs().max() < 1e-5
+    folded_norms = [m for m, _ in report.passes[-1].changes]
+    assert "blocks.0.norm1" in folded_norms and "blocks.0.norm2" in folded_norms
+    assert folded.get_submodule("blocks.0.norm1").weight is None
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ({"attention": {"default": "softmax.cubic"}}, r"attention.default: 'softmax.cubic' is not a softmax protocol; allowed:"),
+        ({"activation": {"default": "softmax.relu"}}, r"activation.default: 'softmax.relu' is not a activation protocol"),
+        ({"attention": {"defualt": "softmax.relu"}}, r"attention: unknown key\(s\) \['defualt'\]; allowed:"),
+        ({"atention": {}}, r"unknown key\(s\) \['atention'\]"),
+        ({"attention": {"layers": {9: "softmax.relu"}}}, r"attention.layers: layer 9 out of range; the model has layers 0..1"),
+        ({"attention": {"heads": {0: ["softmax.relu"]}}}, r"attention.heads.0: 1 protocols for 2 heads"),
+    ],
+)
+def test_policy_errors_name_file_key_and_allowed(tmp_path, raw, message):
+    import yaml
+
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(PolicyError, match=message) as info:
+        rewrite(_model(), load_policy(path))
+    assert str(path) in str(info.value)
+
+
+def test_unknown_policy_name():
+    with pytest.raises(PolicyError, match="built-in policies: exact"):
+        load_policy("nope")
+
+
+@pytest.mark.parametrize("policy", ["mpcformer", "mpcvit-2h", "relu", "linear-folded"])
+def test_secure_forward_of_rewritten_models(policy: str):
+    policies = {
+        "mpcvit-2h": {"attention": {"default": "softmax.scaling", "heads": {0: ["softmax.relu", "softmax.scaling"]}}},
+        "linear-folded": {**load_policy("linear").to_dict(), "norm": {"default": "norm.affine", "fold_affine": True}},
+    }
+    chosen = policy_from_dict(policies[policy]) if policy in policies else load_policy(policy)
+    gm, _ = rewrite(_model(), chosen)
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        ref = gm(x)
+
+    def party(rank: int):
+        plan = SecurePlan(gm)
+        plan.encrypt_weights(rank)
+        return plan(plan.encrypt_input(x if rank == 1 else None, rank)).get_plain_text(dst=1)
+
+    logits = run_2pc(party)[1]
+    assert (as_tensor(logits) - ref).abs().max() < 0.05
