@@ -2,8 +2,9 @@
 
 Values are float64 tensors on the grid 2^-p. CrypTen encodes by truncating x 2^p toward
 zero; a product of two encoded values (secret x secret, or secret x public float) is
-truncated back by 2^p, each party truncating its own share (the sum is off by at most
-one unit in the last place); division by a public integer truncates the same way.
+truncated back by 2^p, each party truncating its own share: the sum is off by at most
+one unit in the last place, without bias (one share is positive, the other negative),
+so the emulation rounds to nearest. Division by a public integer truncates the same way.
 Comparisons are exact. An emulation kernel written with these helpers predicts a secure
 kernel's output to a few units in the last place per operation.
 """
@@ -26,7 +27,7 @@ class FixedPoint:
         return torch.trunc(x.float() * self.scale).double() / self.scale
 
     def _truncate(self, v: torch.Tensor) -> torch.Tensor:
-        return torch.floor(v * self.scale) / self.scale
+        return torch.round(v * self.scale) / self.scale
 
     def mul(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """Product of two encoded values (secret x secret)."""

@@ -1,4 +1,4 @@
-"""``secvit`` command line: train, party, demo, infer, models, protocols."""
+"""``secvit`` command line: train, party, demo, infer, check, rewrite, protocols, models."""
 
 from __future__ import annotations
 
@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="torch threads of this party")
     p.add_argument("--timeout", type=float, default=60.0, help="longest wait for a peer, seconds")
     p.add_argument("--result", metavar="PATH", help="write this party's report as JSON")
+    p.add_argument("--policy", help="rewrite the checkpoint's model by this policy (public, same on all parties)")
     p.add_argument("--verbose", action="store_true", help="print a line per stage")
     p.add_argument("--audit", action="store_true", help=argparse.SUPPRESS)
     _add_mpc_args(p)
@@ -71,6 +72,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_session_args(p)
 
     sub.add_parser("models", help="list model names")
+
+    p = sub.add_parser("rewrite", help="rewrite a model by a policy and report what changed")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint")
+    source.add_argument("--model")
+    p.add_argument("--policy", required=True, help="name in configs/policies or a YAML path")
+    p.add_argument("--report", action="store_true", help="list every replaced module")
+    p.add_argument("--json", metavar="PATH", help="write the report as JSON")
+
+    p = sub.add_parser("check", help="accuracy: original vs rewritten vs fixed-point emulation vs real MPC")
+    p.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT)
+    p.add_argument("--policy", help="rewrite by this policy (default: the checkpoint as it is)")
+    p.add_argument("--n", type=int, default=200, help="test images for the plaintext and emulated accuracies")
+    p.add_argument("--mpc-n", type=int, default=16, help="test images run under real MPC")
+    p.add_argument("--json", metavar="PATH", help="write the report as JSON")
+    _add_mpc_args(p)
 
     p = sub.add_parser("protocols", help="the MPC protocol registry: formula, rounds, bytes, accuracy")
     p.add_argument("--format", choices=["table", "md"], default="table")
@@ -113,7 +130,8 @@ def cmd_party(a: argparse.Namespace) -> int:
         return 0
     if a.checkpoint is None:
         raise ValueError("--checkpoint is required for the owner and the client")
-    job = InferenceJob(checkpoint=a.checkpoint, batch_size=a.batch_size, audit=a.audit, verbose=a.verbose)
+    job = InferenceJob(checkpoint=a.checkpoint, policy=a.policy, batch_size=a.batch_size, audit=a.audit,
+                       verbose=a.verbose)
     if role == "owner":
         job.model = load_model(a.checkpoint)[0]
     elif role == "client":
@@ -170,6 +188,52 @@ def cmd_models(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rewrite(a: argparse.Namespace) -> int:
+    from .checkpoint import load_model
+    from .models import create_model
+    from .rewrite import load_policy, rewrite
+
+    model = load_model(a.checkpoint)[0] if a.checkpoint else create_model(a.model)
+    _, report = rewrite(model, load_policy(a.policy))
+    counts = Table(title=f"op counts, policy {report.policy}")
+    for col in ("op", "before", "after"):
+        counts.add_column(col, justify="left" if col == "op" else "right")
+    for key in sorted(set(report.before) | set(report.after)):
+        counts.add_row(key, str(report.before.get(key, 0)), str(report.after.get(key, 0)))
+    console.print(counts)
+    for p in report.passes:
+        console.print(f"{p.name}: {len(p.changes)} change(s)" if p.changed else f"{p.name}: unchanged")
+        if a.report:
+            for module, now in p.changes:
+                console.print(f"  {module} -> {now}")
+    if a.json:
+        Path(a.json).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    return 0
+
+
+def cmd_check(a: argparse.Namespace) -> int:
+    from .check import run_check
+
+    with console.status(f"checking {a.n} images in plaintext and emulation, {a.mpc_n} under MPC ..."):
+        report = run_check(a.checkpoint, a.policy, a.n, a.mpc_n, a.provider, a.batch_size, a.precision)
+    table = Table(title=f"accuracy, policy {report['policy']}")
+    table.add_column("model")
+    table.add_column("accuracy", justify="right")
+    table.add_column("images", justify="right")
+    for key, images in (("original", report["images"]), ("reference", report["images"]),
+                        ("emulation", report["images"]), ("mpc", report["mpc_images"])):
+        table.add_row(key, f"{report['accuracy'][key]:.4f}", str(images))
+    console.print(table)
+    console.print(
+        f"MPC vs reference: agreement {report['agreement_mpc_vs_reference']:.4f}, max |logit err| "
+        f"{report['max_abs_logit_error_mpc_vs_reference']:.2e}; MPC vs emulation: agreement "
+        f"{report['agreement_mpc_vs_emulation']:.4f}, max |logit err| {report['max_abs_logit_error_mpc_vs_emulation']:.2e}"
+    )
+    if a.json:
+        Path(a.json).write_text(json.dumps(report, indent=2) + "\n")
+    return 0 if report["agreement_mpc_vs_reference"] == 1.0 else 1
+
+
 def cmd_protocols(a: argparse.Namespace) -> int:
     from .protocol_table import SHAPES, protocol_rows, to_markdown
 
@@ -191,7 +255,7 @@ def cmd_protocols(a: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "train": cmd_train, "party": cmd_party, "demo": cmd_demo, "infer": cmd_infer, "models": cmd_models,
-    "protocols": cmd_protocols,
+    "protocols": cmd_protocols, "rewrite": cmd_rewrite, "check": cmd_check,
 }
 
 
@@ -200,12 +264,13 @@ def main(argv: list[str] | None = None) -> int:
     from .checkpoint import CheckpointError
     from .inputs import InputError
     from .runtime.launcher import PartyFailure
+    from .rewrite.policy import PolicyError
     from .runtime.party import RendezvousError
 
     a = build_parser().parse_args(argv)
     try:
         return COMMANDS[a.command](a)
-    except (InputError, CheckpointError, RendezvousError, ValueError, KeyError) as e:
+    except (InputError, CheckpointError, RendezvousError, PolicyError, ValueError, KeyError) as e:
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"secvit: error: {message}", file=sys.stderr)
         return EXIT_BAD_INPUT

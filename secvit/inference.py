@@ -18,6 +18,7 @@ from protocols import backend
 from protocols.backend import crypten
 
 from .checkpoint import build_model, load_meta, load_model
+from .rewrite import load_policy, rewrite
 from .runtime.audit import tensor_fingerprints
 from .runtime.party import PartyContext
 from .runtime.roles import CLIENT, OWNER
@@ -32,6 +33,8 @@ class InferenceJob:
 
     Attributes:
         checkpoint: Checkpoint directory; the client reads only its ``meta.json``.
+        policy: Rewrite policy applied on top of the checkpoint (public; every party
+            applies it to its own copy of the architecture).
         model: The owner's loaded model (None on other parties).
         images: The client's normalised images (None on other parties).
         batch_size: Images per encrypted forward pass.
@@ -40,6 +43,7 @@ class InferenceJob:
     """
 
     checkpoint: str
+    policy: str | None = None
     model: torch.nn.Module | None = None
     images: torch.Tensor | None = None
     batch_size: int = 8
@@ -63,6 +67,9 @@ def _build_plan(ctx: PartyContext, job: InferenceJob) -> tuple[SecurePlan, tuple
     else:
         with torch.device("meta"):
             model = build_model(meta)
+    if job.policy is not None:
+        with torch.device("meta" if ctx.rank != OWNER else "cpu"):
+            model = rewrite(model, load_policy(job.policy))[0]
     return SecurePlan(model), (meta.in_chans, meta.img_size, meta.img_size)
 
 

@@ -15,6 +15,7 @@ import torch
 
 from .checkpoint import load_meta, load_model
 from .inputs import load_images
+from .rewrite import load_policy, rewrite
 from .runtime.launcher import run_local
 from .runtime.roles import CLIENT
 
@@ -78,8 +79,11 @@ def run_session(
     precision_bits: int = 16,
     threads: int = 1,
     port: int | None = None,
+    policy: str | None = None,
 ) -> SessionReport:
     """Validate inputs, run owner and client (and dealer) processes, compare with plaintext.
+
+    ``policy`` rewrites the checkpoint's model first (all parties and the plaintext side).
 
     Raises:
         InputError, CheckpointError: before any party starts.
@@ -88,10 +92,12 @@ def run_session(
     meta = load_meta(checkpoint)
     images, labels, names = load_images(inputs, meta, precision_bits)
     model, _ = load_model(checkpoint)
+    if policy is not None:
+        model = rewrite(model, load_policy(policy))[0]
     with torch.no_grad():
         plaintext = model(images)
     args = ["--checkpoint", checkpoint, "--batch-size", str(batch_size), "--precision", str(precision_bits),
-            "--threads", str(threads)]
+            "--threads", str(threads), *(["--policy", policy] if policy else [])]
     parties = run_local(args, provider=provider, port=port, extra_args={CLIENT: ["--input", *inputs]})
     mpc = torch.tensor(parties[CLIENT]["logits"])
     return SessionReport(names, labels, plaintext, mpc, parties, provider, meta.model)

@@ -73,8 +73,15 @@ def to_networkx(gm: fx.GraphModule) -> nx.DiGraph:
     return g
 
 
+def _label(data: dict) -> str:
+    protocol = data.get("protocol")
+    if isinstance(protocol, list):
+        protocol = " + ".join(f"{n}x{name}" for name, n in sorted(Counter(protocol).items()))
+    return f"{data['kind']}: {protocol or data.get('module') or data['target']}"
+
+
 def op_counts(gm: fx.GraphModule) -> dict[str, int]:
-    """How many nodes of each kind (``other`` excluded)."""
-    counts = Counter(d["kind"] for _, d in to_networkx(gm).nodes(data=True))
-    counts.pop("other", None)
+    """Nodes per kind and module type or protocol, e.g. ``{"attention: 4xsoftmax.2quad": 7}``
+    (``other`` nodes, the shape and indexing glue, are left out)."""
+    counts = Counter(_label(d) for _, d in to_networkx(gm).nodes(data=True) if d["kind"] != "other")
     return dict(sorted(counts.items()))
