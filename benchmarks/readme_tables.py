@@ -43,11 +43,19 @@ def forward_table(path: Path) -> str:
     ]
     for run in runs:
         info = run.get("extra_info", {})
-        if {"seconds", "bytes", "rounds"} <= info.keys():
+        if {"seconds", "bytes", "rounds"} <= info.keys() and "policy" not in info:
             err = info.get("max_abs_logit_error")
             rows.append(f"| {info.get('label', run['name'])} | {info['seconds']:.2f} | {info['bytes'] / 1e6:.1f} | "
                         f"{info['rounds']} | {'-' if err is None else f'{err:.2e}'} |")
     return "\n".join(rows)
+
+
+def policy_table(path: Path) -> str:
+    runs = [r["extra_info"] for r in json.loads(path.read_text())["benchmarks"] if "policy" in r.get("extra_info", {})]
+    rows = ["Secure forward of `vit_lite_7_4_32` rewritten by each policy, batch 1 (per party; cost only):", "",
+            "| policy | seconds | MB | rounds |", "|---|---:|---:|---:|"]
+    rows += [f"| {i['policy']} | {i['seconds']:.2f} | {i['bytes'] / 1e6:.1f} | {i['rounds']} |" for i in runs]
+    return "\n".join(rows) if runs else ""
 
 
 def render() -> str:
@@ -56,7 +64,8 @@ def render() -> str:
         parts.append(demo_table(RESULTS / "demo.json"))
     if (RESULTS / "secure_forward.json").exists():
         parts.append(forward_table(RESULTS / "secure_forward.json"))
-    return "\n\n".join(parts) or "_No results yet: run `make results`._"
+        parts.append(policy_table(RESULTS / "secure_forward.json"))
+    return "\n\n".join(p for p in parts if p) or "_No results yet: run `make results`._"
 
 
 def render_protocols() -> str:
