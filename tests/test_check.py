@@ -1,0 +1,33 @@
+"""`secvit check` and `secvit rewrite` end to end on the small trained checkpoint."""
+
+from __future__ import annotations
+
+import json
+
+from secvit import cli
+from secvit.check import run_check
+
+
+def test_check_four_way(tiny_ckpt, tmp_path):
+    out = tmp_path / "check.json"
+    assert cli.main(["check", "--checkpoint", tiny_ckpt, "--n", "40", "--mpc-n", "4", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert set(report["accuracy"]) == {"original", "reference", "emulation", "mpc"}
+    assert report["accuracy"]["original"] == report["accuracy"]["reference"]
+    assert report["agreement_mpc_vs_reference"] == 1.0 and report["agreement_mpc_vs_emulation"] == 1.0
+    assert report["max_abs_logit_error_mpc_vs_emulation"] < 0.01
+    assert report["mpc_images"] == 4 and report["images"] == 40
+
+
+def test_check_with_a_policy_predicts_mpc(tiny_ckpt):
+    report = run_check(tiny_ckpt, "mpcformer", n=20, mpc_n=3)
+    assert report["policy"] == "mpcformer"
+    assert report["max_abs_logit_error_mpc_vs_emulation"] < 0.01
+
+
+def test_rewrite_command_report(tmp_path, capsys):
+    out = tmp_path / "rewrite.json"
+    assert cli.main(["rewrite", "--model", "vit_lite_1_2_16", "--policy", "relu", "--report", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["before"]["attention: Attention"] == 1 and report["after"]["attention: 2xsoftmax.relu"] == 1
+    assert "blocks.0.mlp.act -> gelu.relu" in capsys.readouterr().out
