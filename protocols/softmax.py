@@ -207,6 +207,10 @@ def _scaling_emulate(s: torch.Tensor, fp: FixedPoint) -> torch.Tensor:
     return fp.mul_public(fp.encode(s), 1.0 / s.shape[-1])
 
 
+def _relu_normalised_cost(shape: tuple[int, ...]) -> costs.Cost:
+    return costs.relu(math.prod(shape)) + _normalise_cost(shape)
+
+
 register(Protocol(
     "softmax.exact", "softmax", softmax_exact_secure, softmax_exact_reference, softmax_exact_emulate,
     "exp(s - max s) / sum exp(s - max s)", "CrypTen (Knott et al., NeurIPS 2021)", (-8.0, 8.0), 5e-3, _exact_cost,
@@ -214,12 +218,12 @@ register(Protocol(
 register(Protocol(
     "softmax.relu", "softmax", _relu_secure, _relu_reference, _relu_emulate,
     "ReLU(s) / (sum ReLU(s) + 1e-5)", "MPCViT RSAttn (Zeng et al., ICCV 2023)", (-1.0, 8.0), 2e-3,
-    lambda shape: costs.relu(math.prod(shape)) + _normalise_cost(shape),
+    _relu_normalised_cost,
 ))
 register(Protocol(
     "softmax.2relu", "softmax", _two_relu_secure, _two_relu_reference, _two_relu_emulate,
     "(ReLU(s) + 1e-5/N) / (sum ReLU(s) + 1e-5)", "MPCFormer (Li et al., ICLR 2023)", (-1.0, 8.0), 2e-3,
-    lambda shape: costs.relu(math.prod(shape)) + _normalise_cost(shape),
+    _relu_normalised_cost,
 ))
 register(Protocol(
     "softmax.2quad", "softmax", _quad_secure, _quad_reference, _quad_emulate,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -53,3 +52,15 @@ def run_2pc(fn: Callable[[int], Any], provider: str = "TFP") -> list[Any]:
 
 def as_tensor(value: Any) -> torch.Tensor:
     return torch.from_numpy(np.asarray(value))
+
+
+def secure_logits(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Logits of ``model`` on ``x`` under 2-party MPC (owner: rank 0, client: rank 1)."""
+    from secvit.secure.plan import SecurePlan
+
+    def party(rank: int):
+        plan = SecurePlan(model)
+        plan.encrypt_weights(rank)
+        return plan(plan.encrypt_input(x if rank == 1 else None, rank)).get_plain_text(dst=1)
+
+    return as_tensor(run_2pc(party)[1])
