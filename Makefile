@@ -25,7 +25,10 @@ test: $(STAMP)
 clean:
 	rm -rf $(VENV)
 
+CHECKPOINTS := vit_lite_7_4_32-digits vit_lite_7_4_32-digits-mpcformer vit_lite_7_4_32-digits-mpcvit
+
 results: $(STAMP)
 	$(BIN)/secvit demo --json benchmarks/results/demo.json
+	for c in $(CHECKPOINTS); do $(BIN)/secvit check --checkpoint checkpoints/$$c --n 360 --mpc-n 16 --json benchmarks/results/check_$$c.json; done
 	$(BIN)/python -m pytest benchmarks/test_secure_forward.py -q -m slow --benchmark-json=benchmarks/results/secure_forward.json
 	$(BIN)/python benchmarks/readme_tables.py

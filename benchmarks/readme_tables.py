@@ -1,7 +1,8 @@
 """Regenerate the README's tables from the project's own reports.
 
-Results: ``benchmarks/results/demo.json`` (``secvit demo --json``) and
-``benchmarks/results/secure_forward.json`` (pytest-benchmark ``--benchmark-json``), into
+Results: ``benchmarks/results/demo.json`` (``secvit demo --json``),
+``benchmarks/results/secure_forward.json`` (pytest-benchmark ``--benchmark-json``) and
+``benchmarks/results/check_*.json`` (``secvit check --json``), into
 the block between ``<!-- results:start -->`` and ``<!-- results:end -->``. Protocols:
 ``secvit protocols --format md``, between ``<!-- protocols:start/end -->``.
 
@@ -58,6 +59,23 @@ def policy_table(path: Path) -> str:
     return "\n".join(rows) if runs else ""
 
 
+def check_table(paths: list[Path]) -> str:
+    if not paths:
+        return ""
+    rows = ["`secvit check` on the shipped checkpoints (accuracy on the digits test split; MPC on the first "
+            "images of it; 2 parties, TFP):", "",
+            "| checkpoint | policy | original | rewritten (reference) | emulation | MPC | MPC vs reference | "
+            "MPC vs emulation: max abs logit error |",
+            "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for path in paths:
+        r = json.loads(path.read_text())
+        a = r["accuracy"]
+        rows.append(f"| {Path(r['checkpoint']).name} | {r['policy']} | {a['original']:.4f} | {a['reference']:.4f} "
+                    f"({r['images']}) | {a['emulation']:.4f} | {a['mpc']:.4f} ({r['mpc_images']}) | "
+                    f"{r['agreement_mpc_vs_reference']:.0%} agree | {r['max_abs_logit_error_mpc_vs_emulation']:.1e} |")
+    return "\n".join(rows)
+
+
 def render() -> str:
     parts = []
     if (RESULTS / "demo.json").exists():
@@ -65,6 +83,7 @@ def render() -> str:
     if (RESULTS / "secure_forward.json").exists():
         parts.append(forward_table(RESULTS / "secure_forward.json"))
         parts.append(policy_table(RESULTS / "secure_forward.json"))
+    parts.append(check_table(sorted(RESULTS.glob("check_*.json"))))
     return "\n\n".join(p for p in parts if p) or "_No results yet: run `make results`._"
 
 
