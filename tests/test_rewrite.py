@@ -99,6 +99,14 @@ def test_policy_errors_name_file_key_and_allowed(tmp_path, raw, message):
     assert str(path) in str(info.value)
 
 
+def test_policy_survives_json():
+    import json
+
+    policy = load_policy("mpcvit")
+    again = policy_from_dict(json.loads(json.dumps(policy.to_dict())))
+    assert again.attention.heads == policy.attention.heads and again.to_dict() == policy.to_dict()
+
+
 def test_unknown_policy_name():
     with pytest.raises(PolicyError, match="built-in policies: exact"):
         load_policy("nope")

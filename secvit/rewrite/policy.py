@@ -118,9 +118,10 @@ def _section(source: str, name: str, raw: Any) -> tuple[Section, bool]:
 
     def indexed(key: str) -> dict[int, Any]:
         value = raw.get(key) or {}
-        if not isinstance(value, dict) or not all(isinstance(k, int) for k in value):
+        # JSON (meta.json) turns integer keys into strings
+        if not isinstance(value, dict) or not all(isinstance(k, int) or str(k).isdigit() for k in value):
             raise PolicyError(f"{source}: {name}.{key}: expected a mapping from layer index to protocol")
-        return value
+        return {int(k): v for k, v in value.items()}
 
     section = Section(
         default=_protocol(source, f"{name}.default", raw.get("default", _DEFAULTS[name]), kind),
