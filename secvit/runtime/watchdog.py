@@ -14,7 +14,6 @@ import sys
 import threading
 import time
 
-import torch.distributed as dist
 from torch.distributed import distributed_c10d
 
 from .roles import role_name
@@ -41,10 +40,6 @@ class Watchdog:
         self.store = distributed_c10d._get_default_store()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="secvit-watchdog", daemon=True)
-
-    @staticmethod
-    def available() -> bool:
-        return dist.is_initialized()
 
     def start(self) -> "Watchdog":
         self.store.add(f"secvit/hb/{self.rank}", 1)
