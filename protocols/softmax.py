@@ -10,15 +10,19 @@ on [1, N], y0 = b (1 + N - S), b = 2 / (N + (1 + N)^2 / 4), whose relative error
 e0 = 1 - b N is known: ceil(log2(log(1e-5) / log e0)) Newton-Raphson steps
 y <- y (2 - S y) (7 for N = 65, 2 rounds each) instead of an exp guess and 10 steps.
 
-``softmax.relu`` (MPCViT's RSAttn, Zeng et al., ICCV 2023): ReLU(s) / (sum ReLU(s) + eps).
-``softmax.2relu`` (MPCFormer, Li et al., ICLR 2023): (ReLU(s) + eps/N) / (sum ReLU(s) + eps).
+``softmax.relu`` (MPCViT's RSAttn, Zeng et al., ICCV 2023): ReLU(s) / (sum ReLU(s) + N d).
+``softmax.2relu`` (MPCFormer, Li et al., ICLR 2023): (ReLU(s) + d) / (sum ReLU(s) + N d).
 ``softmax.2quad`` (MPCFormer): (s + c)^2 / sum (s + c)^2, c = 5.
 ``softmax.scaling`` (MPCViT's ScaleAttn): s / N; no communication at all.
 
 The three normalised replacements divide by the row mean m = sum / N with CrypTen's
-reciprocal of r = m / 8: y0 = 3 exp(1/2 - r) + 0.003, then 10 Newton-Raphson steps
-(28 rounds). It holds for r in [0.01, 600], i.e. row means in [0.08, 4800]: 2Quad rows
-reach means of 650 in a fine-tuned ViT-Lite (logits up to 56), beyond CrypTen's range.
+reciprocal of r = k m: y0 = 3 exp(1/2 - r) + 0.003, then 10 Newton-Raphson steps
+(28 rounds), which holds for r in [0.01, 600]. 2Quad takes k = 1/8 (row means in
+[0.08, 4800]: fine-tuned ViT-Lite rows reach 650, beyond CrypTen's range). The ReLU
+forms take k = 10 and the mean floor d = 1e-3 (the papers' eps, scaled with N): a row
+whose scores are all negative or ~0 has a ReLU mean of ~0, where the reciprocal diverges
+and 16-bit fixed point holds no information; with the floor every mean is in
+[1e-3, 60], the reciprocal's range, and such rows become ~0 instead of noise.
 """
 
 from __future__ import annotations
@@ -35,8 +39,9 @@ __all__ = ["reciprocal_steps", "softmax_exact_reference", "softmax_exact_secure"
 
 RECIPROCAL_TOL = 1e-5
 RECIPROCAL_NR_STEPS = 10
-MEAN_SCALE = 8.0  # public: the reciprocal runs on mean / 8
-EPS = 1e-5
+QUAD_RECIPROCAL_SCALE = 1.0 / 8.0  # public: the 2Quad reciprocal runs on mean / 8
+RELU_RECIPROCAL_SCALE = 10.0  # and the ReLU forms' on 10 mean
+RELU_MEAN_FLOOR = 1e-3
 QUAD_SHIFT = 5.0
 
 
@@ -135,22 +140,28 @@ def _reciprocal_emulate(r: torch.Tensor, fp: FixedPoint) -> torch.Tensor:
     return y
 
 
-def _normalise_secure(q, eps: float = 0.0, shift_numerator: bool = False):
-    """q / (sum q + eps), or (q + eps/N) / (sum q + eps), through the row mean so that
-    the reciprocal stays in its range."""
+def _normalise_secure(q, scale: float, floor: float = 0.0, shift_numerator: bool = False):
+    """q / (sum q + N floor), or (q + floor) / (sum q + N floor), through the row mean
+    m = mean q + floor so that the reciprocal of ``scale`` m stays in its range."""
     n = q.size(-1)
-    mean = q.mean(-1, keepdim=True) + eps / n
-    numerator = q + eps / n if shift_numerator else q
-    return numerator * _reciprocal_secure(mean * (1.0 / MEAN_SCALE)) * (1.0 / (MEAN_SCALE * n))
+    mean = q.mean(-1, keepdim=True) + floor
+    numerator = q + floor if shift_numerator else q
+    return numerator * _reciprocal_secure(mean * scale) * (scale / n)
 
 
-def _normalise_emulate(q: torch.Tensor, fp: FixedPoint, eps: float = 0.0, shift_numerator: bool = False):
+def _normalise_emulate(q: torch.Tensor, fp: FixedPoint, scale: float, floor: float = 0.0,
+                       shift_numerator: bool = False):
     n = q.shape[-1]
-    shift = fp.encode(torch.tensor(eps / n))
+    shift = fp.encode(torch.tensor(floor))
     mean = fp.mean(q) + shift
     numerator = q + shift if shift_numerator else q
-    inverse = _reciprocal_emulate(fp.mul_public(mean, 1.0 / MEAN_SCALE), fp)
-    return fp.mul_public(fp.mul(numerator, inverse), 1.0 / (MEAN_SCALE * n))
+    inverse = _reciprocal_emulate(fp.mul_public(mean, scale), fp)
+    return fp.mul_public(fp.mul(numerator, inverse), scale / n)
+
+
+def _normalise_reference(q: torch.Tensor, floor: float = 0.0, shift_numerator: bool = False):
+    numerator = q + floor if shift_numerator else q
+    return numerator / (q.sum(-1, keepdim=True) + q.shape[-1] * floor)
 
 
 def _normalise_cost(shape: tuple[int, ...]) -> costs.Cost:
@@ -160,42 +171,40 @@ def _normalise_cost(shape: tuple[int, ...]) -> costs.Cost:
 
 
 def _relu_secure(s):
-    return _normalise_secure(s.relu(), EPS)
+    return _normalise_secure(s.relu(), RELU_RECIPROCAL_SCALE, RELU_MEAN_FLOOR)
 
 
 def _relu_reference(s: torch.Tensor) -> torch.Tensor:
-    r = torch.relu(s)
-    return r / (r.sum(-1, keepdim=True) + EPS)
+    return _normalise_reference(torch.relu(s), RELU_MEAN_FLOOR)
 
 
 def _relu_emulate(s: torch.Tensor, fp: FixedPoint) -> torch.Tensor:
-    return _normalise_emulate(fp.relu(fp.encode(s)), fp, EPS)
+    return _normalise_emulate(fp.relu(fp.encode(s)), fp, RELU_RECIPROCAL_SCALE, RELU_MEAN_FLOOR)
 
 
 def _two_relu_secure(s):
-    return _normalise_secure(s.relu(), EPS, shift_numerator=True)
+    return _normalise_secure(s.relu(), RELU_RECIPROCAL_SCALE, RELU_MEAN_FLOOR, shift_numerator=True)
 
 
 def _two_relu_reference(s: torch.Tensor) -> torch.Tensor:
-    r = torch.relu(s)
-    return (r + EPS / s.shape[-1]) / (r.sum(-1, keepdim=True) + EPS)
+    return _normalise_reference(torch.relu(s), RELU_MEAN_FLOOR, shift_numerator=True)
 
 
 def _two_relu_emulate(s: torch.Tensor, fp: FixedPoint) -> torch.Tensor:
-    return _normalise_emulate(fp.relu(fp.encode(s)), fp, EPS, shift_numerator=True)
+    return _normalise_emulate(fp.relu(fp.encode(s)), fp, RELU_RECIPROCAL_SCALE, RELU_MEAN_FLOOR,
+                              shift_numerator=True)
 
 
 def _quad_secure(s):
-    return _normalise_secure((s + QUAD_SHIFT).square())
+    return _normalise_secure((s + QUAD_SHIFT).square(), QUAD_RECIPROCAL_SCALE)
 
 
 def _quad_reference(s: torch.Tensor) -> torch.Tensor:
-    q = (s + QUAD_SHIFT) ** 2
-    return q / q.sum(-1, keepdim=True)
+    return _normalise_reference((s + QUAD_SHIFT) ** 2)
 
 
 def _quad_emulate(s: torch.Tensor, fp: FixedPoint) -> torch.Tensor:
-    return _normalise_emulate(fp.square(fp.encode(s) + QUAD_SHIFT), fp)
+    return _normalise_emulate(fp.square(fp.encode(s) + QUAD_SHIFT), fp, QUAD_RECIPROCAL_SCALE)
 
 
 def _scaling_secure(s):
@@ -220,12 +229,12 @@ register(Protocol(
 ))
 register(Protocol(
     "softmax.relu", "softmax", _relu_secure, _relu_reference, _relu_emulate,
-    "ReLU(s) / (sum ReLU(s) + 1e-5)", "MPCViT RSAttn (Zeng et al., ICCV 2023)", (-1.0, 8.0), 2e-3,
+    "ReLU(s) / (sum ReLU(s) + N 1e-3)", "MPCViT RSAttn (Zeng et al., ICCV 2023)", (-1.0, 8.0), 2e-3,
     _relu_normalised_cost,
 ))
 register(Protocol(
     "softmax.2relu", "softmax", _two_relu_secure, _two_relu_reference, _two_relu_emulate,
-    "(ReLU(s) + 1e-5/N) / (sum ReLU(s) + 1e-5)", "MPCFormer (Li et al., ICLR 2023)", (-1.0, 8.0), 2e-3,
+    "(ReLU(s) + 1e-3) / (sum ReLU(s) + N 1e-3)", "MPCFormer (Li et al., ICLR 2023)", (-1.0, 8.0), 2e-3,
     _relu_normalised_cost,
 ))
 register(Protocol(

@@ -133,6 +133,8 @@ def train(cfg: TrainConfig, out: str | Path) -> dict:
         model = create_model(cfg.model, **model_args)
         norm = Normalization.fit(data.x_train)
     extra: dict = {}
+    if cfg.init is not None and "policy" in base.extra:
+        extra["policy"] = base.extra["policy"]  # the loaded model is already rewritten
     if cfg.policy is not None:
         from .rewrite import load_policy, rewrite
 
