@@ -14,7 +14,7 @@ import torch.nn as nn
 
 import protocols
 
-__all__ = ["MPCActivation", "MPCAttention", "MPCNorm", "head_groups"]
+__all__ = ["MPCActivation", "MPCAttention", "MPCNorm", "channels_last", "head_groups"]
 
 
 def head_groups(head_protocols: list[str]) -> "OrderedDict[str, list[int]]":
@@ -25,15 +25,31 @@ def head_groups(head_protocols: list[str]) -> "OrderedDict[str, list[int]]":
     return groups
 
 
+def _tiny_vit_qkv(attn: nn.Module) -> nn.Linear:
+    """TinyViT's qkv Linear with its rows reordered from per-head [q, k, v] to [q; k; v]
+    over heads (the ViT layout): an exact permutation of output features."""
+    if attn.key_dim != attn.val_dim:
+        raise ValueError(f"MPCAttention needs key_dim == val_dim (got {attn.key_dim} and {attn.val_dim})")
+    heads, d = attn.num_heads, attn.key_dim
+    order = torch.arange(heads * 3 * d).view(heads, 3, d).transpose(0, 1).reshape(-1)
+    qkv = nn.Linear(attn.qkv.in_features, attn.qkv.out_features, bias=attn.qkv.bias is not None)
+    with torch.no_grad():
+        qkv.weight.copy_(attn.qkv.weight[order])
+        if attn.qkv.bias is not None:
+            qkv.bias.copy_(attn.qkv.bias[order])
+    return qkv
+
+
 class MPCAttention(nn.Module):
     """Multi-head self-attention with one softmax protocol per head (heterogeneous).
 
-    Replaces timm's ``Attention`` (same ``qkv`` and ``proj`` weights). Heads sharing a
-    protocol are computed in one tensor op; a model with two protocols costs two ops
-    per layer, never one per head.
+    Replaces timm's ``Attention`` (ViT, DeiT) or TinyViT's window ``Attention`` (its input
+    LayerNorm becomes ``pre_norm``, its learned relative-position biases are added to
+    the logits) with the same weights. Heads sharing a protocol are computed in one tensor
+    op; a model with two protocols costs two ops per layer, never one per head.
 
     Args:
-        attn: The timm ``Attention`` to replace (plain q/k, no q/k norm).
+        attn: The attention to replace (plain q/k, no q/k or output norm).
         head_protocols: One softmax-kind protocol name per head.
     """
 
@@ -41,22 +57,37 @@ class MPCAttention(nn.Module):
         super().__init__()
         if len(head_protocols) != attn.num_heads:
             raise ValueError(f"{len(head_protocols)} head protocols for {attn.num_heads} heads")
-        if not isinstance(attn.q_norm, nn.Identity) or not isinstance(attn.norm, nn.Identity):
-            raise ValueError("MPCAttention supports attention without q/k or output norms")
-        self.qkv, self.proj = attn.qkv, attn.proj
-        self.num_heads, self.head_dim, self.scale = attn.num_heads, attn.head_dim, attn.scale
+        self.num_heads, self.scale, self.proj = attn.num_heads, attn.scale, attn.proj
+        self.attention_biases: nn.Parameter | None = None
+        if hasattr(attn, "attention_biases"):  # TinyViT
+            self.qkv, self.head_dim, self.pre_norm = _tiny_vit_qkv(attn), attn.key_dim, attn.norm
+            self.attention_biases = attn.attention_biases
+            self.register_buffer("attention_bias_idxs", attn.attention_bias_idxs.clone(), persistent=False)
+        else:
+            if not isinstance(attn.q_norm, nn.Identity) or not isinstance(attn.norm, nn.Identity):
+                raise ValueError("MPCAttention supports attention without q/k or output norms")
+            self.qkv, self.head_dim, self.pre_norm = attn.qkv, attn.head_dim, nn.Identity()
         self.head_protocols = list(head_protocols)
         for name in self.head_protocols:
             if protocols.get(name).kind != "softmax":
                 raise ValueError(f"{name} is not a softmax protocol")
 
+    def logit_bias(self) -> torch.Tensor | None:
+        """The (heads, N, N) additive position bias, or None."""
+        if self.attention_biases is None:
+            return None
+        return self.attention_biases[:, self.attention_bias_idxs]
+
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False) -> torch.Tensor:
         if attn_mask is not None or is_causal:
             raise ValueError("MPCAttention does not support attention masks")
         b, n, c = x.shape
-        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        qkv = self.qkv(self.pre_norm(x)).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
         logits = (q * self.scale) @ k.transpose(-2, -1)
+        bias = self.logit_bias()
+        if bias is not None:
+            logits = logits + bias
         attn = torch.empty_like(logits)
         for name, heads in head_groups(self.head_protocols).items():
             attn[:, heads] = protocols.get(name).reference(logits[:, heads])
@@ -83,21 +114,30 @@ class MPCActivation(nn.Module):
 
 
 class MPCNorm(nn.Module):
-    """Normalisation over the last dim by a ``norm``-kind protocol (replaces LayerNorm).
+    """Normalisation by a ``norm``-kind protocol (replaces LayerNorm), over the last dim,
+    or over dim 1 for timm's channels-first ``LayerNorm2d`` (``channels_first``).
 
     ``weight``/``bias`` start from the LayerNorm's affine (or none after folding).
     """
 
-    def __init__(self, norm: nn.LayerNorm, protocol: str):
+    def __init__(self, norm: nn.LayerNorm, protocol: str, channels_first: bool = False):
         super().__init__()
         if protocols.get(protocol).kind != "norm":
             raise ValueError(f"{protocol} is not a norm protocol")
-        self.protocol, self.eps = protocol, norm.eps
+        self.protocol, self.eps, self.channels_first = protocol, norm.eps, channels_first
         self.weight = nn.Parameter(norm.weight.detach().clone()) if norm.weight is not None else None
         self.bias = nn.Parameter(norm.bias.detach().clone()) if norm.bias is not None else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _normalise_last(self, x: torch.Tensor) -> torch.Tensor:
         return protocols.get(self.protocol).reference(x, self.weight, self.bias, eps=self.eps)
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return channels_last(self._normalise_last, x) if self.channels_first else self._normalise_last(x)
+
     def extra_repr(self) -> str:
-        return f"{self.protocol}, affine={self.weight is not None}"
+        return f"{self.protocol}, affine={self.weight is not None}, channels_first={self.channels_first}"
+
+
+def channels_last(fn, x):
+    """``fn`` over dim 1 of an NCHW tensor (plain or encrypted): permute to NHWC and back."""
+    return fn(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)

@@ -8,9 +8,14 @@ from secvit import cli
 from secvit.check import run_check
 
 
-def test_check_four_way(tiny_ckpt, tmp_path):
+SHIPPED = "checkpoints/vit_lite_7_4_32-digits"
+
+
+def test_check_four_way(tmp_path):
+    """On a shipped checkpoint (the tiny test model's LayerNorm rows of variance 6e-3
+    amplify MPC's random truncation units past 0.01 in about one run in four)."""
     out = tmp_path / "check.json"
-    assert cli.main(["check", "--checkpoint", tiny_ckpt, "--n", "40", "--mpc-n", "4", "--json", str(out)]) == 0
+    assert cli.main(["check", "--checkpoint", SHIPPED, "--n", "40", "--mpc-n", "4", "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     assert set(report["accuracy"]) == {"original", "reference", "emulation", "mpc"}
     assert report["accuracy"]["original"] == report["accuracy"]["reference"]
@@ -19,8 +24,8 @@ def test_check_four_way(tiny_ckpt, tmp_path):
     assert report["mpc_images"] == 4 and report["images"] == 40
 
 
-def test_check_with_a_policy_predicts_mpc(tiny_ckpt):
-    report = run_check(tiny_ckpt, "mpcformer", n=20, mpc_n=3)
+def test_check_with_a_policy_predicts_mpc():
+    report = run_check(SHIPPED, "mpcformer", n=20, mpc_n=3)
     assert report["policy"] == "mpcformer"
     assert report["max_abs_logit_error_mpc_vs_emulation"] < 0.01
 

@@ -9,6 +9,7 @@ import torch
 from secvit.models import create_model, list_models
 from secvit.rewrite import rewrite
 from secvit.rewrite.policy import policy_from_dict
+from secvit.secure.tracing import ATTENTION_TYPES
 
 from .conftest import secure_logits
 
@@ -16,7 +17,9 @@ TIMM = {
     "vit_tiny_patch16_224": {"img_size": 32, "patch_size": 8, "num_classes": 10},
     "deit_tiny_patch16_224": {"img_size": 32, "patch_size": 8, "num_classes": 10},
     "deit_tiny_distilled_patch16_224": {"img_size": 32, "patch_size": 8, "num_classes": 10},
+    "tiny_vit_5m_224": {"num_classes": 10},  # conv stages, BatchNorm, windows padded at 64x64
 }
+INPUT_SIZE = {"tiny_vit_5m_224": (64, 64)}
 MODELS = {**{name: {} for name in list_models()}, **TIMM}
 
 
@@ -29,18 +32,39 @@ def _policy(heads: int, layers: int):
     })
 
 
+def _trained_scale(model: torch.nn.Module, size: tuple[int, int]) -> None:
+    """timm starts CLS/dist tokens, position embeddings, TinyViT's position biases and
+    residual BatchNorm scales near zero, and BatchNorm statistics at (0, 1): give them a
+    trained model's scale (statistics from a few batches) so that the test exercises them
+    with activations in the protocols' ranges."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name in ("cls_token", "dist_token"):
+                p.normal_(0, 1)
+            elif name == "pos_embed" or name.endswith("attention_biases"):
+                p.normal_(0, 0.5)
+        norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        for bn in norms:
+            bn.reset_running_stats()
+            bn.momentum = None  # cumulative average
+            bn.weight.fill_(1.0)
+        if norms:
+            model.train()
+            for _ in range(4):
+                model(torch.rand(8, 3, *size))
+    model.eval()
+
+
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_trace_rewrite_secure_forward(name: str):
     torch.manual_seed(0)
     model = create_model(name, **MODELS[name]).eval()
-    with torch.no_grad():  # timm starts the CLS/dist tokens near zero: give them a trained model's scale
-        for token in ("cls_token", "dist_token"):
-            if getattr(model, token, None) is not None:
-                getattr(model, token).normal_(0, 1)
-        model.pos_embed.normal_(0, 0.5)
-    gm, report = rewrite(model, _policy(model.blocks[0].attn.num_heads, len(model.blocks)))
+    size = INPUT_SIZE.get(name) or model.patch_embed.img_size
+    _trained_scale(model, size)
+    attentions = [m for m in model.modules() if isinstance(m, ATTENTION_TYPES)]
+    gm, report = rewrite(model, _policy(min(a.num_heads for a in attentions), len(attentions)))
     assert all(p.changed for p in report.passes)
-    size = model.patch_embed.img_size
+    assert len(report.passes[0].changes) == len(attentions)
     x = torch.rand(1, 3, *size)
     with torch.no_grad():
         ref = gm(x)

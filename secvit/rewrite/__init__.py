@@ -14,10 +14,9 @@ from typing import Any
 
 import torch.fx as fx
 import torch.nn as nn
-from timm.layers import Attention
 
 from ..secure.tracing import trace
-from .graph import block_layers, op_counts, to_networkx
+from .graph import ATTENTION_TYPES, block_layers, op_counts, to_networkx
 from .passes import PASSES
 from .passes.base import PassContext, PassResult
 from .policy import Policy, PolicyError, load_policy
@@ -46,10 +45,11 @@ def rewrite(model: nn.Module, policy: Policy) -> tuple[fx.GraphModule, RewriteRe
     Raises:
         PolicyError: the policy names layers or heads the model does not have.
     """
-    gm = trace(copy.deepcopy(model).eval(), extra_leaves=(Attention,))
+    model.train(model.training)  # same mode; drops timm's cached attention biases, which deepcopy refuses
+    gm = trace(copy.deepcopy(model).eval(), extra_leaves=ATTENTION_TYPES)
     blocks = block_layers(gm)
-    heads = max((m.num_heads for m in gm.modules() if isinstance(m, Attention)), default=1)
-    policy.check(layers=len(blocks), heads=heads)
+    policy.check(heads=[next(c.num_heads for c in gm.get_submodule(b).children() if isinstance(c, ATTENTION_TYPES))
+                        for b in blocks])
     report = RewriteReport(policy.name, before=op_counts(gm))
     ctx = PassContext(policy, blocks)
     for run in PASSES:

@@ -7,11 +7,12 @@ from collections import Counter
 import networkx as nx
 import torch.fx as fx
 import torch.nn as nn
-from timm.layers import Attention
 
 from ..mpc_modules import MPCActivation, MPCAttention, MPCNorm
+from ..secure.tracing import ATTENTION_TYPES, LEAF_TYPES, SHAPE_SPECIALISED, leaf_modules
 
-__all__ = ["block_layers", "layer_of", "op_kind", "op_counts", "set_submodule", "to_networkx"]
+__all__ = ["ATTENTION_TYPES", "block_layers", "layer_of", "modules_of", "op_kind", "op_counts", "set_submodule",
+           "to_networkx"]
 
 
 def set_submodule(root: nn.Module, path: str, new: nn.Module) -> None:
@@ -25,9 +26,17 @@ def block_layers(root: nn.Module) -> list[str]:
     blocks = []
     for path, module in root.named_modules():
         children = list(module.children())
-        if any(isinstance(c, (Attention, MPCAttention)) for c in children) and path:
+        if any(isinstance(c, (*ATTENTION_TYPES, MPCAttention)) for c in children) and path:
             blocks.append(path)
     return blocks
+
+
+def modules_of(root: nn.Module, types: type[nn.Module] | tuple[type[nn.Module], ...]) -> list[tuple[str, nn.Module]]:
+    """``(path, module)`` of every submodule of ``types``, in registration order; taken
+    as a list first, so the caller may replace them as it goes. Modules inside the leaf
+    blocks that are traced per shape (TinyViT's) are included: passes rewrite modules,
+    not graph nodes."""
+    return [(path, m) for path, m in root.named_modules() if path and isinstance(m, types)]
 
 
 def layer_of(path: str, blocks: list[str]) -> int | None:
@@ -38,15 +47,20 @@ def layer_of(path: str, blocks: list[str]) -> int | None:
     return None
 
 
+def module_kind(m: nn.Module) -> str:
+    """``attention``, ``linear``, ``activation``, ``norm`` or ``other`` for a module."""
+    for kind, types in (("attention", (*ATTENTION_TYPES, MPCAttention)), ("linear", (nn.Linear, nn.Conv2d)),
+                        ("activation", (nn.GELU, nn.ReLU, MPCActivation)),
+                        ("norm", (nn.LayerNorm, nn.BatchNorm2d, MPCNorm))):
+        if isinstance(m, types):
+            return kind
+    return "other"
+
+
 def op_kind(gm: fx.GraphModule, node: fx.Node) -> str:
     """``attention``, ``linear``, ``matmul``, ``softmax``, ``activation``, ``norm`` or ``other``."""
     if node.op == "call_module":
-        m = gm.get_submodule(node.target)
-        for kind, types in (("attention", (Attention, MPCAttention)), ("linear", (nn.Linear, nn.Conv2d)),
-                            ("activation", (nn.GELU, nn.ReLU, MPCActivation)),
-                            ("norm", (nn.LayerNorm, nn.BatchNorm2d, MPCNorm))):
-            if isinstance(m, types):
-                return kind
+        return module_kind(gm.get_submodule(node.target))
     name = str(getattr(node.target, "__name__", node.target))
     if name in ("matmul", "bmm"):
         return "matmul"
@@ -55,18 +69,26 @@ def op_kind(gm: fx.GraphModule, node: fx.Node) -> str:
     return "other"
 
 
+def _module_attrs(m: nn.Module) -> dict:
+    attrs = {"module": type(m).__name__}
+    protocol = getattr(m, "protocol", None) or getattr(m, "head_protocols", None)
+    if protocol is not None:
+        attrs["protocol"] = protocol
+    return attrs
+
+
 def to_networkx(gm: fx.GraphModule) -> nx.DiGraph:
     """The graph as a networkx DiGraph: nodes carry ``op``, ``target``, ``kind`` and
-    (for modules) ``module`` type and ``protocol``."""
+    (for modules) ``module`` type and ``protocol``. A block traced per input shape
+    (TinyViT's) is one node whose ``inner`` lists its modules' attributes."""
     g = nx.DiGraph()
     for node in gm.graph.nodes:
         attrs = {"op": node.op, "target": str(node.target), "kind": op_kind(gm, node)}
         if node.op == "call_module":
             m = gm.get_submodule(node.target)
-            attrs["module"] = type(m).__name__
-            protocol = getattr(m, "protocol", None) or getattr(m, "head_protocols", None)
-            if protocol is not None:
-                attrs["protocol"] = protocol
+            attrs |= _module_attrs(m)
+            if isinstance(m, SHAPE_SPECIALISED):
+                attrs["inner"] = [{"kind": module_kind(sub), **_module_attrs(sub)} for _, sub in leaf_modules(m, (*LEAF_TYPES, *ATTENTION_TYPES))]
         g.add_node(node.name, **attrs)
         for arg in node.all_input_nodes:
             g.add_edge(arg.name, node.name)
@@ -81,7 +103,9 @@ def _label(data: dict) -> str:
 
 
 def op_counts(gm: fx.GraphModule) -> dict[str, int]:
-    """Nodes per kind and module type or protocol, e.g. ``{"attention: 4xsoftmax.2quad": 7}``
-    (``other`` nodes, the shape and indexing glue, are left out)."""
-    counts = Counter(_label(d) for _, d in to_networkx(gm).nodes(data=True) if d["kind"] != "other")
+    """Ops per kind and module type or protocol, e.g. ``{"attention: 4xsoftmax.2quad": 7}``
+    (``other`` nodes, the shape and indexing glue, are left out; the modules inside
+    per-shape blocks count one each)."""
+    records = [r for _, d in to_networkx(gm).nodes(data=True) for r in [d, *d.get("inner", [])]]
+    counts = Counter(_label(r) for r in records if r["kind"] != "other")
     return dict(sorted(counts.items()))

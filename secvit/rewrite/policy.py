@@ -70,23 +70,25 @@ class Policy:
     fold_affine: bool = False
     source: str = "<dict>"
 
-    def check(self, layers: int, heads: int) -> None:
-        """Reject layer and head indices the model does not have.
+    def check(self, heads: list[int]) -> None:
+        """Reject layer and head indices the model does not have (``heads``: the head
+        count of each layer, which varies by stage in TinyViT).
 
         Raises:
             PolicyError: naming the file, the key and the allowed range.
         """
         for section_name in _SECTIONS:
             section: Section = getattr(self, section_name)
+            layers = len(heads)
             for key, indices in (("layers", section.layers), ("heads", section.heads)):
                 for layer in indices:
                     if not 0 <= layer < layers:
                         raise PolicyError(f"{self.source}: {section_name}.{key}: layer {layer} out of range; "
                                           f"the model has layers 0..{layers - 1}")
             for layer, names in section.heads.items():
-                if len(names) != heads:
+                if len(names) != heads[layer]:
                     raise PolicyError(f"{self.source}: {section_name}.heads.{layer}: {len(names)} protocols for "
-                                      f"{heads} heads; give exactly {heads}")
+                                      f"{heads[layer]} heads; give exactly {heads[layer]}")
 
     def to_dict(self) -> dict[str, Any]:
         def section(s: Section) -> dict[str, Any]:

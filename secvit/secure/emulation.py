@@ -8,6 +8,7 @@ units in the last place per operation) on a whole test set in seconds, with no p
 
 from __future__ import annotations
 
+import functools
 import operator
 from typing import Any
 
@@ -15,13 +16,14 @@ import torch
 import torch.fx as fx
 import torch.nn as nn
 import torch.nn.functional as F
+from timm.layers import LayerNorm2d
 
 import protocols
 from protocols.fixed_point import FixedPoint
 
-from ..mpc_modules import MPCActivation, MPCAttention, MPCNorm, head_groups
-from .lowering import UnsupportedOpError
-from .tracing import trace
+from ..mpc_modules import MPCActivation, MPCAttention, MPCNorm, channels_last, head_groups
+from .lowering import UnsupportedOpError, lowering_for
+from .tracing import SHAPE_SPECIALISED, trace, trace_at
 
 __all__ = ["emulate"]
 
@@ -33,9 +35,12 @@ def _linear(fp: FixedPoint, x: torch.Tensor, lin: nn.Linear) -> torch.Tensor:
 
 def _attention(fp: FixedPoint, m: MPCAttention, x: torch.Tensor) -> torch.Tensor:
     b, n, _ = x.shape
-    qkv = _linear(fp, x, m.qkv).reshape(b, n, 3, m.num_heads, m.head_dim).permute(2, 0, 3, 1, 4)
-    q, k, v = qkv[0], qkv[1], qkv[2]
+    qkv = _linear(fp, _module(fp, m.pre_norm, x), m.qkv).reshape(b, n, 3, m.num_heads, m.head_dim)
+    q, k, v = qkv.permute(2, 0, 3, 1, 4)
     logits = fp._truncate(fp.mul_public(q, m.scale) @ k.transpose(-2, -1))
+    bias = m.logit_bias()
+    if bias is not None:
+        logits = logits + fp.encode(bias.detach())
     attn = torch.empty_like(logits)
     for name, heads in head_groups(m.head_protocols).items():
         attn[:, heads] = protocols.get(name).emulate(logits[:, heads], fp)
@@ -43,12 +48,24 @@ def _attention(fp: FixedPoint, m: MPCAttention, x: torch.Tensor) -> torch.Tensor
     return _linear(fp, out, m.proj)
 
 
+def _norm(fp: FixedPoint, name: str, m: nn.Module, x: torch.Tensor, channels_first: bool) -> torch.Tensor:
+    weight = m.weight.detach() if m.weight is not None else None
+    bias = m.bias.detach() if m.bias is not None else None
+    norm = functools.partial(protocols.get(name).emulate, fp=fp, weight=weight, bias=bias, eps=m.eps)
+    return channels_last(norm, x) if channels_first else norm(x)
+
+
 def _module(fp: FixedPoint, m: nn.Module, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    if isinstance(m, SHAPE_SPECIALISED):
+        return _Emulator(trace_at(m, x.shape), fp).run(x)
     if isinstance(m, nn.Linear):
         return _linear(fp, x, m)
     if isinstance(m, nn.Conv2d):
         y = fp._truncate(F.conv2d(x, fp.encode(m.weight.detach()), None, m.stride, m.padding, m.dilation, m.groups))
         return y + fp.encode(m.bias.detach()).view(1, -1, 1, 1) if m.bias is not None else y
+    if isinstance(m, nn.BatchNorm2d):
+        scale, shift = (fp.encode(t).view(1, -1, 1, 1) for t in lowering_for(m).prepare(m).values())
+        return fp.mul(x, scale) + shift
     if isinstance(m, MPCAttention):
         return _attention(fp, m, x)
     if isinstance(m, MPCActivation):
@@ -56,15 +73,17 @@ def _module(fp: FixedPoint, m: nn.Module, x: torch.Tensor, *args: Any, **kwargs:
     if isinstance(m, nn.GELU):
         return protocols.get("gelu.exact").emulate(x, fp)
     if isinstance(m, MPCNorm):
-        p = protocols.get(m.protocol)
-        return p.emulate(x, fp, m.weight.detach() if m.weight is not None else None,
-                         m.bias.detach() if m.bias is not None else None, eps=m.eps)
+        return _norm(fp, m.protocol, m, x, m.channels_first)
     if isinstance(m, nn.LayerNorm):
-        return protocols.get("norm.layer").emulate(x, fp, m.weight.detach(), m.bias.detach(), eps=m.eps)
+        return _norm(fp, "norm.layer", m, x, isinstance(m, LayerNorm2d))
     if isinstance(m, (nn.Dropout, nn.Identity)):
         return x
     if isinstance(m, nn.ReLU):
         return fp.relu(x)
+    if isinstance(m, nn.AdaptiveAvgPool2d) and m.output_size in (1, (1, 1)):
+        return fp.mean(fp.mean(x, 3), 2)
+    if isinstance(m, nn.Flatten):
+        return x.flatten(m.start_dim, m.end_dim)
     raise UnsupportedOpError(f"no emulation for module type {type(m).__name__}")
 
 

@@ -9,6 +9,7 @@ Function and method nodes that CrypTensors already implement (``reshape``, ``per
 
 from __future__ import annotations
 
+import functools
 import operator
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -20,7 +21,9 @@ import torch.nn.functional as F
 import protocols
 from protocols.backend import crypten
 
-from ..mpc_modules import MPCActivation, MPCAttention, MPCNorm, head_groups
+from timm.layers import LayerNorm2d
+
+from ..mpc_modules import MPCActivation, MPCAttention, MPCNorm, channels_last, head_groups
 
 __all__ = ["FUNCTIONS", "METHODS", "ModuleLowering", "lowering_for", "UnsupportedOpError"]
 
@@ -58,7 +61,8 @@ def _conv2d(m: nn.Conv2d, s: Secrets, x):
 def _layer_norm(m: nn.LayerNorm, s: Secrets, x):
     if len(m.normalized_shape) != 1:
         raise UnsupportedOpError("LayerNorm over more than the last dimension is not supported")
-    return protocols.get("norm.layer").secure(x, s.get("weight"), s.get("bias"), eps=m.eps)
+    norm = functools.partial(protocols.get("norm.layer").secure, weight=s.get("weight"), bias=s.get("bias"), eps=m.eps)
+    return channels_last(norm, x) if isinstance(m, LayerNorm2d) else norm(x)
 
 
 def _gelu(m: nn.GELU, s: Secrets, x):
@@ -68,7 +72,10 @@ def _gelu(m: nn.GELU, s: Secrets, x):
 
 
 def _attention_prepare(m: MPCAttention) -> dict[str, torch.Tensor]:
-    return {f"{sub}.{k}": v for sub in ("qkv", "proj") for k, v in _own_tensors(getattr(m, sub)).items()}
+    secrets = {f"{sub}.{k}": v for sub in ("qkv", "proj", "pre_norm")
+               for k, v in lowering_for(getattr(m, sub)).prepare(getattr(m, sub)).items()}
+    bias = m.logit_bias()  # the owner gathers its position biases by the public index
+    return secrets | ({"logit_bias": bias.detach()} if bias is not None else {})
 
 
 def _linear_of(s: Secrets, prefix: str, x):
@@ -81,9 +88,13 @@ def _attention(m: MPCAttention, s: Secrets, x, attn_mask=None, is_causal: bool =
     if attn_mask is not None or is_causal:
         raise UnsupportedOpError("attention masks are not supported under MPC")
     b, n, _ = x.size()
+    pre_norm = {k.removeprefix("pre_norm."): v for k, v in s.items() if k.startswith("pre_norm.")}
+    x = lowering_for(m.pre_norm).forward(m.pre_norm, pre_norm, x)
     qkv = _linear_of(s, "qkv.", x).reshape(b, n, 3, m.num_heads, m.head_dim).permute(2, 0, 3, 1, 4)
     q, k, v = qkv[0], qkv[1], qkv[2]
     logits = (q * m.scale).matmul(k.transpose(-2, -1))
+    if "logit_bias" in s:
+        logits = logits + s["logit_bias"]
     groups = head_groups(m.head_protocols)
     if len(groups) == 1:
         attn = protocols.get(m.head_protocols[0]).secure(logits)
@@ -102,7 +113,14 @@ def _mpc_activation(m: MPCActivation, s: Secrets, x):
 
 
 def _mpc_norm(m: MPCNorm, s: Secrets, x):
-    return protocols.get(m.protocol).secure(x, s.get("weight"), s.get("bias"), eps=m.eps)
+    norm = functools.partial(protocols.get(m.protocol).secure, weight=s.get("weight"), bias=s.get("bias"), eps=m.eps)
+    return channels_last(norm, x) if m.channels_first else norm(x)
+
+
+def _adaptive_avg_pool(m: nn.AdaptiveAvgPool2d, s: Secrets, x):
+    if m.output_size not in (1, (1, 1)):
+        raise UnsupportedOpError(f"AdaptiveAvgPool2d to {m.output_size}: only global pooling (1) is supported")
+    return x.mean(3, keepdim=True).mean(2, keepdim=True)
 
 
 def _batch_norm_prepare(m: nn.BatchNorm2d) -> dict[str, torch.Tensor]:
@@ -134,6 +152,8 @@ _MODULES: list[tuple[type[nn.Module], ModuleLowering]] = [
     (nn.ReLU, ModuleLowering(lambda m, s, x: x.relu())),
     (nn.Dropout, ModuleLowering(_identity)),
     (nn.Identity, ModuleLowering(_identity)),
+    (nn.AdaptiveAvgPool2d, ModuleLowering(_adaptive_avg_pool)),
+    (nn.Flatten, ModuleLowering(lambda m, s, x: x.flatten(m.start_dim, m.end_dim))),
 ]
 
 
@@ -159,6 +179,12 @@ def _cat(tensors, dim: int = 0):
     return crypten.cat(list(tensors), dim=dim)
 
 
+def _pad(x, pad, mode: str = "constant", value: float | None = None):
+    if mode != "constant":
+        raise UnsupportedOpError(f"padding mode {mode!r}: only constant padding is supported")
+    return x.pad(pad, value=value or 0.0)
+
+
 def _layer_norm_fn(x, normalized_shape, weight=None, bias=None, eps: float = 1e-5):
     return protocols.get("norm.layer").secure(x, weight, bias, eps=eps)
 
@@ -176,8 +202,10 @@ FUNCTIONS: dict[Any, Callable[..., Any]] = {
     F.gelu: _gelu_fn,
     F.relu: lambda x, inplace=False: x.relu(),
     operator.matmul: lambda a, b: a.matmul(b),
+    F.pad: _pad,
 }
 
 METHODS: dict[str, Callable[..., Any]] = {
     "softmax": _softmax,
+    "contiguous": lambda x: x,  # CrypTensors are always contiguous
 }

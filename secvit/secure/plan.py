@@ -18,7 +18,7 @@ from protocols.backend import crypten
 
 from ..runtime.roles import CLIENT, OWNER
 from .lowering import FUNCTIONS, METHODS, UnsupportedOpError, lowering_for
-from .tracing import trace
+from .tracing import ATTENTION_TYPES, SHAPE_SPECIALISED, leaf_modules, trace, trace_at
 
 __all__ = ["NodeHook", "SecurePlan", "getattr_path"]
 
@@ -26,9 +26,12 @@ NodeHook = Callable[[fx.Node, Callable[[], Any]], Any]
 
 
 class _Interpreter(fx.Interpreter):
-    def __init__(self, plan: "SecurePlan", hook: NodeHook | None):
-        super().__init__(plan.graph_module, garbage_collect_values=True)
-        self.plan, self.hook = plan, hook
+    """Runs one graph of the plan: the model's, or (``prefix`` = its path + ".") that of
+    a block traced at the shape it is called with."""
+
+    def __init__(self, plan: "SecurePlan", gm: fx.GraphModule, hook: NodeHook | None, prefix: str = ""):
+        super().__init__(gm, garbage_collect_values=True)
+        self.plan, self.hook, self.prefix = plan, hook, prefix
 
     def run_node(self, n: fx.Node) -> Any:
         if self.hook is None:
@@ -36,13 +39,15 @@ class _Interpreter(fx.Interpreter):
         return self.hook(n, lambda: super(_Interpreter, self).run_node(n))
 
     def get_attr(self, target: str, args: tuple, kwargs: dict) -> Any:
-        secret = self.plan.module_secrets("").get(target)
+        secret = self.plan.module_secrets("").get(self.prefix + target)
         return secret if secret is not None else super().get_attr(target, args, kwargs)
 
     def call_module(self, target: str, args: tuple, kwargs: dict) -> Any:
-        module = self.fetch_attr(target)
-        lowering = lowering_for(module)
-        return lowering.forward(module, self.plan.module_secrets(target), *args, **kwargs)
+        module, path = self.fetch_attr(target), self.prefix + target
+        if isinstance(module, SHAPE_SPECIALISED):
+            graph = self.plan.specialised(path, module, tuple(args[0].size()))
+            return _Interpreter(self.plan, graph, self.hook, path + ".").run(*args, **kwargs)
+        return lowering_for(module).forward(module, self.plan.module_secrets(path), *args, **kwargs)
 
     def call_function(self, target: Any, args: tuple, kwargs: dict) -> Any:
         return FUNCTIONS.get(target, target)(*args, **kwargs)
@@ -67,12 +72,35 @@ class SecurePlan:
     def __init__(self, model: nn.Module):
         self.graph_module = trace(model.eval())
         self._by_module: dict[str, dict[str, Any]] = {}
+        self._specialised: dict[tuple[str, tuple[int, ...]], fx.GraphModule] = {}
         self._check_supported()
 
-    def _check_supported(self) -> None:
+    def _node_leaves(self, node: fx.Node) -> list[tuple[str, nn.Module]]:
+        """``(path, module)`` of the leaf modules a ``call_module`` node runs: itself, or
+        those inside a block traced per shape."""
+        module = self.graph_module.get_submodule(node.target)
+        if isinstance(module, SHAPE_SPECIALISED):
+            return list(leaf_modules(module, prefix=node.target + "."))
+        return [(node.target, module)]
+
+    def _leaves(self) -> Iterator[tuple[str, nn.Module]]:
         for node in self.graph_module.graph.nodes:
             if node.op == "call_module":
-                lowering_for(self.graph_module.get_submodule(node.target))
+                yield from self._node_leaves(node)
+
+    def _check_supported(self) -> None:
+        for path, module in self._leaves():
+            if isinstance(module, ATTENTION_TYPES):
+                raise UnsupportedOpError(f"{path}: {type(module).__name__} runs under MPC only as MPCAttention; "
+                                         "rewrite the model first (a policy, e.g. 'exact')")
+            lowering_for(module)
+
+    def specialised(self, path: str, module: nn.Module, shape: tuple[int, ...]) -> fx.GraphModule:
+        """The graph of the block at ``path`` for inputs of ``shape`` (traced once per shape)."""
+        key = (path, shape)
+        if key not in self._specialised:
+            self._specialised[key] = trace_at(module, shape)
+        return self._specialised[key]
 
     def plaintext_secrets(self) -> Iterator[tuple[str, str, torch.Tensor]]:
         """The owner's secret tensors in graph order, as (owner, name, tensor): a leaf
@@ -80,8 +108,7 @@ class SecurePlan:
         seen: set[tuple[str, str]] = set()
         for node in self.graph_module.graph.nodes:
             if node.op == "call_module":
-                module = self.graph_module.get_submodule(node.target)
-                items = [(node.target, k, v) for k, v in lowering_for(module).prepare(module).items()]
+                items = [(path, k, v) for path, m in self._node_leaves(node) for k, v in lowering_for(m).prepare(m).items()]
             elif node.op == "get_attr":
                 value = getattr_path(self.graph_module, node.target)
                 items = [("", node.target, value.detach())] if torch.is_floating_point(value) else []
@@ -116,7 +143,7 @@ class SecurePlan:
         """Run the plan on an encrypted batch; ``hook(node, run)`` may wrap each node."""
         if not self._by_module:
             raise RuntimeError("encrypt_weights() must run before forward()")
-        return _Interpreter(self, hook).run(x)
+        return _Interpreter(self, self.graph_module, hook).run(x)
 
     __call__ = forward
 

@@ -6,7 +6,7 @@ import torch.fx as fx
 import torch.nn as nn
 
 from ...mpc_modules import MPCActivation
-from ..graph import set_submodule
+from ..graph import modules_of, set_submodule
 from .base import PassContext, PassResult
 
 __all__ = ["replace_activation"]
@@ -14,9 +14,8 @@ __all__ = ["replace_activation"]
 
 def replace_activation(gm: fx.GraphModule, ctx: PassContext) -> PassResult:
     result = PassResult("replace_activation")
-    for node in gm.graph.nodes:
-        if node.op == "call_module" and isinstance(gm.get_submodule(node.target), nn.GELU):
-            protocol = ctx.policy.activation.choose(node.target, ctx.layer(node.target))[0]
-            set_submodule(gm, node.target, MPCActivation(protocol))
-            result.record(node.target, protocol)
+    for path, _ in modules_of(gm, nn.GELU):
+        protocol = ctx.policy.activation.choose(path, ctx.layer(path))[0]
+        set_submodule(gm, path, MPCActivation(protocol))
+        result.record(path, protocol)
     return result
