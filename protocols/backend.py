@@ -5,6 +5,10 @@ converter), a module that current torch no longer has. The MPC core never uses i
 stand-in module with a ``registry`` attribute is registered under that name before
 ``import crypten``. ``crypten.nn.from_pytorch`` stays unusable; secvit does not use it.
 
+CrypTen 0.4.1's ``FixedPointEncoder.decode`` floor-divides negative values by
+``scale - 1``: a revealed value within ~|x| / 2^16 above a negative integer (e.g. an
+encoding of -1.99998) decodes one too low (-2.99998). :func:`_exact_decode` replaces it.
+
 Everything else in secvit gets crypten from here::
 
     from protocols.backend import crypten
@@ -40,6 +44,7 @@ _install_onnx_registration_standin()
 import crypten  # noqa: E402  (must follow the stand-in)
 import crypten.communicator as crypten_comm  # noqa: E402
 from crypten.config import cfg  # noqa: E402
+from crypten.encoder import FixedPointEncoder  # noqa: E402
 from crypten.mpc.provider.ttp_provider import TTPServer  # noqa: E402
 
 __all__ = [
@@ -55,6 +60,18 @@ __all__ = [
     "set_threads",
     "shutdown",
 ]
+
+
+
+def _exact_decode(self: FixedPointEncoder, tensor: torch.Tensor | None) -> torch.Tensor | None:
+    """Fixed-point integers to floats: floor quotient and remainder by the scale."""
+    if tensor is None or self._scale == 1:
+        return None if tensor is None else tensor.data
+    quotient = tensor.div(self._scale, rounding_mode="floor")
+    return (quotient.float() + (tensor - quotient * self._scale).float() / self._scale).data
+
+
+FixedPointEncoder.decode = _exact_decode
 
 Provider = Literal["TFP", "TTP"]
 _PROVIDERS = {"TFP": "TFP", "TTP": "TTP"}

@@ -98,3 +98,10 @@ def test_layer_norm_over_the_variance_range_of_trained_vits():
     # the smallest variance is at the edge of the range and of 16-bit precision (x - mu ~ 0.03)
     assert err[0] < 4e-2 and err[1:].max() < 1e-2, err
     assert rounds == 1 + 8 + 1 + 2 * 8 + 1  # square, exp guess, g0, 8 Goldschmidt steps, normalise
+
+
+def test_reveal_decodes_values_just_above_negative_integers():
+    """CrypTen 0.4.1 decodes -2 + 2^-16 as -3 + 2^-16; the backend's decoder does not."""
+    values = torch.tensor([-2 + 2**-16, -7 + 3 * 2**-16, -1.0, -0.5, 0.0, 2**-16, 3.25])
+    out, _, _ = _secure(lambda x: x, values)
+    assert torch.equal(out, values)
