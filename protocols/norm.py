@@ -5,35 +5,41 @@ x * a + b with per-channel a, b fixed after training (calibrated or learned): on
 product by the owner's secret a, no inverse square root.
 
 ``layer_norm``: (x - mu) * (var + eps)^(-1/2) * gamma + beta over the last dimension
-(Ba et al., "Layer Normalization", 2016). mu and var are local sums with public scaling
-plus one squaring. The inverse square root starts from CrypTen's initial guess
-y0 = 2.2 exp(-(v/2 + 0.2)) + 0.2 - v/1024 (8 squarings) and refines it with ``iters``
-Goldschmidt steps (Goldschmidt, 1964; Markstein, "Software Division and Square Root
-Using Goldschmidt's Algorithms", 2004): g0 = v y0, h0 = y0 / 2, then
-r = 1/2 - g h, (g, h) <- (g + g r, h + h r), with 1/sqrt(v) = 2 h. Each step converges
-like a Newton-Raphson step y <- y (3 - v y^2) / 2 but costs 2 rounds instead of 3 (g r
-and h r are one batched product); all of it runs on one value per row (rounds, not bytes).
+(Ba et al., "Layer Normalization", 2016). mu and the sum of squares S = sum (x - mu)^2
+are local sums plus one squaring. LayerNorm is invariant to a public rescaling of its
+input (with eps rescaled too), so the inverse square root runs on
+v = k (var + eps) = S k / n + k eps with k = ``var_scale``.
 
-The guess is positive only for v < 200, and the iteration is accurate (relative error
-< 1e-3) on [0.031, 178] after 5 steps, [0.0063, 190] after 7, [0.0028, 195] after 8
-(CrypTen's 3 Newton-Raphson steps: [0.126, 126]). Trained ViTs span more: the shipped
-ViT-Lite sees row variances from 9e-4 (the CLS row entering block 0) to 16, its
-MPCFormer fine-tune up to 27.5, its MPCViT fine-tune up to 52. LayerNorm is invariant
-to a public rescaling of its input (with eps rescaled too), so v is evaluated as
-``var_scale`` * (var + eps): the defaults (scale 3.2, 8 steps) cover variances in
-[8.8e-4, 60]. v = sum(c^2) (``var_scale`` / n) + ``var_scale`` eps takes one truncation
-(the mean, then the rescale, took two): at small variances v holds few fixed-point
-units (var 6e-3: 1,260), and each truncation's random unit moves the output by ~1e-3.
-Rounds: 1 (square) + 8 (exp) + 1 (g0) + 2 * iters + 1 (normalise) + 1 with a secret
-gamma: 28 with the defaults, against 20 for CrypTen's 3 Newton-Raphson steps, which fail
+The inverse square root refines a guess y0 by ``iters`` Goldschmidt steps (Goldschmidt,
+1964; Markstein, "Software Division and Square Root Using Goldschmidt's Algorithms",
+2004): g0 = v y0, h0 = y0 / 2, then r = 1/2 - g h, (g, h) <- (g + g r, h + h r), with
+1/sqrt(v) = 2 h. Each step converges like a Newton-Raphson step y <- y (3 - v y^2) / 2
+but costs 2 rounds instead of 3 (g r and h r are one batched product); all of it runs on
+one value per row (rounds, not bytes). The guess is CrypTen's
+2.2 exp(-(v/2 + 0.2)) + 0.2 - v/1024 plus 4 exp(-4 v), which lifts it towards 1/sqrt(v)
+at small v, where CrypTen's stays at 2; both exponentials are one batched
+(1 + x/2^10)^(2^10) (10 squarings: valid for 4 v < 1024). The guess is positive for
+v < 200; 8 steps reach relative error 1.4e-7 on all of [0.0028, 192], i.e. (k = 3.2)
+row variances in [8.8e-4, 60] (CrypTen's 3 Newton-Raphson steps: [0.126, 126]). Trained
+ViTs need that span: the shipped ViT-Lite sees row variances from 9e-4 (the CLS row
+entering block 0) to 16, its MPCFormer fine-tune up to 27.5, its MPCViT fine-tune up
+to 52.
+
+Fixed-point precision at small variances: v = 2.8e-3 holds only 183 units of 2^-16,
+and the random unit of every 2-party truncation would move the output by ~1e-2. So v
+enters the guess only; g0 = (S y0) k / n + y0 k eps takes S (n times more units) and the
+better guess (g0 ~ sqrt(v)), and the fixed point of the iteration is 1/sqrt of that
+precise v.
+Rounds: 1 (square) + 10 (exp) + 1 (g0) + 2 * iters + 1 (normalise) + 1 with a secret
+gamma: 30 with the defaults, against 20 for CrypTen's 3 Newton-Raphson steps, which fail
 below v = 0.126.
 """
 
 from __future__ import annotations
 
-import torch
-
 import math
+
+import torch
 
 from . import costs
 from .backend import crypten
@@ -44,6 +50,8 @@ __all__ = ["LN_ITERS", "LN_VAR_SCALE", "inv_sqrt_goldschmidt", "layer_norm_refer
 
 LN_ITERS = 8
 LN_VAR_SCALE = 3.2
+GUESS_SQUARINGS = 10  # (1 + x/1024)^1024: exp(-4 v) stays valid up to v = 256
+GUESS_DECAY, GUESS_LIFT = 4.0, 4.0  # the guess's small-v term: 4 exp(-4 v)
 
 
 def layer_norm_secure(
@@ -52,9 +60,9 @@ def layer_norm_secure(
     """LayerNorm of a CrypTensor over its last dimension; ``weight``/``bias`` may be secret."""
     n = x.size(-1)
     centered = x - x.mean(-1, keepdim=True)
-    v = centered.square().sum(-1, keepdim=True) * (var_scale / n) + eps * var_scale  # one truncation
-    inv_std = inv_sqrt_goldschmidt(v, iters) * var_scale**0.5
-    y = centered * inv_std
+    sum_sq = centered.square().sum(-1, keepdim=True)
+    y = inv_sqrt_goldschmidt(sum_sq, var_scale / n, eps * var_scale, iters) * var_scale**0.5
+    y = centered * y
     if weight is not None:
         y = y * weight
     if bias is not None:
@@ -62,16 +70,26 @@ def layer_norm_secure(
     return y
 
 
-def inv_sqrt_goldschmidt(v, iters: int = LN_ITERS):
-    """1/sqrt(v) of a positive CrypTensor: CrypTen's exp-based guess, then Goldschmidt steps."""
-    y = (v * -0.5 - 0.2).exp() * 2.2 + 0.2 - v * (1.0 / 1024)
-    g, h = v * y, y * 0.5
+def inv_sqrt_goldschmidt(s, scale: float, shift: float = 0.0, iters: int = LN_ITERS):
+    """1/sqrt(v) for v = s * scale + shift (s a positive CrypTensor, scale and shift public)."""
+    v = s * scale + shift
+    e = _exp_squarings(crypten.stack([v * -0.5 - 0.2, v * -GUESS_DECAY]), GUESS_SQUARINGS)
+    y = e[0] * 2.2 + 0.2 - v * (1.0 / 1024) + e[1] * GUESS_LIFT
+    g, h = (s * y) * scale + y * shift, y * 0.5
     for _ in range(iters):
         r = 0.5 - g * h
         gh = crypten.stack([g, h])
         gh = gh + gh * r
         g, h = gh[0], gh[1]
     return h * 2.0
+
+
+def _exp_squarings(x, squarings: int):
+    """(1 + x / 2^m)^(2^m): exp(x) for x > -2^m, by ``m`` squarings (one round each)."""
+    y = x * (1.0 / 2**squarings) + 1.0
+    for _ in range(squarings):
+        y = y.square()
+    return y
 
 
 def layer_norm_reference(x: torch.Tensor, weight=None, bias=None, eps: float = 1e-5, **_) -> torch.Tensor:
@@ -83,12 +101,17 @@ def layer_norm_emulate(x: torch.Tensor, fp: FixedPoint, weight=None, bias=None, 
                        iters: int = LN_ITERS, var_scale: float = LN_VAR_SCALE) -> torch.Tensor:
     """Fixed-point twin of :func:`layer_norm_secure`."""
     xe = fp.encode(x)
+    n = x.shape[-1]
     centered = xe - fp.mean(xe)
-    v = fp.mul_public(fp.square(centered).sum(-1, keepdim=True), var_scale / x.shape[-1]) + fp.encode(
-        torch.tensor(eps * var_scale))
-    y = fp.mul_public(fp.exp(fp.mul_public(v, -0.5) - fp.encode(torch.tensor(0.2))), 2.2)
-    y = y + fp.encode(torch.tensor(0.2)) - fp.mul_public(v, 1.0 / 1024)
-    g, h = fp.mul(v, y), fp.mul_public(y, 0.5)
+    s = fp.square(centered).sum(-1, keepdim=True)
+    scale, shift = var_scale / n, fp.encode(torch.tensor(eps * var_scale))
+    v = fp.mul_public(s, scale) + shift
+    e = torch.stack([fp.mul_public(v, -0.5) - fp.encode(torch.tensor(0.2)), fp.mul_public(v, -GUESS_DECAY)])
+    e = fp.exp(e, GUESS_SQUARINGS)
+    y = fp.mul_public(e[0], 2.2) + fp.encode(torch.tensor(0.2)) - fp.mul_public(v, 1.0 / 1024)
+    y = y + fp.mul_public(e[1], GUESS_LIFT)
+    g = fp.mul_public(fp.mul(s, y), scale) + fp.mul_public(y, eps * var_scale)
+    h = fp.mul_public(y, 0.5)
     for _ in range(iters):
         r = fp.encode(torch.tensor(0.5)) - fp.mul(g, h)
         g, h = g + fp.mul(g, r), h + fp.mul(h, r)
@@ -101,7 +124,7 @@ def layer_norm_emulate(x: torch.Tensor, fp: FixedPoint, weight=None, bias=None, 
 def _layer_norm_cost(shape: tuple[int, ...], affine: bool = True, iters: int = LN_ITERS) -> costs.Cost:
     numel = math.prod(shape)
     rows = numel // shape[-1]
-    inv_sqrt = costs.exp(rows) + costs.mul(rows) + (costs.mul(rows) + costs.mul(2 * rows, rows)) * iters
+    inv_sqrt = costs.exp(2 * rows, GUESS_SQUARINGS) + costs.mul(rows) + (costs.mul(rows) + costs.mul(2 * rows, rows)) * iters
     return costs.square(numel) + inv_sqrt + costs.mul(numel, rows) + (costs.mul(numel, shape[-1]) if affine else costs.Cost())
 
 

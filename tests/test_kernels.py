@@ -91,13 +91,12 @@ def test_layer_norm_over_the_variance_range_of_trained_vits():
     torch.manual_seed(0)
     rows = torch.randn(6, 256)
     rows = (rows - rows.mean(-1, keepdim=True)) / rows.std(-1, keepdim=True)
-    scales = torch.tensor([9e-4, 1e-2, 0.1, 1.0, 8.0, 55.0]).sqrt().unsqueeze(-1)
+    scales = torch.tensor([8.8e-4, 1e-2, 0.1, 1.0, 8.0, 60.0]).sqrt().unsqueeze(-1)
     x = rows * scales + 0.3
     out, rounds, _ = _secure(layer_norm_secure, x)
     err = (out - layer_norm_reference(x)).abs().amax(-1)
-    # the smallest variance is at the edge of the range and of 16-bit precision (x - mu ~ 0.03)
-    assert err[0] < 4e-2 and err[1:].max() < 1e-2, err
-    assert rounds == 1 + 8 + 1 + 2 * 8 + 1  # square, exp guess, g0, 8 Goldschmidt steps, normalise
+    assert err.max() < 5e-3, err  # both ends of the declared range included
+    assert rounds == 1 + 10 + 1 + 2 * 8 + 1  # square, exp guess, g0, 8 Goldschmidt steps, normalise
 
 
 def test_reveal_decodes_values_just_above_negative_integers():
