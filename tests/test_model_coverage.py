@@ -9,6 +9,8 @@ import torch
 from secvit.models import create_model, list_models
 from secvit.rewrite import rewrite
 from secvit.rewrite.policy import policy_from_dict
+from secvit.secure.lowering import UnsupportedOpError
+from secvit.secure.plan import SecurePlan
 from secvit.secure.tracing import ATTENTION_TYPES
 
 from .conftest import secure_logits
@@ -69,3 +71,9 @@ def test_trace_rewrite_secure_forward(name: str):
     with torch.no_grad():
         ref = gm(x)
     assert (secure_logits(gm, x) - ref).abs().max() < 0.05
+
+
+def test_tiny_vit_needs_a_rewrite_before_mpc():
+    model = create_model("tiny_vit_5m_224", num_classes=10)
+    with pytest.raises(UnsupportedOpError, match="rewrite the model first"):
+        SecurePlan(model)

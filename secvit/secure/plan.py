@@ -18,7 +18,7 @@ from protocols.backend import crypten
 
 from ..runtime.roles import CLIENT, OWNER
 from .lowering import FUNCTIONS, METHODS, UnsupportedOpError, lowering_for
-from .tracing import ATTENTION_TYPES, SHAPE_SPECIALISED, leaf_modules, trace, trace_at
+from .tracing import NEEDS_REWRITE, SHAPE_SPECIALISED, leaf_modules, trace, trace_at
 
 __all__ = ["NodeHook", "SecurePlan", "getattr_path"]
 
@@ -89,10 +89,11 @@ class SecurePlan:
                 yield from self._node_leaves(node)
 
     def _check_supported(self) -> None:
-        for path, module in self._leaves():
-            if isinstance(module, ATTENTION_TYPES):
+        for path, module in self.graph_module.named_modules():
+            if isinstance(module, NEEDS_REWRITE):
                 raise UnsupportedOpError(f"{path}: {type(module).__name__} runs under MPC only as MPCAttention; "
                                          "rewrite the model first (a policy, e.g. 'exact')")
+        for _, module in self._leaves():
             lowering_for(module)
 
     def specialised(self, path: str, module: nn.Module, shape: tuple[int, ...]) -> fx.GraphModule:

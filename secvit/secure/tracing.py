@@ -24,7 +24,7 @@ from torch.fx.experimental.meta_tracer import MetaTracer
 
 from ..mpc_modules import MPCActivation, MPCAttention, MPCNorm
 
-__all__ = ["ATTENTION_TYPES", "LEAF_TYPES", "SHAPE_SPECIALISED", "TraceError", "leaf_modules", "trace", "trace_at"]
+__all__ = ["ATTENTION_TYPES", "LEAF_TYPES", "NEEDS_REWRITE", "SHAPE_SPECIALISED", "TraceError", "leaf_modules", "trace", "trace_at"]
 
 LEAF_TYPES: tuple[type[nn.Module], ...] = (
     nn.Linear,
@@ -44,6 +44,9 @@ SHAPE_SPECIALISED: tuple[type[nn.Module], ...] = (TinyVitBlock,)
 
 ATTENTION_TYPES: tuple[type[nn.Module], ...] = (Attention, TinyVitAttention)
 """The timm attentions the rewriter replaces by :class:`MPCAttention`."""
+
+NEEDS_REWRITE: tuple[type[nn.Module], ...] = (TinyVitAttention,)
+"""Modules the secure engine runs only after the rewriter replaced them."""
 
 
 class TraceError(RuntimeError):
