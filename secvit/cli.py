@@ -1,4 +1,4 @@
-"""``secvit`` command line: train, party, demo, infer, check, rewrite, protocols, models."""
+"""``secvit`` command line: train, party, demo, infer, check, rewrite, protocols, models, profile, compare."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from typing import Any, Callable
 
 from rich.console import Console
 from rich.table import Table
+
+from .profile.commands import add_compare_parser, add_profile_parser, cmd_compare, cmd_profile
 
 __all__ = ["DEFAULT_CHECKPOINT", "main", "main_exit"]
 
@@ -58,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--result", metavar="PATH", help="write this party's report as JSON")
     p.add_argument("--policy", help="rewrite the checkpoint's model by this policy (public, same on all parties)")
     p.add_argument("--verbose", action="store_true", help="print a line per stage")
+    p.add_argument("--profile", action="store_true", help="record per-node time, bytes and rounds in the report")
     p.add_argument("--audit", action="store_true", help=argparse.SUPPRESS)
     _add_mpc_args(p)
 
@@ -91,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("protocols", help="the MPC protocol registry: formula, rounds, bytes, accuracy")
     p.add_argument("--format", choices=["table", "md"], default="table")
+
+    add_profile_parser(sub, DEFAULT_CHECKPOINT)
+    add_compare_parser(sub, DEFAULT_CHECKPOINT)
     return parser
 
 
@@ -131,7 +137,7 @@ def cmd_party(a: argparse.Namespace) -> int:
     if a.checkpoint is None:
         raise ValueError("--checkpoint is required for the owner and the client")
     job = InferenceJob(checkpoint=a.checkpoint, policy=a.policy, batch_size=a.batch_size, audit=a.audit,
-                       verbose=a.verbose)
+                       verbose=a.verbose, profile=a.profile)
     if role == "owner":
         job.model = load_model(a.checkpoint)[0]
     elif role == "client":
@@ -256,6 +262,7 @@ def cmd_protocols(a: argparse.Namespace) -> int:
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "train": cmd_train, "party": cmd_party, "demo": cmd_demo, "infer": cmd_infer, "models": cmd_models,
     "protocols": cmd_protocols, "rewrite": cmd_rewrite, "check": cmd_check,
+    "profile": lambda a: cmd_profile(a, console), "compare": lambda a: cmd_compare(a, console),
 }
 
 

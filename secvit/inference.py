@@ -8,6 +8,7 @@ count their own bytes and rounds.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,7 @@ from protocols import backend
 from protocols.backend import crypten
 
 from .checkpoint import build_model, load_meta, load_model
+from .profile.profiler import Profiler
 from .rewrite import load_policy, rewrite
 from .runtime.audit import tensor_fingerprints
 from .runtime.party import PartyContext
@@ -40,6 +42,8 @@ class InferenceJob:
         batch_size: Images per encrypted forward pass.
         audit: Record custody fingerprints in the result (tests).
         verbose: Print a line per stage (weights encrypted, each batch done).
+        profile: Record per-node costs (:class:`~secvit.profile.profiler.Profiler`) in
+            the report's ``profile``; their sums equal the report's totals.
     """
 
     checkpoint: str
@@ -49,6 +53,7 @@ class InferenceJob:
     batch_size: int = 8
     audit: bool = False
     verbose: bool = False
+    profile: bool = False
     audit_points: list[set[str]] = field(default_factory=list)
 
     def log(self, ctx: PartyContext, message: str) -> None:
@@ -86,14 +91,20 @@ def secure_inference(ctx: PartyContext, job: InferenceJob) -> dict[str, Any]:
     job.checkpoint_audit()
     count = crypten.comm.get().broadcast_obj(len(job.images) if ctx.rank == CLIENT else None, CLIENT)
     backend.reset_comm_stats()
+    profiler = Profiler(plan) if job.profile else None
+    scope = profiler.scope if profiler else (lambda *a, **k: contextlib.nullcontext())
     logits, seconds = [], 0.0
     for start in range(0, count, job.batch_size):
         batch = job.images[start : start + job.batch_size] if ctx.rank == CLIENT else None
         began = time.perf_counter()
-        x = plan.encrypt_input(batch, ctx.rank)
+        with scope("input.share"):
+            x = plan.encrypt_input(batch, ctx.rank)
         if tuple(x.size()[1:]) != expected:
             raise ValueError(f"client sent images of shape {tuple(x.size())}; expected (N, *{expected})")
-        out = plan(x).get_plain_text(dst=CLIENT)
+        with profiler.active() if profiler else contextlib.nullcontext():
+            y = plan(x, hook=profiler.hook if profiler else None)
+        with scope("output.reveal"):
+            out = y.get_plain_text(dst=CLIENT)
         seconds += time.perf_counter() - began
         if ctx.rank == CLIENT:
             logits.append(out)
@@ -104,6 +115,8 @@ def secure_inference(ctx: PartyContext, job: InferenceJob) -> dict[str, Any]:
                               "bytes": stats["bytes"], "rounds": stats["rounds"]}
     if ctx.rank == CLIENT:
         report["logits"] = torch.cat(logits).tolist()
+    if profiler is not None:
+        report["profile"] = profiler.to_list()
     if job.audit:
         job.checkpoint_audit()
         report["audit"] = {"fingerprints": sorted(set().union(*job.audit_points)),

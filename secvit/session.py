@@ -80,10 +80,12 @@ def run_session(
     threads: int = 1,
     port: int | None = None,
     policy: str | None = None,
+    party_flags: list[str] | None = None,
 ) -> SessionReport:
     """Validate inputs, run owner and client (and dealer) processes, compare with plaintext.
 
-    ``policy`` rewrites the checkpoint's model first (all parties and the plaintext side).
+    ``policy`` rewrites the checkpoint's model first (all parties and the plaintext side);
+    ``party_flags`` go to every party (e.g. ``--profile``).
 
     Raises:
         InputError, CheckpointError: before any party starts.
@@ -97,7 +99,7 @@ def run_session(
     with torch.no_grad():
         plaintext = model(images)
     args = ["--checkpoint", checkpoint, "--batch-size", str(batch_size), "--precision", str(precision_bits),
-            "--threads", str(threads), *(["--policy", policy] if policy else [])]
+            "--threads", str(threads), *(["--policy", policy] if policy else []), *(party_flags or [])]
     parties = run_local(args, provider=provider, port=port, extra_args={CLIENT: ["--input", *inputs]})
     mpc = torch.tensor(parties[CLIENT]["logits"])
     return SessionReport(names, labels, plaintext, mpc, parties, provider, meta.model)

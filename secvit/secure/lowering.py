@@ -17,13 +17,13 @@ from typing import Any, Callable
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from timm.layers import LayerNorm2d
 
 import protocols
 from protocols.backend import crypten
 
-from timm.layers import LayerNorm2d
-
 from ..mpc_modules import MPCActivation, MPCAttention, MPCNorm, channels_last, head_groups
+from .regions import region
 
 __all__ = ["FUNCTIONS", "METHODS", "ModuleLowering", "lowering_for", "UnsupportedOpError"]
 
@@ -88,24 +88,33 @@ def _attention(m: MPCAttention, s: Secrets, x, attn_mask=None, is_causal: bool =
     if attn_mask is not None or is_causal:
         raise UnsupportedOpError("attention masks are not supported under MPC")
     b, n, _ = x.size()
-    pre_norm = {k.removeprefix("pre_norm."): v for k, v in s.items() if k.startswith("pre_norm.")}
-    x = lowering_for(m.pre_norm).forward(m.pre_norm, pre_norm, x)
-    qkv = _linear_of(s, "qkv.", x).reshape(b, n, 3, m.num_heads, m.head_dim).permute(2, 0, 3, 1, 4)
+    if not isinstance(m.pre_norm, nn.Identity):
+        pre_norm = {k.removeprefix("pre_norm."): v for k, v in s.items() if k.startswith("pre_norm.")}
+        with region("pre_norm", "norm", getattr(m.pre_norm, "protocol", "norm.layer")):
+            x = lowering_for(m.pre_norm).forward(m.pre_norm, pre_norm, x)
+    with region("qkv", "linear"):
+        qkv = _linear_of(s, "qkv.", x).reshape(b, n, 3, m.num_heads, m.head_dim).permute(2, 0, 3, 1, 4)
     q, k, v = qkv[0], qkv[1], qkv[2]
-    logits = (q * m.scale).matmul(k.transpose(-2, -1))
+    with region("q@k", "matmul"):
+        logits = (q * m.scale).matmul(k.transpose(-2, -1))
     if "logit_bias" in s:
         logits = logits + s["logit_bias"]
     groups = head_groups(m.head_protocols)
     if len(groups) == 1:
-        attn = protocols.get(m.head_protocols[0]).secure(logits)
+        with region(m.head_protocols[0], "softmax", m.head_protocols[0]):
+            attn = protocols.get(m.head_protocols[0]).secure(logits)
     else:  # one batched op per protocol, then the heads back in their order (public permutation)
         order = [h for heads in groups.values() for h in heads]
-        parts = [protocols.get(name).secure(logits.index_select(1, torch.tensor(heads)))
-                 for name, heads in groups.items()]
+        parts = []
+        for name, heads in groups.items():
+            with region(name, "softmax", name):
+                parts.append(protocols.get(name).secure(logits.index_select(1, torch.tensor(heads))))
         inverse = torch.argsort(torch.tensor(order))
         attn = crypten.cat(parts, dim=1).index_select(1, inverse)
-    out = attn.matmul(v).transpose(1, 2).reshape(b, n, m.num_heads * m.head_dim)
-    return _linear_of(s, "proj.", out)
+    with region("attn@v", "matmul"):
+        out = attn.matmul(v).transpose(1, 2).reshape(b, n, m.num_heads * m.head_dim)
+    with region("proj", "linear"):
+        return _linear_of(s, "proj.", out)
 
 
 def _mpc_activation(m: MPCActivation, s: Secrets, x):

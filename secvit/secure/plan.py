@@ -22,7 +22,7 @@ from .tracing import NEEDS_REWRITE, SHAPE_SPECIALISED, leaf_modules, trace, trac
 
 __all__ = ["NodeHook", "SecurePlan", "getattr_path"]
 
-NodeHook = Callable[[fx.Node, Callable[[], Any]], Any]
+NodeHook = Callable[[str, fx.Node, Callable[[], Any]], Any]
 
 
 class _Interpreter(fx.Interpreter):
@@ -36,7 +36,7 @@ class _Interpreter(fx.Interpreter):
     def run_node(self, n: fx.Node) -> Any:
         if self.hook is None:
             return super().run_node(n)
-        return self.hook(n, lambda: super(_Interpreter, self).run_node(n))
+        return self.hook(self.prefix, n, lambda: super(_Interpreter, self).run_node(n))
 
     def get_attr(self, target: str, args: tuple, kwargs: dict) -> Any:
         secret = self.plan.module_secrets("").get(self.prefix + target)
@@ -70,6 +70,7 @@ class SecurePlan:
     """
 
     def __init__(self, model: nn.Module):
+        self.model = model
         self.graph_module = trace(model.eval())
         self._by_module: dict[str, dict[str, Any]] = {}
         self._specialised: dict[tuple[str, tuple[int, ...]], fx.GraphModule] = {}
@@ -141,7 +142,8 @@ class SecurePlan:
         return crypten.cryptensor(plain, src=client, broadcast_size=True)
 
     def forward(self, x, hook: NodeHook | None = None):
-        """Run the plan on an encrypted batch; ``hook(node, run)`` may wrap each node."""
+        """Run the plan on an encrypted batch; ``hook(prefix, node, run)`` may wrap each
+        node (``prefix``: "" or the path + "." of the per-shape block it belongs to)."""
         if not self._by_module:
             raise RuntimeError("encrypt_weights() must run before forward()")
         return _Interpreter(self, self.graph_module, hook).run(x)

@@ -1,0 +1,1 @@
+"""Latency and communication profiler: per-node costs, network estimates, reports."""

@@ -1,0 +1,95 @@
+"""``secvit profile`` and ``secvit compare``: run, print tables, write JSON / CSV / PNG."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from rich.console import Console
+
+from .network import load_network, network_names
+
+__all__ = ["add_compare_parser", "add_profile_parser", "cmd_compare", "cmd_profile"]
+
+
+def _common(p: argparse.ArgumentParser, default_checkpoint: str) -> None:
+    p.add_argument("--checkpoint", default=default_checkpoint)
+    p.add_argument("--n", type=int, default=4, help="digits test images, run as one batch (default 4)")
+    p.add_argument("--network", default="lan", help=f"{' | '.join(network_names())} | a YAML path (default lan)")
+    p.add_argument("--provider", choices=["TFP", "TTP"], default="TFP")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per party")
+    p.add_argument("--json", metavar="PATH", help="write the full report as JSON")
+    p.add_argument("--plot", metavar="PATH.png", help="write the charts as PNG")
+
+
+def add_profile_parser(sub: argparse._SubParsersAction, default_checkpoint: str) -> None:
+    p = sub.add_parser("profile", help="per-node time, bytes and rounds of a secure run, with network estimates")
+    _common(p, default_checkpoint)
+    p.add_argument("--policy", help="rewrite the checkpoint's model by this policy first")
+    p.add_argument("--csv", metavar="PATH", help="write the per-node records as CSV")
+    p.add_argument("--top", type=int, default=10, help="nodes in the top table (default 10)")
+
+
+def add_compare_parser(sub: argparse._SubParsersAction, default_checkpoint: str) -> None:
+    p = sub.add_parser("compare", help="profile several policies on one checkpoint; one table and one plot")
+    _common(p, default_checkpoint)
+    p.add_argument("--policies", required=True, help="comma-separated policy names or YAML paths")
+    p.add_argument("--md", metavar="PATH", help="write the comparison as a markdown table")
+
+
+def cmd_profile(a: argparse.Namespace, console: Console) -> int:
+    from .plots import plot_profile
+    from .run import run_profile
+    from .tables import profile_tables
+
+    network = load_network(a.network)  # bad names fail before any party starts
+    with console.status(f"profiling {a.n} images under MPC ..."):
+        report = run_profile(a.checkpoint, a.policy, a.n, network=network, provider=a.provider, threads=a.threads)
+    for table in profile_tables(report, a.top):
+        console.print(table)
+    t = report.totals
+    console.print(f"total: {t['seconds']:.2f} s measured, {t['bytes_per_party'] / 1e6:.1f} MB and {t['rounds']} rounds "
+                  f"per party; estimated {t['estimated_seconds']:.2f} s on {network.name}")
+    if a.json:
+        report.write_json(a.json)
+    if a.csv:
+        report.write_csv(a.csv)
+    if a.plot:
+        plot_profile(report, a.plot)
+    return 0
+
+
+def _markdown(rows: list[dict], network: str) -> str:
+    lines = [f"| policy | s/image | MB/image | rounds (batch) | est. s/image ({network}) | images/s |",
+             "|---|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r['policy']} | {r['seconds_per_image']:.2f} | {r['bytes_per_image'] / 1e6:.1f} | {r['rounds']} | "
+              f"{r['estimated_seconds_per_image']:.2f} | {r['images_per_second']:.2f} |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def cmd_compare(a: argparse.Namespace, console: Console) -> int:
+    from ..rewrite import load_policy
+    from .plots import plot_comparison
+    from .run import run_profile
+    from .tables import comparison_table
+
+    network = load_network(a.network)
+    policies = [p.strip() for p in a.policies.split(",") if p.strip()]
+    for name in policies:
+        load_policy(name)  # every policy is valid before any party starts
+    reports = []
+    for name in policies:
+        with console.status(f"profiling policy {name} ({a.n} images under MPC) ..."):
+            reports.append(run_profile(a.checkpoint, name, a.n, network=network, provider=a.provider,
+                                       threads=a.threads))
+    rows = [r.comparison_row() for r in reports]
+    console.print(comparison_table(rows, network.name))
+    if a.json:
+        Path(a.json).write_text(json.dumps({"checkpoint": a.checkpoint, "network": network.to_dict(), "images": a.n,
+                                            "policies": rows, "profiles": [r.to_dict() for r in reports]}, indent=1))
+    if a.md:
+        Path(a.md).write_text(_markdown(rows, network.name))
+    if a.plot:
+        plot_comparison(rows, network.name, a.plot)
+    return 0

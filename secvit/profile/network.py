@@ -1,0 +1,75 @@
+"""Network profiles and the latency model: compute + rounds x RTT + bytes / bandwidth.
+
+Profiles are YAML files in ``configs/network/`` (``lan``, ``wan``) or any path with the
+keys ``name``, ``bandwidth_mbps`` and ``rtt_ms``. A party's ``bytes`` (CrypTen's count)
+are what it sends and receives; on a full-duplex link the two directions overlap, so
+the transfer time is half of them over the bandwidth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["NETWORK_DIR", "NetworkError", "NetworkProfile", "load_network", "network_names"]
+
+NETWORK_DIR = Path(__file__).resolve().parents[2] / "configs" / "network"
+_KEYS = {"name", "bandwidth_mbps", "rtt_ms"}
+
+
+class NetworkError(ValueError):
+    """A network profile is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class NetworkProfile:
+    """A link between two parties."""
+
+    name: str
+    bandwidth_mbps: float
+    rtt_ms: float
+
+    def components(self, seconds: float, nbytes: int, rounds: int) -> dict[str, float]:
+        """``compute``, ``latency`` and ``transfer`` seconds on this link of work measured as
+        ``seconds`` (on loopback), ``nbytes`` sent + received by one party and ``rounds``."""
+        return {"compute": seconds, "latency": rounds * self.rtt_ms / 1e3,
+                "transfer": (nbytes / 2) * 8 / (self.bandwidth_mbps * 1e6)}
+
+    def estimate(self, seconds: float, nbytes: int, rounds: int) -> float:
+        """Estimated seconds: the sum of :meth:`components`."""
+        return sum(self.components(seconds, nbytes, rounds).values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "bandwidth_mbps": self.bandwidth_mbps, "rtt_ms": self.rtt_ms}
+
+
+def network_names() -> list[str]:
+    """Names of the shipped profiles."""
+    return sorted(p.stem for p in NETWORK_DIR.glob("*.yaml"))
+
+
+def load_network(name_or_path: str) -> NetworkProfile:
+    """A shipped profile by name, or a YAML file.
+
+    Raises:
+        NetworkError: unknown name, unreadable file, missing or unknown keys, non-positive values.
+    """
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = NETWORK_DIR / f"{name_or_path}.yaml"
+        if not path.exists():
+            raise NetworkError(f"unknown network {name_or_path!r}; known: {', '.join(network_names())} "
+                               "(or a YAML path)")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise NetworkError(f"{path}: {e}") from e
+    if not isinstance(data, dict) or set(data) != _KEYS:
+        raise NetworkError(f"{path}: expected exactly the keys {sorted(_KEYS)}, got {sorted(data or {})}")
+    profile = NetworkProfile(str(data["name"]), float(data["bandwidth_mbps"]), float(data["rtt_ms"]))
+    if profile.bandwidth_mbps <= 0 or profile.rtt_ms < 0:
+        raise NetworkError(f"{path}: bandwidth_mbps must be > 0 and rtt_ms >= 0")
+    return profile
