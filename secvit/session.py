@@ -17,6 +17,7 @@ from .checkpoint import load_meta, load_model
 from .inputs import load_images
 from .rewrite import load_policy, rewrite
 from .runtime.launcher import run_local
+from .runtime.netem import NetemLink
 from .runtime.roles import CLIENT
 
 __all__ = ["SessionReport", "run_session"]
@@ -81,11 +82,13 @@ def run_session(
     port: int | None = None,
     policy: str | None = None,
     party_flags: list[str] | None = None,
+    link: NetemLink | None = None,
 ) -> SessionReport:
     """Validate inputs, run owner and client (and dealer) processes, compare with plaintext.
 
     ``policy`` rewrites the checkpoint's model first (all parties and the plaintext side);
-    ``party_flags`` go to every party (e.g. ``--profile``).
+    ``party_flags`` go to every party (e.g. ``--profile``); ``link`` runs them in network
+    namespaces (:func:`~secvit.runtime.netem.netem_link`).
 
     Raises:
         InputError, CheckpointError: before any party starts.
@@ -100,6 +103,6 @@ def run_session(
         plaintext = model(images)
     args = ["--checkpoint", checkpoint, "--batch-size", str(batch_size), "--precision", str(precision_bits),
             "--threads", str(threads), *(["--policy", policy] if policy else []), *(party_flags or [])]
-    parties = run_local(args, provider=provider, port=port, extra_args={CLIENT: ["--input", *inputs]})
+    parties = run_local(args, provider=provider, port=port, extra_args={CLIENT: ["--input", *inputs]}, link=link)
     mpc = torch.tensor(parties[CLIENT]["logits"])
     return SessionReport(names, labels, plaintext, mpc, parties, provider, meta.model)

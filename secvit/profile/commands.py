@@ -29,6 +29,9 @@ def add_profile_parser(sub: argparse._SubParsersAction, default_checkpoint: str)
     p.add_argument("--policy", help="rewrite the checkpoint's model by this policy first")
     p.add_argument("--csv", metavar="PATH", help="write the per-node records as CSV")
     p.add_argument("--top", type=int, default=10, help="nodes in the top table (default 10)")
+    p.add_argument("--netem", action="store_true",
+                   help="also run with each party in its own network namespace, the link shaped by --network "
+                        "(tc netem; root), and report measured next to estimated time")
 
 
 def add_compare_parser(sub: argparse._SubParsersAction, default_checkpoint: str) -> None:
@@ -39,18 +42,27 @@ def add_compare_parser(sub: argparse._SubParsersAction, default_checkpoint: str)
 
 
 def cmd_profile(a: argparse.Namespace, console: Console) -> int:
+    from ..runtime.netem import unavailable_reason
     from .plots import plot_profile
-    from .run import run_profile
+    from .run import measure_under_netem, run_profile
     from .tables import profile_tables
 
-    network = load_network(a.network)  # bad names fail before any party starts
+    network = load_network(a.network)  # bad input fails before any party starts
+    if a.netem and (reason := unavailable_reason()):
+        raise ValueError(f"--netem: {reason}")
     with console.status(f"profiling {a.n} images under MPC ..."):
         report = run_profile(a.checkpoint, a.policy, a.n, network=network, provider=a.provider, threads=a.threads)
+    if a.netem:
+        with console.status(f"measuring under netem ({network.name}) ..."):
+            report.netem = measure_under_netem(a.checkpoint, a.policy, a.n, network, a.threads)
     for table in profile_tables(report, a.top):
         console.print(table)
     t = report.totals
     console.print(f"total: {t['seconds']:.2f} s measured, {t['bytes_per_party'] / 1e6:.1f} MB and {t['rounds']} rounds "
                   f"per party; estimated {t['estimated_seconds']:.2f} s on {network.name}")
+    if report.netem:
+        console.print(f"measured under netem ({network.name}): {report.netem['seconds']:.2f} s "
+                      f"(estimate / measured = {t['estimated_seconds'] / report.netem['seconds']:.2f})")
     if a.json:
         report.write_json(a.json)
     if a.csv:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from .. import session
 from ..checkpoint import load_meta
+from ..runtime.netem import netem_link
 from .network import NetworkProfile, load_network
 from .report import ProfileReport, merge_parties
 
-__all__ = ["run_profile"]
+__all__ = ["measure_under_netem", "run_profile"]
 
 
 def run_profile(checkpoint: str, policy: str | None = None, n: int = 4, batch_size: int | None = None,
@@ -31,3 +32,19 @@ def run_profile(checkpoint: str, policy: str | None = None, n: int = 4, batch_si
     policy_name = policy or (meta.extra.get("policy") or {}).get("name", "exact")
     return ProfileReport(meta.model, policy_name, result.images, batch_size or n, net, parties,
                          merge_parties(records, net))
+
+
+def measure_under_netem(checkpoint: str, policy: str | None, n: int, network: NetworkProfile,
+                        threads: int = 1) -> dict[str, float]:
+    """Run the same inference with each party in its own network namespace, the link
+    shaped by ``network`` (``tc netem``); the measured per-party totals.
+
+    Raises:
+        NetemError: namespaces or qdiscs could not be made (root, iproute2, sch_netem).
+    """
+    with netem_link(network) as link:
+        result = session.run_session(checkpoint, [f"digits-test:{n}"], "TFP", n, threads=threads, policy=policy,
+                                     link=link)
+    parties = result.parties.values()
+    return {"network": network.name, "seconds": max(p["seconds"] for p in parties),
+            "bytes": max(p["bytes"] for p in parties), "rounds": max(p["rounds"] for p in parties)}

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .netem import NetemLink
 from .party import check_port_free
 from .roles import role_name
 
@@ -48,6 +49,7 @@ def run_local(
     timeout_s: float | None = None,
     on_start: Any = None,
     workdir: Path | None = None,
+    link: NetemLink | None = None,
 ) -> dict[int, dict[str, Any]]:
     """Start ``world_size`` parties (plus the TTP dealer) and collect their reports.
 
@@ -61,6 +63,8 @@ def run_local(
         on_start: Called with ``{rank: Popen}`` once all parties are started (tests).
         workdir: Where party logs (``partyR.log``) and reports go (a new temporary
             directory by default).
+        link: Run each party in its network namespace (:mod:`secvit.runtime.netem`)
+            instead of on loopback.
 
     Returns:
         Each computing party's JSON report, by rank.
@@ -69,17 +73,21 @@ def run_local(
         PartyFailure: a party failed; its stderr tail is in the message.
         RendezvousError: ``port`` is taken.
     """
-    host = "127.0.0.1"
-    if port is None:
+    if link and (provider != "TFP" or world_size != 2):
+        raise ValueError("network emulation runs two parties with TFP triples")
+    host = link.host if link else "127.0.0.1"
+    if link:
+        port = port or 29500  # a fresh namespace: every port is free
+    elif port is None:
         port = free_port(host)
     else:
         check_port_free(host, port)
     workdir = Path(workdir or tempfile.mkdtemp(prefix="secvit-parties-"))
     ranks = list(range(world_size)) + ([world_size] if provider == "TTP" else [])
     procs: dict[int, subprocess.Popen] = {}
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(link.env if link else {})}
     for rank in ranks:
-        cmd = [sys.executable, "-m", "secvit", "party", "--rank", str(rank), "--world-size", str(world_size),
+        cmd = [*(link.prefix[rank] if link else []), sys.executable, "-m", "secvit", "party", "--rank", str(rank), "--world-size", str(world_size),
                "--rendezvous", f"tcp://{host}:{port}", "--provider", provider,
                "--result", str(workdir / f"party{rank}.json"), *party_args, *(extra_args or {}).get(rank, [])]
         with open(workdir / f"party{rank}.log", "w") as log:
