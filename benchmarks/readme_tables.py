@@ -2,7 +2,9 @@
 
 Results: ``benchmarks/results/demo.json`` (``secvit demo --json``),
 ``benchmarks/results/secure_forward.json`` (pytest-benchmark ``--benchmark-json``) and
-``benchmarks/results/check_*.json`` (``secvit check --json``), into
+``benchmarks/results/check_*.json`` (``secvit check --json``),
+``benchmarks/results/compare_*.json`` (``secvit compare --json``) and
+``benchmarks/results/protocols.json`` (``benchmarks/test_protocols.py``), into
 the block between ``<!-- results:start -->`` and ``<!-- results:end -->``. Protocols:
 ``secvit protocols --format md``, between ``<!-- protocols:start/end -->``.
 
@@ -44,7 +46,7 @@ def forward_table(path: Path) -> str:
     ]
     for run in runs:
         info = run.get("extra_info", {})
-        if {"seconds", "bytes", "rounds"} <= info.keys() and "policy" not in info:
+        if {"seconds", "bytes", "rounds"} <= info.keys() and not {"policy", "batch"} & info.keys():
             err = info.get("max_abs_logit_error")
             rows.append(f"| {info.get('label', run['name'])} | {info['seconds']:.2f} | {info['bytes'] / 1e6:.1f} | "
                         f"{info['rounds']} | {'-' if err is None else f'{err:.2e}'} |")
@@ -57,6 +59,54 @@ def policy_table(path: Path) -> str:
             "| policy | seconds | MB | rounds |", "|---|---:|---:|---:|"]
     rows += [f"| {i['policy']} | {i['seconds']:.2f} | {i['bytes'] / 1e6:.1f} | {i['rounds']} |" for i in runs]
     return "\n".join(rows) if runs else ""
+
+
+def throughput_table(path: Path) -> str:
+    runs = [r["extra_info"] for r in json.loads(path.read_text())["benchmarks"] if "batch" in r.get("extra_info", {})]
+    rows = ["Batches: B images in one encrypted forward pass of `vit_lite_7_4_32` (exact; per party):", "",
+            "| B | seconds | images / s | rounds | MB / image |", "|---:|---:|---:|---:|---:|"]
+    rows += [f"| {i['batch']} | {i['seconds']:.2f} | {i['images_per_second']:.2f} | {i['rounds']} | "
+             f"{i['bytes'] / i['batch'] / 1e6:.1f} |" for i in runs]
+    return "\n".join(rows) if runs else ""
+
+
+def overhead_line(path: Path) -> str:
+    runs = [r["extra_info"] for r in json.loads(path.read_text())["benchmarks"] if "overhead" in r.get("extra_info", {})]
+    return "".join(f"Profiler overhead on that forward: {i['overhead']:+.1%} ({i['plain_seconds']:.2f} s without, "
+                   f"{i['profiled_seconds']:.2f} s with; best of 3 each, alternating)." for i in runs)
+
+
+def protocol_cost_table(path: Path) -> str:
+    runs = [r["extra_info"] for r in json.loads(path.read_text())["benchmarks"]]
+    if not runs:
+        return ""
+    sizes = [row["elements"] for row in runs[0]["sizes"]]
+    head = " | ".join(f"{n} el.: rounds, B/el., µs/el." for n in sizes)
+    rows = ["Every protocol at a few sizes (`benchmarks/test_protocols.py`; rows of 64 for softmax and norm; "
+            "2 parties, TFP, per party):", "", f"| protocol | {head} |", "|---|" + "---:|" * len(sizes)]
+    for info in runs:
+        cells = " | ".join(f"{r['rounds']}, {r['bytes_per_element']:.0f}, {r['microseconds_per_element']:.2f}"
+                           for r in info["sizes"])
+        rows.append(f"| `{info['protocol']}` | {cells} |")
+    return "\n".join(rows)
+
+
+def compare_table(path: Path) -> str:
+    d = json.loads(path.read_text())
+    net = d["network"]
+    rows = [f"`secvit compare` on `{Path(d['checkpoint']).name}` ({d['images']} images in one batch; estimates on "
+            f"`{net['name']}`: {net['bandwidth_mbps']:g} Mbit/s, {net['rtt_ms']:g} ms RTT; per party). "
+            f"Chart: `{path.with_suffix('.png').relative_to(ROOT)}`.", "",
+            f"| policy | s / image (loopback) | MB / image | rounds (batch) | est. s / image ({net['name']}) | "
+            "est. share: softmax / activation / norm / linear+matmul |",
+            "|---|---:|---:|---:|---:|---|"]
+    for r in d["policies"]:
+        k, total = r["by_kind"], r["estimated_seconds_per_image"]
+        share = " / ".join(f"{(k.get(a, 0) + (k.get('matmul', 0) if a == 'linear' else 0)) / total:.0%}"
+                           for a in ("softmax", "activation", "norm", "linear"))
+        rows.append(f"| {r['policy']} | {r['seconds_per_image']:.2f} | {r['bytes_per_image'] / 1e6:.1f} | "
+                    f"{r['rounds']} | {total:.2f} | {share} |")
+    return "\n".join(rows)
 
 
 def check_table(paths: list[Path]) -> str:
@@ -84,6 +134,12 @@ def render() -> str:
         parts.append(forward_table(RESULTS / "secure_forward.json"))
         parts.append(policy_table(RESULTS / "secure_forward.json"))
     parts.append(check_table(sorted(RESULTS.glob("check_*.json"))))
+    if (RESULTS / "secure_forward.json").exists():
+        parts.append(throughput_table(RESULTS / "secure_forward.json"))
+        parts.append(overhead_line(RESULTS / "secure_forward.json"))
+    parts += [compare_table(p) for p in sorted(RESULTS.glob("compare_*.json"))]
+    if (RESULTS / "protocols.json").exists():
+        parts.append(protocol_cost_table(RESULTS / "protocols.json"))
     return "\n\n".join(p for p in parts if p) or "_No results yet: run `make results`._"
 
 

@@ -9,7 +9,9 @@ figures to read are in ``extra_info``: ``seconds`` (the forward alone, measured 
 party 0), ``bytes`` and ``rounds`` (party 0; ``*_per_party`` lists both parties, counted
 from a reset right before the forward) and ``max_abs_logit_error`` against the plaintext
 model. The engine must cost no more rounds and bytes than the baseline (and is accurate
-where the baseline's erf and inv_sqrt are not); policy runs record cost only.
+where the baseline's erf and inv_sqrt are not); policy runs record cost only. The batch
+runs put B images through one forward pass: rounds stay those of one image, and
+``images_per_second`` is B over the forward's seconds.
 """
 
 from __future__ import annotations
@@ -65,7 +67,8 @@ def case() -> Case:
     return Case(model, skeleton, meta, image, plain)
 
 
-def _measure(case: Case, setup: Setup, reference: nn.Module | None = None) -> dict[str, Any]:
+def _measure(case: Case, setup: Setup, reference: nn.Module | None = None,
+             images: torch.Tensor | None = None) -> dict[str, Any]:
     def party(rank: int) -> tuple[Any, float, int, int]:
         forward = setup(case, rank)
         backend.reset_comm_stats()
@@ -77,9 +80,9 @@ def _measure(case: Case, setup: Setup, reference: nn.Module | None = None) -> di
 
     results = run_2pc(party)
     logits = as_tensor(results[1][0])
-    if reference is not None:
+    if reference is not None or images is not None:
         with torch.no_grad():
-            plain = reference(case.image)
+            plain = (reference or case.model)(case.image if images is None else images)
     else:
         plain = case.plain
     return {
@@ -144,3 +147,47 @@ def test_policy_forward(benchmark, case: Case, policy: str) -> None:
 
     result = benchmark.pedantic(_measure, args=(case, setup, owner), rounds=1, iterations=1)
     benchmark.extra_info.update({"label": f"policy {policy}", "policy": policy, **result})
+
+
+@pytest.mark.parametrize("batch", [1, 2, 4, 8])
+def test_batch_throughput(benchmark, case: Case, batch: int) -> None:
+    """B images in one encrypted forward pass (the engine, exact model)."""
+    images = load_images([f"digits-test:{batch}"], case.meta)[0]
+
+    def setup(_: Case, rank: int) -> Callable[[], Any]:
+        plan = SecurePlan(case.model_for(rank))
+        plan.encrypt_weights(rank)
+        x = plan.encrypt_input(images if rank == 1 else None, rank)
+        return lambda: plan(x)
+
+    result = benchmark.pedantic(_measure, args=(case, setup, None, images), rounds=1, iterations=1)
+    benchmark.extra_info.update({"batch": batch, "images_per_second": batch / result["seconds"], **result})
+    assert result["max_abs_logit_error"] < 0.05
+
+
+def test_profiler_overhead(benchmark, case: Case) -> None:
+    """The engine forward with and without the profiler, alternating in one session."""
+    from secvit.profile.profiler import Profiler
+
+    def party(rank: int) -> dict[str, float]:
+        plan = SecurePlan(case.model_for(rank))
+        plan.encrypt_weights(rank)
+        x = plan.encrypt_input(case.image if rank == 1 else None, rank)
+        times: dict[str, list[float]] = {"plain": [], "profiled": []}
+        for _ in range(3):
+            for mode in times:
+                profiler = Profiler(plan)
+                start = time.perf_counter()
+                if mode == "plain":
+                    plan(x)
+                else:
+                    with profiler.active():
+                        plan(x, hook=profiler.hook)
+                times[mode].append(time.perf_counter() - start)
+        return {mode: min(values) for mode, values in times.items()}
+
+    result = benchmark.pedantic(lambda: run_2pc(party)[0], rounds=1, iterations=1)
+    overhead = result["profiled"] / result["plain"] - 1
+    benchmark.extra_info.update({"label": "profiler overhead", "plain_seconds": result["plain"],
+                                 "profiled_seconds": result["profiled"], "overhead": overhead})
+    print(f"\nprofiler overhead: {overhead:+.1%} ({result['plain']:.2f} s -> {result['profiled']:.2f} s)")

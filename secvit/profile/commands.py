@@ -31,7 +31,7 @@ def add_profile_parser(sub: argparse._SubParsersAction, default_checkpoint: str)
     p.add_argument("--top", type=int, default=10, help="nodes in the top table (default 10)")
     p.add_argument("--netem", action="store_true",
                    help="also run with each party in its own network namespace, the link shaped by --network "
-                        "(tc netem; root), and report measured next to estimated time")
+                        "(tc netem, or a userspace delay line; root), and report measured next to estimated time")
 
 
 def add_compare_parser(sub: argparse._SubParsersAction, default_checkpoint: str) -> None:
@@ -61,8 +61,9 @@ def cmd_profile(a: argparse.Namespace, console: Console) -> int:
     console.print(f"total: {t['seconds']:.2f} s measured, {t['bytes_per_party'] / 1e6:.1f} MB and {t['rounds']} rounds "
                   f"per party; estimated {t['estimated_seconds']:.2f} s on {network.name}")
     if report.netem:
-        console.print(f"measured under netem ({network.name}): {report.netem['seconds']:.2f} s "
-                      f"(estimate / measured = {t['estimated_seconds'] / report.netem['seconds']:.2f})")
+        measured = report.netem["seconds"]
+        console.print(f"measured in namespaces ({network.name}, {report.netem['shaper']}): {measured:.2f} s "
+                      f"(estimate / measured = {t['estimated_seconds'] / measured:.2f})")
     if a.json:
         report.write_json(a.json)
     if a.csv:

@@ -37,7 +37,7 @@ def run_profile(checkpoint: str, policy: str | None = None, n: int = 4, batch_si
 def measure_under_netem(checkpoint: str, policy: str | None, n: int, network: NetworkProfile,
                         threads: int = 1) -> dict[str, float]:
     """Run the same inference with each party in its own network namespace, the link
-    shaped by ``network`` (``tc netem``); the measured per-party totals.
+    shaped by ``network`` (``tc netem`` or the delay line); the measured per-party totals.
 
     Raises:
         NetemError: namespaces or qdiscs could not be made (root, iproute2, sch_netem).
@@ -46,5 +46,5 @@ def measure_under_netem(checkpoint: str, policy: str | None, n: int, network: Ne
         result = session.run_session(checkpoint, [f"digits-test:{n}"], "TFP", n, threads=threads, policy=policy,
                                      link=link)
     parties = result.parties.values()
-    return {"network": network.name, "seconds": max(p["seconds"] for p in parties),
+    return {"network": network.name, "shaper": link.shaper, "seconds": max(p["seconds"] for p in parties),
             "bytes": max(p["bytes"] for p in parties), "rounds": max(p["rounds"] for p in parties)}
