@@ -33,5 +33,6 @@ results: $(STAMP)
 	$(BIN)/python -m pytest benchmarks/test_secure_forward.py -q -m slow --benchmark-json=benchmarks/results/secure_forward.json
 	$(BIN)/python -m pytest benchmarks/test_protocols.py -q -m slow --benchmark-json=benchmarks/results/protocols.json
 	$(BIN)/secvit profile --n 4 --network wan --json benchmarks/results/profile_exact_wan.json --plot benchmarks/results/profile_exact_wan.png
+	-for p in exact mpcformer; do $(BIN)/secvit profile --policy $$p --n 1 --network wan --netem --json benchmarks/results/netem_$${p}_wan.json; done
 	$(BIN)/secvit compare --policies exact,mpcformer,mpcvit,relu,linear --n 4 --network wan --json benchmarks/results/compare_wan.json --plot benchmarks/results/compare_wan.png
 	$(BIN)/python benchmarks/readme_tables.py

@@ -3,7 +3,8 @@
 Results: ``benchmarks/results/demo.json`` (``secvit demo --json``),
 ``benchmarks/results/secure_forward.json`` (pytest-benchmark ``--benchmark-json``) and
 ``benchmarks/results/check_*.json`` (``secvit check --json``),
-``benchmarks/results/compare_*.json`` (``secvit compare --json``) and
+``benchmarks/results/compare_*.json`` (``secvit compare --json``),
+``benchmarks/results/profile_*.json`` and ``netem_*.json`` (``secvit profile [--netem] --json``) and
 ``benchmarks/results/protocols.json`` (``benchmarks/test_protocols.py``), into
 the block between ``<!-- results:start -->`` and ``<!-- results:end -->``. Protocols:
 ``secvit protocols --format md``, between ``<!-- protocols:start/end -->``.
@@ -73,7 +74,21 @@ def throughput_table(path: Path) -> str:
 def overhead_line(path: Path) -> str:
     runs = [r["extra_info"] for r in json.loads(path.read_text())["benchmarks"] if "overhead" in r.get("extra_info", {})]
     return "".join(f"Profiler overhead on that forward: {i['overhead']:+.1%} ({i['plain_seconds']:.2f} s without, "
-                   f"{i['profiled_seconds']:.2f} s with; best of 3 each, alternating)." for i in runs)
+                   f"{i['profiled_seconds']:.2f} s with; best of 3 each, alternating"
+                   f"{'; below the run-to-run noise' if i['overhead'] < 0.01 else ''})." for i in runs)
+
+
+def profile_table(path: Path) -> str:
+    d = json.loads(path.read_text())
+    net, t = d["network"], d["totals"]
+    rows = [f"`secvit profile` of `{d['model']}` ({d['policy']}, {d['images']} images in one batch), per op kind, "
+            f"estimated on `{net['name']}` ({net['bandwidth_mbps']:g} Mbit/s, {net['rtt_ms']:g} ms RTT); "
+            f"total {t['estimated_seconds']:.1f} s estimated, {t['seconds']:.2f} s on loopback:", "",
+            "| op kind | nodes | MB (both parties) | rounds | est. seconds | share |", "|---|---:|---:|---:|---:|---:|"]
+    rows += [f"| {k} | {g['nodes']} | {g['bytes'] / 1e6:.1f} | {g['rounds']} | {g['estimated_seconds']:.1f} | "
+             f"{g['estimated_seconds'] / t['estimated_seconds']:.0%} |" for k, g in d["by_kind"].items()]
+    rows += ["", f"![profile]({path.with_suffix('.png').relative_to(ROOT)})"]
+    return "\n".join(rows)
 
 
 def protocol_cost_table(path: Path) -> str:
@@ -106,6 +121,25 @@ def compare_table(path: Path) -> str:
                            for a in ("softmax", "activation", "norm", "linear"))
         rows.append(f"| {r['policy']} | {r['seconds_per_image']:.2f} | {r['bytes_per_image'] / 1e6:.1f} | "
                     f"{r['rounds']} | {total:.2f} | {share} |")
+    rows += ["", f"![comparison]({path.with_suffix('.png').relative_to(ROOT)})"]
+    return "\n".join(rows)
+
+
+def netem_table(paths: list[Path]) -> str:
+    reports = [json.loads(p.read_text()) for p in paths]
+    reports = [r for r in reports if r.get("netem")]
+    if not reports:
+        return ""
+    rows = ["Estimate vs measurement: `secvit profile --netem` runs the parties again in two network namespaces "
+            "joined by the shaped link (batch 1, per party):", "",
+            "| model | policy | network | rounds | MB | estimated s | measured s | estimate / measured | link |",
+            "|---|---|---|---:|---:|---:|---:|---:|---|"]
+    for r in reports:
+        t, m, net = r["totals"], r["netem"], r["network"]
+        rows.append(f"| {r['model']} | {r['policy']} | {net['name']} ({net['bandwidth_mbps']:g} Mbit/s, "
+                    f"{net['rtt_ms']:g} ms) | {t['rounds']} | {t['bytes_per_party'] / 1e6:.1f} | "
+                    f"{t['estimated_seconds']:.1f} | {m['seconds']:.1f} | {t['estimated_seconds'] / m['seconds']:.2f} | "
+                    f"{m['shaper']} |")
     return "\n".join(rows)
 
 
@@ -137,7 +171,9 @@ def render() -> str:
     if (RESULTS / "secure_forward.json").exists():
         parts.append(throughput_table(RESULTS / "secure_forward.json"))
         parts.append(overhead_line(RESULTS / "secure_forward.json"))
+    parts += [profile_table(p) for p in sorted(RESULTS.glob("profile_*.json"))]
     parts += [compare_table(p) for p in sorted(RESULTS.glob("compare_*.json"))]
+    parts.append(netem_table(sorted(RESULTS.glob("netem_*.json"))))
     if (RESULTS / "protocols.json").exists():
         parts.append(protocol_cost_table(RESULTS / "protocols.json"))
     return "\n\n".join(p for p in parts if p) or "_No results yet: run `make results`._"
