@@ -32,6 +32,7 @@ results: $(STAMP)
 	for c in $(CHECKPOINTS); do $(BIN)/secvit check --checkpoint checkpoints/$$c --n 360 --mpc-n 16 --json benchmarks/results/check_$$c.json; done
 	$(BIN)/python -m pytest benchmarks/test_secure_forward.py -q -m slow --benchmark-json=benchmarks/results/secure_forward.json
 	$(BIN)/python -m pytest benchmarks/test_protocols.py -q -m slow --benchmark-json=benchmarks/results/protocols.json
+	$(BIN)/python -m pytest benchmarks/test_model_policies.py -q -m slow --benchmark-json=benchmarks/results/model_policies.json
 	$(BIN)/secvit profile --n 4 --network wan --json benchmarks/results/profile_exact_wan.json --plot benchmarks/results/profile_exact_wan.png
 	-for p in exact mpcformer; do $(BIN)/secvit profile --policy $$p --n 1 --network wan --netem --json benchmarks/results/netem_$${p}_wan.json; done
 	$(BIN)/secvit compare --policies exact,mpcformer,mpcvit,relu,linear --n 4 --network wan --json benchmarks/results/compare_wan.json --plot benchmarks/results/compare_wan.png

@@ -5,7 +5,7 @@ Results: ``benchmarks/results/demo.json`` (``secvit demo --json``),
 ``benchmarks/results/check_*.json`` (``secvit check --json``),
 ``benchmarks/results/compare_*.json`` (``secvit compare --json``),
 ``benchmarks/results/profile_*.json`` and ``netem_*.json`` (``secvit profile [--netem] --json``) and
-``benchmarks/results/protocols.json`` (``benchmarks/test_protocols.py``), into
+``benchmarks/results/protocols.json`` and ``model_policies.json`` (their benchmark suites), into
 the block between ``<!-- results:start -->`` and ``<!-- results:end -->``. Protocols:
 ``secvit protocols --format md``, between ``<!-- protocols:start/end -->``.
 
@@ -88,6 +88,21 @@ def profile_table(path: Path) -> str:
     rows += [f"| {k} | {g['nodes']} | {g['bytes'] / 1e6:.1f} | {g['rounds']} | {g['estimated_seconds']:.1f} | "
              f"{g['estimated_seconds'] / t['estimated_seconds']:.0%} |" for k, g in d["by_kind"].items()]
     rows += ["", f"![profile]({path.with_suffix('.png').relative_to(ROOT)})"]
+    return "\n".join(rows)
+
+
+def model_policy_table(path: Path) -> str:
+    runs = [r["extra_info"] for r in json.loads(path.read_text())["benchmarks"]]
+    policies = list(dict.fromkeys(i["policy"] for i in runs))
+    models = list(dict.fromkeys((i["model"], i["input"]) for i in runs))
+    cell = {(i["model"], i["policy"]): i for i in runs}
+    rows = ["Other architectures by policy (`benchmarks/test_model_policies.py`; random weights, one image; "
+            "per party: seconds / MB / rounds):", "",
+            "| model (input) | " + " | ".join(policies) + " |", "|---|" + "---:|" * len(policies)]
+    for model, size in models:
+        cells = " | ".join(f"{c['seconds']:.2f} / {c['bytes'] / 1e6:.1f} / {c['rounds']}"
+                           for c in (cell[(model, p)] for p in policies))
+        rows.append(f"| {model} ({size}×{size}) | {cells} |")
     return "\n".join(rows)
 
 
@@ -174,6 +189,8 @@ def render() -> str:
     parts += [profile_table(p) for p in sorted(RESULTS.glob("profile_*.json"))]
     parts += [compare_table(p) for p in sorted(RESULTS.glob("compare_*.json"))]
     parts.append(netem_table(sorted(RESULTS.glob("netem_*.json"))))
+    if (RESULTS / "model_policies.json").exists():
+        parts.append(model_policy_table(RESULTS / "model_policies.json"))
     if (RESULTS / "protocols.json").exists():
         parts.append(protocol_cost_table(RESULTS / "protocols.json"))
     return "\n\n".join(p for p in parts if p) or "_No results yet: run `make results`._"
