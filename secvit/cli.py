@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init", metavar="CHECKPOINT", help="start from this checkpoint (fine-tuning)")
     p.add_argument("--policy", help="rewrite by this policy first (name in configs/policies or a YAML path)")
+    p.add_argument("--teacher", metavar="CHECKPOINT", help="distil from this checkpoint's logits (with --distill)")
+    p.add_argument("--distill", choices=["kd", "nkd"], help="kd (temperature --temperature) or nkd")
+    p.add_argument("--temperature", type=float, default=4.0, help="KD temperature (default 4)")
     p.add_argument("--out", required=True, help="checkpoint directory to write")
 
     p = sub.add_parser("party", help="run one party of a secure inference session")
@@ -104,7 +107,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     from .train import TrainConfig, train
 
     cfg = TrainConfig(model=a.model, data=a.data, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed,
-                      init=a.init, policy=a.policy)
+                      init=a.init, policy=a.policy, teacher=a.teacher, distill=a.distill, temperature=a.temperature)
     meta = train(cfg, a.out)
     console.print(f"wrote {a.out}: test accuracy {meta['test_accuracy']:.4f} on {meta['test_images']} images")
     return 0

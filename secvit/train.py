@@ -19,6 +19,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from .checkpoint import Meta, load_model, save_checkpoint
 from .data import Dataset, Normalization, load_dataset
+from .distill.losses import METHODS, kd_loss, nkd_loss
 from .models import create_model
 
 __all__ = ["TrainConfig", "evaluate", "random_shift", "train"]
@@ -30,6 +31,9 @@ class TrainConfig:
 
     ``init`` starts from a checkpoint (its data and normalisation are kept); ``policy``
     rewrites the model first (fine-tuning the MPC-friendly model with its reference kernels).
+    ``teacher`` and ``distill`` (``kd`` or ``nkd``, :mod:`secvit.distill.losses`) add a
+    distillation term from the teacher checkpoint's logits to the cross-entropy; ``kd``
+    runs at ``temperature``.
     """
 
     model: str = "vit_lite_7_4_32"
@@ -45,6 +49,15 @@ class TrainConfig:
     threads: int = 2
     init: str | None = None
     policy: str | None = None
+    teacher: str | None = None
+    distill: str | None = None
+    temperature: float = 4.0
+
+    def __post_init__(self) -> None:
+        if (self.teacher is None) != (self.distill is None):
+            raise ValueError("--teacher and --distill go together")
+        if self.distill is not None and self.distill not in METHODS:
+            raise ValueError(f"unknown distillation {self.distill!r}; known: {', '.join(METHODS)}")
 
 
 def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
@@ -74,6 +87,31 @@ def _lr_at(step: int, total: int, warmup: int, base: float) -> float:
     return 0.5 * base * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
+def _teacher(cfg: TrainConfig, data: Dataset) -> tuple[nn.Module, Normalization] | None:
+    if cfg.teacher is None:
+        return None
+    teacher, meta = load_model(cfg.teacher)
+    if meta.num_classes != data.num_classes or meta.data != cfg.data:
+        raise ValueError(f"teacher {cfg.teacher} was trained on {meta.data} ({meta.num_classes} classes); "
+                         f"the student trains on {cfg.data} ({data.num_classes} classes)")
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher.eval(), meta.normalization
+
+
+def _loss(model: nn.Module, raw: torch.Tensor, y: torch.Tensor, norm: Normalization, cfg: TrainConfig,
+          teacher: tuple[nn.Module, Normalization] | None) -> torch.Tensor:
+    logits = model(norm.apply(raw))
+    loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+    if teacher is None:
+        return loss
+    with torch.no_grad():
+        target = teacher[0](teacher[1].apply(raw))
+    if cfg.distill == "kd":
+        return loss + kd_loss(logits, target, cfg.temperature)
+    return loss + nkd_loss(logits, target, y)
+
+
 def _fit(model: nn.Module, data: Dataset, norm: Normalization, cfg: TrainConfig) -> None:
     gen = torch.Generator().manual_seed(cfg.seed)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "pos_embed" not in n and "cls_token" not in n]
@@ -84,6 +122,7 @@ def _fit(model: nn.Module, data: Dataset, norm: Normalization, cfg: TrainConfig)
     steps_per_epoch = math.ceil(len(data.x_train) / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
     x_test = norm.apply(data.x_test)
+    teacher = _teacher(cfg, data)
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[status]}"),
                TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns) as progress:
@@ -94,8 +133,8 @@ def _fit(model: nn.Module, data: Dataset, norm: Normalization, cfg: TrainConfig)
             order = torch.randperm(len(data.x_train), generator=gen)
             for i in range(0, len(order), cfg.batch_size):
                 idx = order[i : i + cfg.batch_size]
-                x = norm.apply(random_shift(data.x_train[idx], cfg.shift, gen))
-                loss = F.cross_entropy(model(x), data.y_train[idx], label_smoothing=cfg.label_smoothing)
+                raw = random_shift(data.x_train[idx], cfg.shift, gen)
+                loss = _loss(model, raw, data.y_train[idx], norm, cfg, teacher)
                 for group in opt.param_groups:
                     group["lr"] = _lr_at(step, total, cfg.warmup_epochs * steps_per_epoch, cfg.lr)
                 opt.zero_grad(set_to_none=True)

@@ -1,0 +1,1 @@
+"""Knowledge distillation: losses and teachers for ``secvit train --teacher C --distill M``."""
