@@ -1,4 +1,5 @@
-"""``secvit`` command line: train, party, demo, infer, check, rewrite, protocols, models, profile, compare."""
+"""``secvit`` command line: train, party, demo, infer, check, rewrite, inherit, protocols, models, profile,
+compare."""
 
 from __future__ import annotations
 
@@ -94,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mpc-n", type=int, default=16, help="test images run under real MPC")
     p.add_argument("--json", metavar="PATH", help="write the report as JSON")
     _add_mpc_args(p)
+
+    p = sub.add_parser("inherit", help="a shallower / narrower student initialised from a teacher checkpoint")
+    p.add_argument("--teacher", required=True, metavar="CHECKPOINT", help="a plain (not rewritten) checkpoint")
+    p.add_argument("--depth", type=int, help="student blocks (teacher blocks 0, s, 2s, ... are kept)")
+    p.add_argument("--mlp-ratio", type=float, help="student MLP ratio (the most important channels are kept)")
+    p.add_argument("--out", required=True, help="checkpoint directory to write")
 
     p = sub.add_parser("protocols", help="the MPC protocol registry: formula, rounds, bytes, accuracy")
     p.add_argument("--format", choices=["table", "md"], default="table")
@@ -197,6 +204,15 @@ def cmd_models(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_inherit(a: argparse.Namespace) -> int:
+    from .compress.student import inherit_checkpoint
+
+    meta = inherit_checkpoint(a.teacher, a.out, a.depth, a.mlp_ratio)
+    console.print(f"wrote {a.out}: teacher blocks {meta['inherited_layers']}, test accuracy "
+                  f"{meta['test_accuracy']:.4f} before distillation")
+    return 0
+
+
 def cmd_rewrite(a: argparse.Namespace) -> int:
     from .checkpoint import load_model
     from .models import create_model
@@ -264,7 +280,7 @@ def cmd_protocols(a: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "train": cmd_train, "party": cmd_party, "demo": cmd_demo, "infer": cmd_infer, "models": cmd_models,
-    "protocols": cmd_protocols, "rewrite": cmd_rewrite, "check": cmd_check,
+    "protocols": cmd_protocols, "rewrite": cmd_rewrite, "check": cmd_check, "inherit": cmd_inherit,
     "profile": lambda a: cmd_profile(a, console), "compare": lambda a: cmd_compare(a, console),
 }
 

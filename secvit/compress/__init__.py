@@ -1,0 +1,1 @@
+"""Model compression: smaller students initialised from a teacher."""

@@ -1,0 +1,41 @@
+"""``secvit inherit``: write a student checkpoint inherited from a teacher checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..checkpoint import Meta, load_model, save_checkpoint
+from ..data import load_dataset
+from ..models import create_model
+from ..train import evaluate
+from .inherit import inherit
+
+__all__ = ["inherit_checkpoint"]
+
+
+def inherit_checkpoint(teacher_ckpt: str, out: str | Path, depth: int | None = None,
+                       mlp_ratio: float | None = None) -> dict[str, Any]:
+    """Build the student (the teacher's model with ``depth`` / ``mlp_ratio`` overridden),
+    inherit its weights, save it with its test accuracy; returns ``meta.json``.
+
+    Raises:
+        ValueError: a rewritten teacher, or a student larger than the teacher.
+    """
+    teacher, meta = load_model(teacher_ckpt)
+    if meta.extra.get("policy"):
+        raise ValueError(f"{teacher_ckpt} is rewritten ({meta.extra['policy'].get('name')}); inherit from the "
+                         "plain teacher, then fine-tune the student with --policy")
+    overrides = {k: v for k, v in (("depth", depth), ("mlp_ratio", mlp_ratio)) if v is not None}
+    model_args = {**meta.model_args, **overrides}
+    student = create_model(meta.model, **model_args).eval()
+    picked = inherit(teacher, student)
+    data = load_dataset(meta.data, meta.img_size, meta.in_chans)
+    extra = {"inherited_from": str(teacher_ckpt), "inherited_layers": picked.layers}
+    smeta = Meta(meta.model, model_args, meta.img_size, meta.in_chans, meta.num_classes, meta.normalization,
+                 meta.data, extra)
+    save_checkpoint(student, smeta, out)
+    shipped, _ = load_model(out)
+    smeta.extra["test_accuracy"] = evaluate(shipped, meta.normalization.apply(data.x_test), data.y_test)
+    save_checkpoint(student, smeta, out)
+    return smeta.to_dict()
