@@ -86,13 +86,18 @@ def load_meta(ckpt: str | Path) -> Meta:
 
 def build_model(meta: Meta) -> nn.Module:
     """The checkpoint's architecture with freshly initialised (not loaded) weights;
-    rewritten by its policy when ``meta.json`` records one (an MPC-friendly model)."""
+    rewritten by its policy when ``meta.json`` records one (an MPC-friendly model), and
+    its attention grouped (``gqa``: K/V heads per layer) when it records that."""
     model = create_model(meta.model, **meta.model_args).eval()
     if meta.extra.get("policy"):
         from .rewrite import rewrite
         from .rewrite.policy import policy_from_dict
 
         model = rewrite(model, policy_from_dict(meta.extra["policy"], source="meta.json"))[0]
+    if meta.extra.get("gqa"):
+        from .compress.gqa import to_gqa
+
+        model = to_gqa(model, int(meta.extra["gqa"]))
     return model.eval()
 
 

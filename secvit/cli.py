@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher", metavar="CHECKPOINT", help="distil from this checkpoint's logits (with --distill)")
     p.add_argument("--distill", choices=["kd", "nkd"], help="kd (temperature --temperature) or nkd")
     p.add_argument("--temperature", type=float, default=4.0, help="KD temperature (default 4)")
+    p.add_argument("--gqa", type=int, metavar="G", help="group K/V heads into G per layer first (a rewritten model)")
     p.add_argument("--out", required=True, help="checkpoint directory to write")
 
     p = sub.add_parser("party", help="run one party of a secure inference session")
@@ -114,7 +115,8 @@ def cmd_train(a: argparse.Namespace) -> int:
     from .train import TrainConfig, train
 
     cfg = TrainConfig(model=a.model, data=a.data, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed,
-                      init=a.init, policy=a.policy, teacher=a.teacher, distill=a.distill, temperature=a.temperature)
+                      init=a.init, policy=a.policy, teacher=a.teacher, distill=a.distill, temperature=a.temperature,
+                      gqa=a.gqa)
     meta = train(cfg, a.out)
     console.print(f"wrote {a.out}: test accuracy {meta['test_accuracy']:.4f} on {meta['test_images']} images")
     return 0

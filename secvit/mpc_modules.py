@@ -67,10 +67,25 @@ class MPCAttention(nn.Module):
             if not isinstance(attn.q_norm, nn.Identity) or not isinstance(attn.norm, nn.Identity):
                 raise ValueError("MPCAttention supports attention without q/k or output norms")
             self.qkv, self.head_dim, self.pre_norm = attn.qkv, attn.head_dim, nn.Identity()
+        self.kv_heads = self.num_heads
         self.head_protocols = list(head_protocols)
         for name in self.head_protocols:
             if protocols.get(name).kind != "softmax":
                 raise ValueError(f"{name} is not a softmax protocol")
+
+    def split_heads(self, qkv, b: int, n: int):
+        """q, k, v as (b, heads, n, d) from the qkv projection (plain or encrypted): the
+        columns are [q of every head; k of every K/V head; v likewise]; with grouped-query
+        attention (``kv_heads`` < ``num_heads``) each K/V head serves consecutive query
+        heads (a public index, no communication)."""
+        h, g, d = self.num_heads, self.kv_heads, self.head_dim
+        q = qkv[..., : h * d].reshape(b, n, h, d).permute(0, 2, 1, 3)
+        kv = qkv[..., h * d :].reshape(b, n, 2, g, d).permute(2, 0, 3, 1, 4)
+        k, v = kv[0], kv[1]
+        if g != h:
+            shared = torch.arange(g).repeat_interleave(h // g)
+            k, v = k.index_select(1, shared), v.index_select(1, shared)
+        return q, k, v
 
     def logit_bias(self) -> torch.Tensor | None:
         """The (heads, N, N) additive position bias, or None."""
@@ -82,8 +97,7 @@ class MPCAttention(nn.Module):
         if attn_mask is not None or is_causal:
             raise ValueError("MPCAttention does not support attention masks")
         b, n, c = x.shape
-        qkv = self.qkv(self.pre_norm(x)).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)
+        q, k, v = self.split_heads(self.qkv(self.pre_norm(x)), b, n)
         logits = (q * self.scale) @ k.transpose(-2, -1)
         bias = self.logit_bias()
         if bias is not None:
@@ -94,7 +108,8 @@ class MPCAttention(nn.Module):
         return self.proj((attn @ v).transpose(1, 2).reshape(b, n, self.num_heads * self.head_dim))
 
     def extra_repr(self) -> str:
-        return f"heads={self.head_protocols}"
+        groups = f", kv_heads={self.kv_heads}" if self.kv_heads != self.num_heads else ""
+        return f"heads={self.head_protocols}{groups}"
 
 
 class MPCActivation(nn.Module):

@@ -33,7 +33,8 @@ class TrainConfig:
     rewrites the model first (fine-tuning the MPC-friendly model with its reference kernels).
     ``teacher`` and ``distill`` (``kd`` or ``nkd``, :mod:`secvit.distill.losses`) add a
     distillation term from the teacher checkpoint's logits to the cross-entropy; ``kd``
-    runs at ``temperature``.
+    runs at ``temperature``. ``gqa`` groups the (rewritten) model's K/V heads into that many
+    per layer before fine-tuning (:mod:`secvit.compress.gqa`).
     """
 
     model: str = "vit_lite_7_4_32"
@@ -52,6 +53,7 @@ class TrainConfig:
     teacher: str | None = None
     distill: str | None = None
     temperature: float = 4.0
+    gqa: int | None = None
 
     def __post_init__(self) -> None:
         if (self.teacher is None) != (self.distill is None):
@@ -172,14 +174,19 @@ def train(cfg: TrainConfig, out: str | Path) -> dict:
         model = create_model(cfg.model, **model_args)
         norm = Normalization.fit(data.x_train)
     extra: dict = {}
-    if cfg.init is not None and "policy" in base.extra:
-        extra["policy"] = base.extra["policy"]  # the loaded model is already rewritten
+    if cfg.init is not None:  # the loaded model is already rewritten / grouped
+        extra |= {k: base.extra[k] for k in ("policy", "gqa") if k in base.extra}
     if cfg.policy is not None:
         from .rewrite import load_policy, rewrite
 
         policy = load_policy(cfg.policy)
         model = rewrite(model, policy)[0]
         extra["policy"] = policy.to_dict()
+    if cfg.gqa is not None:
+        from .compress.gqa import to_gqa
+
+        model = to_gqa(model, cfg.gqa)
+        extra["gqa"] = cfg.gqa
     start = time.perf_counter()
     _fit(model, data, norm, cfg)
     meta = Meta(model=cfg.model, model_args=model_args, img_size=img_size, in_chans=in_chans,

@@ -35,8 +35,7 @@ def _linear(fp: FixedPoint, x: torch.Tensor, lin: nn.Linear) -> torch.Tensor:
 
 def _attention(fp: FixedPoint, m: MPCAttention, x: torch.Tensor) -> torch.Tensor:
     b, n, _ = x.shape
-    qkv = _linear(fp, _module(fp, m.pre_norm, x), m.qkv).reshape(b, n, 3, m.num_heads, m.head_dim)
-    q, k, v = qkv.permute(2, 0, 3, 1, 4)
+    q, k, v = m.split_heads(_linear(fp, _module(fp, m.pre_norm, x), m.qkv), b, n)
     logits = fp._truncate(fp.mul_public(q, m.scale) @ k.transpose(-2, -1))
     bias = m.logit_bias()
     if bias is not None:

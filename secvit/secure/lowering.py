@@ -93,8 +93,7 @@ def _attention(m: MPCAttention, s: Secrets, x, attn_mask=None, is_causal: bool =
         with region("pre_norm", "norm", getattr(m.pre_norm, "protocol", "norm.layer")):
             x = lowering_for(m.pre_norm).forward(m.pre_norm, pre_norm, x)
     with region("qkv", "linear"):
-        qkv = _linear_of(s, "qkv.", x).reshape(b, n, 3, m.num_heads, m.head_dim).permute(2, 0, 3, 1, 4)
-    q, k, v = qkv[0], qkv[1], qkv[2]
+        q, k, v = m.split_heads(_linear_of(s, "qkv.", x), b, n)
     with region("q@k", "matmul"):
         logits = (q * m.scale).matmul(k.transpose(-2, -1))
     if "logit_bias" in s:
