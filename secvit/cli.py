@@ -1,5 +1,5 @@
-"""``secvit`` command line: train, party, demo, infer, check, rewrite, inherit, protocols, models, profile,
-compare."""
+"""``secvit`` command line: train, party, demo, infer, check, rewrite, inherit, search, protocols, models,
+profile, compare."""
 
 from __future__ import annotations
 
@@ -102,6 +102,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--depth", type=int, help="student blocks (teacher blocks 0, s, 2s, ... are kept)")
     p.add_argument("--mlp-ratio", type=float, help="student MLP ratio (the most important channels are kept)")
     p.add_argument("--out", required=True, help="checkpoint directory to write")
+
+    p = sub.add_parser("search", help="MPC-aware attention search (MPCViT): ReLU-softmax or scaling per head")
+    p.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT)
+    budget = p.add_mutually_exclusive_group(required=True)
+    budget.add_argument("--fraction", type=float, help="share of all heads kept as ReLU-softmax (0..1)")
+    budget.add_argument("--max-mb", type=float, help="ReLU-softmax MB per image per party allowed")
+    p.add_argument("--base-policy", default="mpcvit", help="activation and norm choices (default mpcvit)")
+    p.add_argument("--lam", type=float, default=1.0, help="weight of the cost term (default 1)")
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--out", required=True, help="policy YAML to write")
+    p.add_argument("--json", metavar="PATH", help="write the alphas and the choice as JSON")
 
     p = sub.add_parser("protocols", help="the MPC protocol registry: formula, rounds, bytes, accuracy")
     p.add_argument("--format", choices=["table", "md"], default="table")
@@ -215,6 +226,17 @@ def cmd_inherit(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_search(a: argparse.Namespace) -> int:
+    from .search.search import run_search
+
+    max_bytes = int(a.max_mb * 1e6) if a.max_mb is not None else None
+    result = run_search(a.checkpoint, a.out, a.fraction, max_bytes, a.base_policy, a.lam, a.epochs)
+    console.print(f"wrote {a.out}: {result['relu_heads']} of {result['heads']} heads keep ReLU-softmax")
+    if a.json:
+        Path(a.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
 def cmd_rewrite(a: argparse.Namespace) -> int:
     from .checkpoint import load_model
     from .models import create_model
@@ -283,6 +305,7 @@ def cmd_protocols(a: argparse.Namespace) -> int:
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "train": cmd_train, "party": cmd_party, "demo": cmd_demo, "infer": cmd_infer, "models": cmd_models,
     "protocols": cmd_protocols, "rewrite": cmd_rewrite, "check": cmd_check, "inherit": cmd_inherit,
+    "search": cmd_search,
     "profile": lambda a: cmd_profile(a, console), "compare": lambda a: cmd_compare(a, console),
 }
 

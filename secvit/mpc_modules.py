@@ -93,19 +93,27 @@ class MPCAttention(nn.Module):
             return None
         return self.attention_biases[:, self.attention_bias_idxs]
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False) -> torch.Tensor:
-        if attn_mask is not None or is_causal:
-            raise ValueError("MPCAttention does not support attention masks")
-        b, n, c = x.shape
+    def logits_and_values(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Attention logits (b, heads, n, n), position biases added, and the values."""
+        b, n, _ = x.shape
         q, k, v = self.split_heads(self.qkv(self.pre_norm(x)), b, n)
         logits = (q * self.scale) @ k.transpose(-2, -1)
         bias = self.logit_bias()
-        if bias is not None:
-            logits = logits + bias
+        return (logits + bias if bias is not None else logits), v
+
+    def output(self, attn: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Heads' attention-weighted values, concatenated and projected."""
+        b, _, n, _ = v.shape
+        return self.proj((attn @ v).transpose(1, 2).reshape(b, n, self.num_heads * self.head_dim))
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False) -> torch.Tensor:
+        if attn_mask is not None or is_causal:
+            raise ValueError("MPCAttention does not support attention masks")
+        logits, v = self.logits_and_values(x)
         attn = torch.empty_like(logits)
         for name, heads in head_groups(self.head_protocols).items():
             attn[:, heads] = protocols.get(name).reference(logits[:, heads])
-        return self.proj((attn @ v).transpose(1, 2).reshape(b, n, self.num_heads * self.head_dim))
+        return self.output(attn, v)
 
     def extra_repr(self) -> str:
         groups = f", kv_heads={self.kv_heads}" if self.kv_heads != self.num_heads else ""

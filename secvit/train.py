@@ -22,7 +22,7 @@ from .data import Dataset, Normalization, load_dataset
 from .distill.losses import METHODS, kd_loss, nkd_loss
 from .models import create_model
 
-__all__ = ["TrainConfig", "evaluate", "random_shift", "train"]
+__all__ = ["TrainConfig", "evaluate", "fit", "random_shift", "train"]
 
 
 @dataclass
@@ -105,6 +105,8 @@ def _loss(model: nn.Module, raw: torch.Tensor, y: torch.Tensor, norm: Normalizat
           teacher: tuple[nn.Module, Normalization] | None) -> torch.Tensor:
     logits = model(norm.apply(raw))
     loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+    terms = [m.regularization() for m in model.modules() if hasattr(m, "regularization")]  # e.g. the search's cost
+    loss = loss + sum(terms) if terms else loss
     if teacher is None:
         return loss
     with torch.no_grad():
@@ -114,7 +116,9 @@ def _loss(model: nn.Module, raw: torch.Tensor, y: torch.Tensor, norm: Normalizat
     return loss + nkd_loss(logits, target, y)
 
 
-def _fit(model: nn.Module, data: Dataset, norm: Normalization, cfg: TrainConfig) -> None:
+def fit(model: nn.Module, data: Dataset, norm: Normalization, cfg: TrainConfig) -> None:
+    """Train ``model`` in place by ``cfg`` (optimiser, schedule, augmentation, loss); a
+    module's ``regularization()``, where it has one, is added to the loss."""
     gen = torch.Generator().manual_seed(cfg.seed)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "pos_embed" not in n and "cls_token" not in n]
     no_decay = [p for n, p in model.named_parameters() if not any(p is q for q in decay)]
@@ -188,7 +192,7 @@ def train(cfg: TrainConfig, out: str | Path) -> dict:
         model = to_gqa(model, cfg.gqa)
         extra["gqa"] = cfg.gqa
     start = time.perf_counter()
-    _fit(model, data, norm, cfg)
+    fit(model, data, norm, cfg)
     meta = Meta(model=cfg.model, model_args=model_args, img_size=img_size, in_chans=in_chans,
                 num_classes=data.num_classes, normalization=norm, data=cfg.data,
                 extra={**extra, "seed": cfg.seed, "train_config": cfg.__dict__,

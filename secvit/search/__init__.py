@@ -1,0 +1,1 @@
+"""MPC-aware attention search (MPCViT): which heads keep ReLU-softmax, which scale."""

@@ -1,0 +1,115 @@
+"""Search driver: relax a rewritten model's attentions, then binarise at a budget into a
+policy (YAML) whose retraining is ``secvit train --init C --policy POLICY``.
+
+Budget: ``fraction`` of all heads kept as ReLU-softmax (MPCViT's mu), or ``max_bytes``
+(per party, per image) for their ReLU-softmax bytes; heads are ranked by alpha over all
+layers at once, ties by layer then head.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch.nn as nn
+import yaml
+
+from ..mpc_modules import MPCAttention
+from ..rewrite.graph import block_layers, layer_of, set_submodule
+from .mixed import RELU, SCALING, MixedAttention
+
+__all__ = ["binarise", "policy_dict", "relax", "write_policy"]
+
+
+def relax(model: nn.Module, tokens: int, lam: float) -> list[MixedAttention]:
+    """Replace every :class:`MPCAttention` of a rewritten model by a :class:`MixedAttention`
+    (in place); returns them in layer order."""
+    blocks = block_layers(model)
+    found = [(path, m) for path, m in model.named_modules() if isinstance(m, MPCAttention)]
+    if not found:
+        raise ValueError("the search relaxes MPCAttention modules: rewrite the model by a policy first")
+    mixed = []
+    for path, attn in sorted(found, key=lambda pm: layer_of(pm[0], blocks) or 0):
+        mixed.append(MixedAttention(attn, tokens, lam))
+        set_submodule(model, path, mixed[-1])
+    total = float(sum(m.cost.sum() for m in mixed))
+    for m in mixed:
+        m.total_cost = total
+    return mixed
+
+
+def binarise(alphas: list[list[float]], head_bytes: int, fraction: float | None = None,
+             max_bytes: int | None = None) -> list[list[str]]:
+    """Per layer, per head: ``softmax.relu`` for the top-alpha heads within the budget,
+    ``softmax.scaling`` for the rest.
+
+    Raises:
+        ValueError: neither or both budgets, or a fraction outside [0, 1].
+    """
+    if (fraction is None) == (max_bytes is None):
+        raise ValueError("give exactly one budget: a fraction of heads or a byte budget")
+    heads = [(layer, head) for layer, row in enumerate(alphas) for head in range(len(row))]
+    ranked = sorted(heads, key=lambda lh: (-alphas[lh[0]][lh[1]], lh))
+    if fraction is not None:
+        if not 0.0 <= fraction <= 1.0:
+            raise ValueError(f"fraction {fraction} is not in [0, 1]")
+        keep = round(fraction * len(heads))
+    else:
+        keep = min(len(heads), max_bytes // head_bytes) if head_bytes else len(heads)
+    chosen = set(ranked[:keep])
+    return [[RELU if (layer, head) in chosen else SCALING for head in range(len(row))]
+            for layer, row in enumerate(alphas)]
+
+
+def policy_dict(choice: list[list[str]], name: str, base: dict) -> dict:
+    """A policy: the searched heads per layer, activation and norm sections from ``base``."""
+    return {"name": name, "description": "searched by secvit search (MPCViT: alpha-ranked heads)",
+            "attention": {"default": SCALING, "heads": dict(enumerate(choice))},
+            **{k: base[k] for k in ("activation", "norm") if k in base}}
+
+
+def write_policy(policy: dict, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(policy, sort_keys=False))
+
+
+def _tokens(model: nn.Module, meta) -> int:
+    """Tokens per image entering the attentions (one probe forward)."""
+    import torch
+
+    seen: list[int] = []
+    attn = next(m for m in model.modules() if isinstance(m, MPCAttention))
+    handle = attn.register_forward_hook(lambda m, args, out: seen.append(args[0].shape[1]))
+    with torch.no_grad():
+        model(torch.zeros(1, meta.in_chans, meta.img_size, meta.img_size))
+    handle.remove()
+    return seen[0]
+
+
+def run_search(checkpoint: str, out: str | Path, fraction: float | None = None, max_bytes: int | None = None,
+               base_policy: str = "mpcvit", lam: float = 1.0, epochs: int = 5, lr: float = 5e-4,
+               seed: int = 0) -> dict:
+    """Relax ``checkpoint``'s model (rewritten by ``base_policy``), train alphas and weights
+    for ``epochs``, binarise at the budget and write the policy YAML to ``out``; returns
+    ``{"policy", "alphas", "relu_heads", "heads"}``."""
+    from ..checkpoint import load_model
+    from ..data import load_dataset
+    from ..rewrite import load_policy, rewrite
+    from ..train import TrainConfig, fit
+    from .mixed import head_cost
+
+    if (fraction is None) == (max_bytes is None):
+        raise ValueError("give exactly one budget: --fraction or --max-mb")
+    base = load_policy(base_policy)
+    model, meta = load_model(checkpoint)
+    model = rewrite(model, base)[0]
+    tokens = _tokens(model, meta)
+    mixed = relax(model, tokens, lam)
+    data = load_dataset(meta.data, meta.img_size, meta.in_chans)
+    fit(model, data, meta.normalization, TrainConfig(model=meta.model, data=meta.data, epochs=epochs, lr=lr,
+                                                      seed=seed, warmup_epochs=min(1, epochs)))
+    alphas = [m.weights().detach().tolist() for m in mixed]
+    choice = binarise(alphas, head_cost(tokens), fraction, max_bytes)
+    name = Path(out).stem
+    policy = policy_dict(choice, name, base.to_dict())
+    write_policy(policy, out)
+    relu_heads = sum(row.count(RELU) for row in choice)
+    return {"policy": policy, "alphas": alphas, "relu_heads": relu_heads, "heads": sum(map(len, choice))}
