@@ -91,3 +91,9 @@ def test_batch_runs_in_the_rounds_of_one_image(tiny_ckpt):
     one, three = run_profile(tiny_ckpt, n=1), run_profile(tiny_ckpt, n=3)
     assert one.totals["rounds"] == three.totals["rounds"]
     assert three.totals["bytes_per_party"] > 2.5 * one.totals["bytes_per_party"]
+
+
+def test_a_policy_file_is_reported_by_its_name(tiny_ckpt, tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("name: mine\nattention: {default: softmax.scaling}\n")
+    assert run_profile(tiny_ckpt, policy=str(path), n=1).policy == "mine"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .. import session
 from ..checkpoint import load_meta
+from ..rewrite import load_policy
 from ..runtime.netem import netem_link
 from .network import NetworkProfile, load_network
 from .report import ProfileReport, merge_parties
@@ -29,7 +30,7 @@ def run_profile(checkpoint: str, policy: str | None = None, n: int = 4, batch_si
     records = {rank: report["profile"] for rank, report in result.parties.items()}
     parties = {str(rank): {k: report[k] for k in ("seconds", "bytes", "rounds")}
                for rank, report in result.parties.items()}
-    policy_name = policy or (meta.extra.get("policy") or {}).get("name", "exact")
+    policy_name = load_policy(policy).name if policy else (meta.extra.get("policy") or {}).get("name", "exact")
     return ProfileReport(meta.model, policy_name, result.images, batch_size or n, net, parties,
                          merge_parties(records, net))
 
