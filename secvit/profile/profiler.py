@@ -20,6 +20,7 @@ import torch.nn as nn
 from protocols import backend
 
 from ..rewrite.graph import block_layers, layer_of, module_kind
+from ..secure.lowering import PLAIN_GELU, PLAIN_NORM, PLAIN_SOFTMAX
 from ..secure.plan import SecurePlan
 from ..secure.regions import listening
 
@@ -31,9 +32,9 @@ KINDS = ("linear", "matmul", "softmax", "activation", "norm", "other")
 def _module_protocol(module: nn.Module) -> str | None:
     """The protocol a leaf runs under MPC (plain GELU and LayerNorm: the lowering's choice)."""
     if isinstance(module, nn.GELU):
-        return "gelu.exact"
+        return PLAIN_GELU
     if isinstance(module, nn.LayerNorm):
-        return "norm.layer"
+        return PLAIN_NORM
     return getattr(module, "protocol", None)
 
 
@@ -74,16 +75,19 @@ class Profiler:
     Usage (inside a party)::
 
         profiler = Profiler(plan)
-        with profiler.scope("input", kind="other"):
+        with profiler.scope("input.share"):
             x = plan.encrypt_input(images, rank)
         with profiler.active():
             y = plan(x, hook=profiler.hook)
+        with profiler.scope("output.reveal"):
+            logits = y.get_plain_text(dst=1)
     """
 
     def __init__(self, plan: SecurePlan):
         self.plan = plan
         self.blocks = block_layers(plan.model)
         self.records: dict[str, NodeRecord] = {}
+        self._tags: dict[str, dict[str, Any]] = {}  # per node key, computed once
         self._stack: list[_Scope] = []
 
     def tags(self, prefix: str, node: fx.Node) -> dict[str, Any]:
@@ -100,7 +104,7 @@ class Profiler:
             if name in ("matmul", "bmm"):
                 kind = "matmul"
             elif name == "softmax":
-                kind, protocol = "softmax", "softmax.exact"  # the lowering's choice
+                kind, protocol = "softmax", PLAIN_SOFTMAX
         else:
             return {"module": None, "layer": None, "kind": kind, "protocol": protocol}
         if module_path is None:  # a function inside a module: the innermost module it runs in
@@ -135,7 +139,9 @@ class Profiler:
     def hook(self, prefix: str, node: fx.Node, run: Callable[[], Any]) -> Any:
         """:class:`SecurePlan` node hook."""
         key = prefix.replace(".", "/") + node.name if prefix else node.name
-        with self.scope(key, **self.tags(prefix, node)):
+        if key not in self._tags:
+            self._tags[key] = self.tags(prefix, node)
+        with self.scope(key, **self._tags[key]):
             return run()
 
     def _region(self, name: str, kind: str, protocol: str | None):

@@ -22,7 +22,7 @@ import protocols
 from protocols.fixed_point import FixedPoint
 
 from ..mpc_modules import MPCActivation, MPCAttention, MPCNorm, channels_last, head_groups
-from .lowering import UnsupportedOpError, lowering_for
+from .lowering import PLAIN_GELU, PLAIN_NORM, PLAIN_SOFTMAX, UnsupportedOpError, lowering_for
 from .tracing import SHAPE_SPECIALISED, trace, trace_at
 
 __all__ = ["emulate"]
@@ -70,11 +70,11 @@ def _module(fp: FixedPoint, m: nn.Module, x: torch.Tensor, *args: Any, **kwargs:
     if isinstance(m, MPCActivation):
         return protocols.get(m.protocol).emulate(x, fp)
     if isinstance(m, nn.GELU):
-        return protocols.get("gelu.exact").emulate(x, fp)
+        return protocols.get(PLAIN_GELU).emulate(x, fp)
     if isinstance(m, MPCNorm):
         return _norm(fp, m.protocol, m, x, m.channels_first)
     if isinstance(m, nn.LayerNorm):
-        return _norm(fp, "norm.layer", m, x, isinstance(m, LayerNorm2d))
+        return _norm(fp, PLAIN_NORM, m, x, isinstance(m, LayerNorm2d))
     if isinstance(m, (nn.Dropout, nn.Identity)):
         return x
     if isinstance(m, nn.ReLU):
@@ -107,12 +107,12 @@ class _Emulator(fx.Interpreter):
         if target in (operator.matmul, torch.matmul):
             return self.fp._truncate(a @ args[1])
         if target in (torch.softmax, F.softmax):
-            return protocols.get("softmax.exact").emulate(a, self.fp)
+            return protocols.get(PLAIN_SOFTMAX).emulate(a, self.fp)
         return super().call_function(target, args, kwargs)
 
     def call_method(self, target: str, args: tuple, kwargs: dict) -> Any:
         if target == "softmax":
-            return protocols.get("softmax.exact").emulate(args[0], self.fp)
+            return protocols.get(PLAIN_SOFTMAX).emulate(args[0], self.fp)
         return super().call_method(target, args, kwargs)
 
 

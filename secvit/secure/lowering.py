@@ -25,7 +25,11 @@ from protocols.backend import crypten
 from ..mpc_modules import MPCActivation, MPCAttention, MPCNorm, channels_last, head_groups
 from .regions import region
 
-__all__ = ["FUNCTIONS", "METHODS", "ModuleLowering", "lowering_for", "UnsupportedOpError"]
+__all__ = ["FUNCTIONS", "METHODS", "PLAIN_GELU", "PLAIN_NORM", "PLAIN_SOFTMAX", "ModuleLowering", "lowering_for",
+           "UnsupportedOpError"]
+
+PLAIN_GELU, PLAIN_NORM, PLAIN_SOFTMAX = "gelu.exact", "norm.layer", "softmax.exact"
+"""The protocols that plain (not rewritten) GELU, LayerNorm and softmax run as."""
 
 Secrets = dict[str, Any]
 
@@ -61,14 +65,14 @@ def _conv2d(m: nn.Conv2d, s: Secrets, x):
 def _layer_norm(m: nn.LayerNorm, s: Secrets, x):
     if len(m.normalized_shape) != 1:
         raise UnsupportedOpError("LayerNorm over more than the last dimension is not supported")
-    norm = functools.partial(protocols.get("norm.layer").secure, weight=s.get("weight"), bias=s.get("bias"), eps=m.eps)
+    norm = functools.partial(protocols.get(PLAIN_NORM).secure, weight=s.get("weight"), bias=s.get("bias"), eps=m.eps)
     return channels_last(norm, x) if isinstance(m, LayerNorm2d) else norm(x)
 
 
 def _gelu(m: nn.GELU, s: Secrets, x):
     if m.approximate != "none":
         raise UnsupportedOpError(f"GELU(approximate={m.approximate!r}) is not supported; use the exact GELU")
-    return protocols.get("gelu.exact").secure(x)
+    return protocols.get(PLAIN_GELU).secure(x)
 
 
 def _attention_prepare(m: MPCAttention) -> dict[str, torch.Tensor]:
@@ -90,7 +94,7 @@ def _attention(m: MPCAttention, s: Secrets, x, attn_mask=None, is_causal: bool =
     b, n, _ = x.size()
     if not isinstance(m.pre_norm, nn.Identity):
         pre_norm = {k.removeprefix("pre_norm."): v for k, v in s.items() if k.startswith("pre_norm.")}
-        with region("pre_norm", "norm", getattr(m.pre_norm, "protocol", "norm.layer")):
+        with region("pre_norm", "norm", getattr(m.pre_norm, "protocol", PLAIN_NORM)):
             x = lowering_for(m.pre_norm).forward(m.pre_norm, pre_norm, x)
     with region("qkv", "linear"):
         q, k, v = m.split_heads(_linear_of(s, "qkv.", x), b, n)
@@ -180,7 +184,7 @@ def lowering_for(m: nn.Module) -> ModuleLowering:
 def _softmax(x, dim: int = -1, *args, **kwargs):
     if dim not in (-1, x.dim() - 1):
         raise UnsupportedOpError(f"softmax over dim {dim}: only the last dimension is supported")
-    return protocols.get("softmax.exact").secure(x)
+    return protocols.get(PLAIN_SOFTMAX).secure(x)
 
 
 def _cat(tensors, dim: int = 0):
@@ -194,7 +198,7 @@ def _pad(x, pad, mode: str = "constant", value: float | None = None):
 
 
 def _layer_norm_fn(x, normalized_shape, weight=None, bias=None, eps: float = 1e-5):
-    return protocols.get("norm.layer").secure(x, weight, bias, eps=eps)
+    return protocols.get(PLAIN_NORM).secure(x, weight, bias, eps=eps)
 
 
 def _gelu_fn(x, approximate: str = "none"):
