@@ -1,4 +1,4 @@
-"""``secvit`` command line: train, party, demo, infer, check, rewrite, inherit, search, protocols, models,
+"""``secvit`` command line: train, party, demo, infer, check, rewrite, inherit, compress, search, protocols, models,
 profile, compare."""
 
 from __future__ import annotations
@@ -103,6 +103,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mlp-ratio", type=float, help="student MLP ratio (the most important channels are kept)")
     p.add_argument("--out", required=True, help="checkpoint directory to write")
 
+    p = sub.add_parser("compress", help="fewer blocks by structural reparameterization (parallel branches, merged)")
+    p.add_argument("--teacher", required=True, metavar="CHECKPOINT", help="a plain (not rewritten) checkpoint")
+    p.add_argument("--depth", type=int, required=True, help="blocks of the result (teacher blocks grouped contiguously)")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--ramp", type=float, default=0.5, help="share of training over which lambda rises 0 -> 1")
+    p.add_argument("--distill", choices=["kd", "none"], default="kd", help="KD from the teacher (default) or none")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="checkpoint directory to write")
+
     p = sub.add_parser("search", help="MPC-aware attention search (MPCViT): ReLU-softmax or scaling per head")
     p.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT)
     budget = p.add_mutually_exclusive_group(required=True)
@@ -110,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument("--max-mb", type=float, help="ReLU-softmax MB per image per party allowed")
     p.add_argument("--base-policy", default="mpcvit", help="activation and norm choices (default mpcvit)")
     p.add_argument("--lam", type=float, default=1.0, help="weight of the cost term (default 1)")
+    p.add_argument("--alpha-lr", type=float, default=1e-2, help="learning rate of the alphas (default 1e-2)")
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--out", required=True, help="policy YAML to write")
     p.add_argument("--json", metavar="PATH", help="write the alphas and the choice as JSON")
@@ -226,11 +237,22 @@ def cmd_inherit(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compress(a: argparse.Namespace) -> int:
+    from .compress.depth import compress_depth
+
+    meta = compress_depth(a.teacher, a.out, a.depth, a.epochs, a.lr, a.ramp, None if a.distill == "none" else a.distill,
+                          seed=a.seed)
+    console.print(f"wrote {a.out}: {a.depth} blocks from teacher groups {meta['branch_groups']}, test accuracy "
+                  f"{meta['test_accuracy']:.4f} (merge error {meta['merge_max_abs_error']:.1e})")
+    return 0
+
+
 def cmd_search(a: argparse.Namespace) -> int:
     from .search.search import run_search
 
     max_bytes = int(a.max_mb * 1e6) if a.max_mb is not None else None
-    result = run_search(a.checkpoint, a.out, a.fraction, max_bytes, a.base_policy, a.lam, a.epochs)
+    result = run_search(a.checkpoint, a.out, a.fraction, max_bytes, a.base_policy, a.lam, a.epochs,
+                        alpha_lr=a.alpha_lr)
     console.print(f"wrote {a.out}: {result['relu_heads']} of {result['heads']} heads keep ReLU-softmax")
     if a.json:
         Path(a.json).write_text(json.dumps(result, indent=2) + "\n")
@@ -305,7 +327,7 @@ def cmd_protocols(a: argparse.Namespace) -> int:
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "train": cmd_train, "party": cmd_party, "demo": cmd_demo, "infer": cmd_infer, "models": cmd_models,
     "protocols": cmd_protocols, "rewrite": cmd_rewrite, "check": cmd_check, "inherit": cmd_inherit,
-    "search": cmd_search,
+    "compress": cmd_compress, "search": cmd_search,
     "profile": lambda a: cmd_profile(a, console), "compare": lambda a: cmd_compare(a, console),
 }
 

@@ -22,7 +22,7 @@ from .data import Dataset, Normalization, load_dataset
 from .distill.losses import METHODS, kd_loss, nkd_loss
 from .models import create_model
 
-__all__ = ["TrainConfig", "evaluate", "fit", "random_shift", "train"]
+__all__ = ["TrainConfig", "evaluate", "fit", "random_shift", "save_evaluated", "train"]
 
 
 @dataclass
@@ -116,19 +116,27 @@ def _loss(model: nn.Module, raw: torch.Tensor, y: torch.Tensor, norm: Normalizat
     return loss + nkd_loss(logits, target, y)
 
 
+def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Matrices decay, vectors and tokens do not; a parameter with an ``lr_scale``
+    attribute (e.g. the search's alphas) trains at that multiple of the learning rate."""
+    groups: dict[tuple[float, float], list[nn.Parameter]] = {}
+    for name, p in model.named_parameters():
+        decays = p.ndim >= 2 and "pos_embed" not in name and "cls_token" not in name
+        groups.setdefault((weight_decay if decays else 0.0, getattr(p, "lr_scale", 1.0)), []).append(p)
+    return [{"params": ps, "weight_decay": wd, "lr_scale": scale} for (wd, scale), ps in groups.items()]
+
+
 def fit(model: nn.Module, data: Dataset, norm: Normalization, cfg: TrainConfig) -> None:
     """Train ``model`` in place by ``cfg`` (optimiser, schedule, augmentation, loss); a
-    module's ``regularization()``, where it has one, is added to the loss."""
+    module's ``regularization()``, where it has one, is added to the loss, and its
+    ``schedule(progress)`` is called before every step with the share of training done."""
     gen = torch.Generator().manual_seed(cfg.seed)
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "pos_embed" not in n and "cls_token" not in n]
-    no_decay = [p for n, p in model.named_parameters() if not any(p is q for q in decay)]
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr
-    )
+    opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
     steps_per_epoch = math.ceil(len(data.x_train) / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
     x_test = norm.apply(data.x_test)
     teacher = _teacher(cfg, data)
+    scheduled = [m for m in model.modules() if hasattr(m, "schedule")]
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[status]}"),
                TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns) as progress:
@@ -139,10 +147,12 @@ def fit(model: nn.Module, data: Dataset, norm: Normalization, cfg: TrainConfig) 
             order = torch.randperm(len(data.x_train), generator=gen)
             for i in range(0, len(order), cfg.batch_size):
                 idx = order[i : i + cfg.batch_size]
+                for m in scheduled:
+                    m.schedule(step / total)
                 raw = random_shift(data.x_train[idx], cfg.shift, gen)
                 loss = _loss(model, raw, data.y_train[idx], norm, cfg, teacher)
                 for group in opt.param_groups:
-                    group["lr"] = _lr_at(step, total, cfg.warmup_epochs * steps_per_epoch, cfg.lr)
+                    group["lr"] = _lr_at(step, total, cfg.warmup_epochs * steps_per_epoch, cfg.lr) * group["lr_scale"]
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -158,8 +168,7 @@ def train(cfg: TrainConfig, out: str | Path) -> dict:
     """Train ``cfg.model`` on ``cfg.data`` and write a checkpoint to ``out``.
 
     Returns:
-        The written ``meta.json`` contents; ``test_accuracy`` is measured on the saved
-        (float16) weights, i.e. on exactly what is shipped.
+        The written ``meta.json`` contents (:func:`save_evaluated`).
     """
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
@@ -197,9 +206,15 @@ def train(cfg: TrainConfig, out: str | Path) -> dict:
                 num_classes=data.num_classes, normalization=norm, data=cfg.data,
                 extra={**extra, "seed": cfg.seed, "train_config": cfg.__dict__,
                        "train_seconds": round(time.perf_counter() - start, 1)})
+    return save_evaluated(model, meta, data, out)
+
+
+def save_evaluated(model: nn.Module, meta: Meta, data: Dataset, out: str | Path) -> dict:
+    """Save a checkpoint with ``test_accuracy`` measured on the saved (float16) weights,
+    i.e. on exactly what is shipped; returns its ``meta.json`` contents."""
     save_checkpoint(model, meta, out)
     shipped, _ = load_model(out)
-    meta.extra["test_accuracy"] = evaluate(shipped, norm.apply(data.x_test), data.y_test)
+    meta.extra["test_accuracy"] = evaluate(shipped, meta.normalization.apply(data.x_test), data.y_test)
     meta.extra["test_images"] = len(data.x_test)
     save_checkpoint(model, meta, out)
     return meta.to_dict()

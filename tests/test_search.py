@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 import yaml
@@ -40,11 +42,24 @@ def test_budgets_keep_the_top_alpha_heads():
 
 
 def test_search_command_writes_a_policy_that_rewrites(tiny_ckpt, tmp_path):
-    out = tmp_path / "searched.yaml"
+    out, report = tmp_path / "searched.yaml", tmp_path / "search.json"
     assert cli.main(["search", "--checkpoint", tiny_ckpt, "--fraction", "0.5", "--base-policy", "relu",
-                     "--epochs", "1", "--out", str(out)]) == 0
+                     "--epochs", "1", "--out", str(out), "--json", str(report)]) == 0
+    alphas = json.loads(report.read_text())["alphas"]
+    assert min(map(min, alphas)) < 0.9  # the alphas' own learning rate moves them within one epoch
     policy = yaml.safe_load(out.read_text())
     assert [h.count("softmax.relu") for h in policy["attention"]["heads"].values()] == [1]
     gm, _ = rewrite(create_model("vit_lite_1_2_16"), load_policy(str(out)))
     heads = next(m for m in gm.modules() if isinstance(m, MPCAttention)).head_protocols
     assert sorted(heads) == ["softmax.relu", "softmax.scaling"]
+
+
+def test_alphas_train_at_their_own_learning_rate():
+    from secvit.train import _param_groups
+
+    model = rewrite(create_model("vit_lite_1_2_16"), load_policy("relu"))[0]
+    mixed = relax(model, tokens=17, lam=1.0, alpha_lr_scale=20.0)
+    groups = _param_groups(model, weight_decay=0.05)
+    (alpha_group,) = [g for g in groups if g["lr_scale"] == 20.0]
+    assert alpha_group["weight_decay"] == 0.0 and {id(p) for p in alpha_group["params"]} == {id(m.alpha) for m in mixed}
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))

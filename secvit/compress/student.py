@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..checkpoint import Meta, load_model, save_checkpoint
+from ..checkpoint import Meta, load_model
 from ..data import load_dataset
 from ..models import create_model
-from ..train import evaluate
+from ..train import save_evaluated
 from .inherit import inherit
 
 __all__ = ["inherit_checkpoint"]
@@ -34,8 +34,4 @@ def inherit_checkpoint(teacher_ckpt: str, out: str | Path, depth: int | None = N
     extra = {"inherited_from": str(teacher_ckpt), "inherited_layers": picked.layers}
     smeta = Meta(meta.model, model_args, meta.img_size, meta.in_chans, meta.num_classes, meta.normalization,
                  meta.data, extra)
-    save_checkpoint(student, smeta, out)
-    shipped, _ = load_model(out)
-    smeta.extra["test_accuracy"] = evaluate(shipped, meta.normalization.apply(data.x_test), data.y_test)
-    save_checkpoint(student, smeta, out)
-    return smeta.to_dict()
+    return save_evaluated(student, smeta, data, out)

@@ -38,12 +38,16 @@ class MixedAttention(nn.Module):
         attn: The attention whose projections (and biases) it uses.
         tokens: Tokens per image (for the cost of a head).
         lam: Weight of the cost term.
+        alpha_lr_scale: The alphas' learning rate as a multiple of the weights' (the
+            architecture parameters must move over a few epochs; DARTS-style searches
+            give them their own learning rate).
     """
 
-    def __init__(self, attn: MPCAttention, tokens: int, lam: float):
+    def __init__(self, attn: MPCAttention, tokens: int, lam: float, alpha_lr_scale: float = 1.0):
         super().__init__()
         self.attn, self.lam, self.tokens = attn, lam, tokens
         self.alpha = nn.Parameter(torch.ones(attn.num_heads))
+        self.alpha.lr_scale = alpha_lr_scale
         self.register_buffer("cost", torch.full((attn.num_heads,), float(head_cost(tokens))), persistent=False)
         self.total_cost = 1.0  # set by the search to the sum over every head of the model
 

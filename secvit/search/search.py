@@ -20,7 +20,7 @@ from .mixed import RELU, SCALING, MixedAttention
 __all__ = ["binarise", "policy_dict", "relax", "write_policy"]
 
 
-def relax(model: nn.Module, tokens: int, lam: float) -> list[MixedAttention]:
+def relax(model: nn.Module, tokens: int, lam: float, alpha_lr_scale: float = 1.0) -> list[MixedAttention]:
     """Replace every :class:`MPCAttention` of a rewritten model by a :class:`MixedAttention`
     (in place); returns them in layer order."""
     blocks = block_layers(model)
@@ -29,7 +29,7 @@ def relax(model: nn.Module, tokens: int, lam: float) -> list[MixedAttention]:
         raise ValueError("the search relaxes MPCAttention modules: rewrite the model by a policy first")
     mixed = []
     for path, attn in sorted(found, key=lambda pm: layer_of(pm[0], blocks) or 0):
-        mixed.append(MixedAttention(attn, tokens, lam))
+        mixed.append(MixedAttention(attn, tokens, lam, alpha_lr_scale))
         set_submodule(model, path, mixed[-1])
     total = float(sum(m.cost.sum() for m in mixed))
     for m in mixed:
@@ -86,10 +86,10 @@ def _tokens(model: nn.Module, meta) -> int:
 
 def run_search(checkpoint: str, out: str | Path, fraction: float | None = None, max_bytes: int | None = None,
                base_policy: str = "mpcvit", lam: float = 1.0, epochs: int = 5, lr: float = 5e-4,
-               seed: int = 0) -> dict:
-    """Relax ``checkpoint``'s model (rewritten by ``base_policy``), train alphas and weights
-    for ``epochs``, binarise at the budget and write the policy YAML to ``out``; returns
-    ``{"policy", "alphas", "relu_heads", "heads"}``."""
+               alpha_lr: float = 1e-2, seed: int = 0) -> dict:
+    """Relax ``checkpoint``'s model (rewritten by ``base_policy``), train weights (at
+    ``lr``) and alphas (at ``alpha_lr``) for ``epochs``, binarise at the budget and write
+    the policy YAML to ``out``; returns ``{"policy", "alphas", "relu_heads", "heads"}``."""
     from ..checkpoint import load_model
     from ..data import load_dataset
     from ..rewrite import load_policy, rewrite
@@ -102,7 +102,7 @@ def run_search(checkpoint: str, out: str | Path, fraction: float | None = None, 
     model, meta = load_model(checkpoint)
     model = rewrite(model, base)[0]
     tokens = _tokens(model, meta)
-    mixed = relax(model, tokens, lam)
+    mixed = relax(model, tokens, lam, alpha_lr / lr)
     data = load_dataset(meta.data, meta.img_size, meta.in_chans)
     fit(model, data, meta.normalization, TrainConfig(model=meta.model, data=meta.data, epochs=epochs, lr=lr,
                                                       seed=seed, warmup_epochs=min(1, epochs)))
