@@ -1,5 +1,5 @@
-"""``secvit`` command line: train, party, demo, infer, check, rewrite, inherit, compress, search, protocols, models,
-profile, compare."""
+"""``secvit`` command line: train, cache-logits, party, demo, infer, check, rewrite, inherit, compress,
+search, protocols, models, profile, compare."""
 
 from __future__ import annotations
 
@@ -47,11 +47,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init", metavar="CHECKPOINT", help="start from this checkpoint (fine-tuning)")
     p.add_argument("--policy", help="rewrite by this policy first (name in configs/policies or a YAML path)")
-    p.add_argument("--teacher", metavar="CHECKPOINT", help="distil from this checkpoint's logits (with --distill)")
-    p.add_argument("--distill", choices=["kd", "nkd"], help="kd (temperature --temperature) or nkd")
+    p.add_argument("--teacher", metavar="CHECKPOINT", help="the teacher of --distill kd|nkd|mpcformer")
+    p.add_argument("--distill", choices=["kd", "nkd", "mpcformer", "uskd", "sparse"],
+                   help="kd, nkd, mpcformer (two stages) with --teacher; uskd (no teacher); sparse with --cached-logits")
     p.add_argument("--temperature", type=float, default=4.0, help="KD temperature (default 4)")
+    p.add_argument("--stage1-share", type=float, default=0.5, help="mpcformer: share of training in stage 1 (0.5)")
+    p.add_argument("--cached-logits", metavar="FILE", help="sparse: teacher logits written by secvit cache-logits")
     p.add_argument("--gqa", type=int, metavar="G", help="group K/V heads into G per layer first (a rewritten model)")
     p.add_argument("--out", required=True, help="checkpoint directory to write")
+
+    p = sub.add_parser("cache-logits", help="store a teacher's top-K probabilities per sample and augmentation seed")
+    p.add_argument("--teacher", required=True, metavar="CHECKPOINT")
+    p.add_argument("--top-k", type=int, default=5, help="probabilities kept per sample (default 5)")
+    p.add_argument("--epochs", type=int, default=10, help="augmented passes stored (training repeats them)")
+    p.add_argument("--shift", type=int, default=3, help="largest translation in pixels (as secvit train)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="file to write (safetensors)")
 
     p = sub.add_parser("party", help="run one party of a secure inference session")
     p.add_argument("--rank", type=int, required=True, help="0: model owner, 1: client, W: TTP dealer")
@@ -138,9 +149,20 @@ def cmd_train(a: argparse.Namespace) -> int:
 
     cfg = TrainConfig(model=a.model, data=a.data, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed,
                       init=a.init, policy=a.policy, teacher=a.teacher, distill=a.distill, temperature=a.temperature,
-                      gqa=a.gqa)
+                      stage1_share=a.stage1_share, cached_logits=a.cached_logits, gqa=a.gqa)
     meta = train(cfg, a.out)
     console.print(f"wrote {a.out}: test accuracy {meta['test_accuracy']:.4f} on {meta['test_images']} images")
+    return 0
+
+
+def cmd_cache_logits(a: argparse.Namespace) -> int:
+    from .distill.sparse import cache_logits
+
+    with console.status(f"running the teacher over {a.epochs} augmented passes ..."):
+        cache = cache_logits(a.teacher, a.out, a.top_k, a.epochs, a.shift, a.seed)
+    size = Path(a.out).stat().st_size
+    console.print(f"wrote {a.out}: {cache.epochs} passes x {cache.seeds.shape[1]} samples, top {a.top_k}, "
+                  f"{size / 1e6:.2f} MB")
     return 0
 
 
@@ -325,7 +347,7 @@ def cmd_protocols(a: argparse.Namespace) -> int:
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "train": cmd_train, "party": cmd_party, "demo": cmd_demo, "infer": cmd_infer, "models": cmd_models,
+    "train": cmd_train, "cache-logits": cmd_cache_logits, "party": cmd_party, "demo": cmd_demo, "infer": cmd_infer, "models": cmd_models,
     "protocols": cmd_protocols, "rewrite": cmd_rewrite, "check": cmd_check, "inherit": cmd_inherit,
     "compress": cmd_compress, "search": cmd_search,
     "profile": lambda a: cmd_profile(a, console), "compare": lambda a: cmd_compare(a, console),

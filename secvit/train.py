@@ -19,10 +19,15 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from .checkpoint import Meta, load_model, save_checkpoint
 from .data import Dataset, Normalization, load_dataset
-from .distill.losses import METHODS, kd_loss, nkd_loss
+from .distill.distillers import (Batch, Distiller, LogitDistiller, MPCFormerDistiller, SparseDistiller,
+                                 USKDDistiller)
+from .distill.losses import METHODS
+from .distill.sparse import LogitCache
 from .models import create_model
 
-__all__ = ["TrainConfig", "evaluate", "fit", "random_shift", "save_evaluated", "train"]
+TEACHER_METHODS = ("kd", "nkd", "mpcformer")
+
+__all__ = ["TEACHER_METHODS", "TrainConfig", "evaluate", "fit", "save_evaluated", "train"]
 
 
 @dataclass
@@ -31,10 +36,12 @@ class TrainConfig:
 
     ``init`` starts from a checkpoint (its data and normalisation are kept); ``policy``
     rewrites the model first (fine-tuning the MPC-friendly model with its reference kernels).
-    ``teacher`` and ``distill`` (``kd`` or ``nkd``, :mod:`secvit.distill.losses`) add a
-    distillation term from the teacher checkpoint's logits to the cross-entropy; ``kd``
-    runs at ``temperature``. ``gqa`` groups the (rewritten) model's K/V heads into that many
-    per layer before fine-tuning (:mod:`secvit.compress.gqa`).
+    ``distill`` names a method of :mod:`secvit.distill.distillers`: ``kd`` (at
+    ``temperature``), ``nkd`` and ``mpcformer`` (its first stage lasting ``stage1_share``
+    of training) distil from the ``teacher`` checkpoint; ``uskd`` needs no teacher;
+    ``sparse`` replays the ``cached_logits`` file of ``secvit cache-logits``. ``gqa``
+    groups the (rewritten) model's K/V heads into that many per layer before fine-tuning
+    (:mod:`secvit.compress.gqa`).
     """
 
     model: str = "vit_lite_7_4_32"
@@ -53,23 +60,18 @@ class TrainConfig:
     teacher: str | None = None
     distill: str | None = None
     temperature: float = 4.0
+    stage1_share: float = 0.5
+    cached_logits: str | None = None
     gqa: int | None = None
 
     def __post_init__(self) -> None:
-        if (self.teacher is None) != (self.distill is None):
-            raise ValueError("--teacher and --distill go together")
         if self.distill is not None and self.distill not in METHODS:
             raise ValueError(f"unknown distillation {self.distill!r}; known: {', '.join(METHODS)}")
-
-
-def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
-    """Translate each image by a random integer offset in [-max_shift, max_shift] (zero fill)."""
-    if max_shift == 0:
-        return x
-    n, _, h, w = x.shape
-    padded = F.pad(x, (max_shift,) * 4)
-    dy, dx = torch.randint(0, 2 * max_shift + 1, (2, n), generator=generator).tolist()
-    return torch.stack([padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(n)])
+        needs_teacher = self.distill in TEACHER_METHODS
+        if needs_teacher != (self.teacher is not None):
+            raise ValueError(f"--teacher goes with --distill {'|'.join(TEACHER_METHODS)} (and only with them)")
+        if (self.distill == "sparse") != (self.cached_logits is not None):
+            raise ValueError("--distill sparse and --cached-logits go together")
 
 
 @torch.no_grad()
@@ -89,31 +91,34 @@ def _lr_at(step: int, total: int, warmup: int, base: float) -> float:
     return 0.5 * base * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
-def _teacher(cfg: TrainConfig, data: Dataset) -> tuple[nn.Module, Normalization] | None:
+def _distiller(cfg: TrainConfig, model: nn.Module, data: Dataset) -> Distiller:
+    """The batch loss of ``cfg.distill`` (the cross-entropy alone when None).
+
+    Raises:
+        ValueError: a teacher trained on other data, or a cache made for other data.
+    """
+    if cfg.distill == "uskd":
+        return USKDDistiller(model, data.num_classes)
+    if cfg.distill == "sparse":
+        cache = LogitCache.load(cfg.cached_logits)
+        return SparseDistiller(cache, cfg.data, data.num_classes, len(data.x_train), cfg.shift)
     if cfg.teacher is None:
-        return None
+        return Distiller()
     teacher, meta = load_model(cfg.teacher)
     if meta.num_classes != data.num_classes or meta.data != cfg.data:
         raise ValueError(f"teacher {cfg.teacher} was trained on {meta.data} ({meta.num_classes} classes); "
                          f"the student trains on {cfg.data} ({data.num_classes} classes)")
-    for p in teacher.parameters():
-        p.requires_grad_(False)
-    return teacher.eval(), meta.normalization
+    if cfg.distill == "mpcformer":
+        return MPCFormerDistiller(teacher, meta.normalization, model, cfg.stage1_share)
+    return LogitDistiller(cfg.distill, teacher, meta.normalization, cfg.temperature)
 
 
-def _loss(model: nn.Module, raw: torch.Tensor, y: torch.Tensor, norm: Normalization, cfg: TrainConfig,
-          teacher: tuple[nn.Module, Normalization] | None) -> torch.Tensor:
-    logits = model(norm.apply(raw))
-    loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+def _loss(model: nn.Module, batch: Batch, norm: Normalization, cfg: TrainConfig, distiller: Distiller) -> torch.Tensor:
+    logits = model(norm.apply(batch.raw))
+    ce = F.cross_entropy(logits, batch.y, label_smoothing=cfg.label_smoothing)
+    loss = distiller.loss(logits, ce, batch)
     terms = [m.regularization() for m in model.modules() if hasattr(m, "regularization")]  # e.g. the search's cost
-    loss = loss + sum(terms) if terms else loss
-    if teacher is None:
-        return loss
-    with torch.no_grad():
-        target = teacher[0](teacher[1].apply(raw))
-    if cfg.distill == "kd":
-        return loss + kd_loss(logits, target, cfg.temperature)
-    return loss + nkd_loss(logits, target, y)
+    return loss + sum(terms) if terms else loss
 
 
 def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -131,11 +136,12 @@ def fit(model: nn.Module, data: Dataset, norm: Normalization, cfg: TrainConfig) 
     module's ``regularization()``, where it has one, is added to the loss, and its
     ``schedule(progress)`` is called before every step with the share of training done."""
     gen = torch.Generator().manual_seed(cfg.seed)
-    opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
+    distiller = _distiller(cfg, model, data)
+    extra = [{"params": distiller.parameters(), "weight_decay": 0.0, "lr_scale": 1.0}] if distiller.parameters() else []
+    opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay) + extra, lr=cfg.lr)
     steps_per_epoch = math.ceil(len(data.x_train) / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
     x_test = norm.apply(data.x_test)
-    teacher = _teacher(cfg, data)
     scheduled = [m for m in model.modules() if hasattr(m, "schedule")]
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[status]}"),
                TimeElapsedColumn(), TimeRemainingColumn())
@@ -149,8 +155,8 @@ def fit(model: nn.Module, data: Dataset, norm: Normalization, cfg: TrainConfig) 
                 idx = order[i : i + cfg.batch_size]
                 for m in scheduled:
                     m.schedule(step / total)
-                raw = random_shift(data.x_train[idx], cfg.shift, gen)
-                loss = _loss(model, raw, data.y_train[idx], norm, cfg, teacher)
+                raw = distiller.augment(data.x_train, idx, epoch, cfg.shift, gen)
+                loss = _loss(model, Batch(raw, data.y_train[idx], idx, epoch, step / total), norm, cfg, distiller)
                 for group in opt.param_groups:
                     group["lr"] = _lr_at(step, total, cfg.warmup_epochs * steps_per_epoch, cfg.lr) * group["lr_scale"]
                 opt.zero_grad(set_to_none=True)

@@ -33,21 +33,124 @@ def test_nkd_matches_its_formula_on_one_sample():
     assert nkd_loss(s, t, y).item() == pytest.approx(expected, rel=1e-5)
 
 
-@pytest.mark.parametrize("method", ["kd", "nkd"])
-def test_distilled_training_records_its_teacher(tiny_ckpt, tmp_path, method):
-    from secvit.train import TrainConfig, train
+@pytest.mark.parametrize("method", ["kd", "nkd", "mpcformer", "uskd"])
+def test_distilled_training_records_its_method(tiny_ckpt, tmp_path, method):
+    from secvit.train import TEACHER_METHODS, TrainConfig, train
 
-    cfg = TrainConfig(model="vit_lite_1_2_16", epochs=2, warmup_epochs=1, lr=3e-3, teacher=tiny_ckpt, distill=method)
+    teacher = tiny_ckpt if method in TEACHER_METHODS else None
+    cfg = TrainConfig(epochs=2, warmup_epochs=1, lr=3e-3, init=tiny_ckpt, teacher=teacher, distill=method)
     meta = train(cfg, tmp_path / method)
-    assert meta["train_config"]["distill"] == method and meta["train_config"]["teacher"] == tiny_ckpt
-    assert 0.0 <= meta["test_accuracy"] <= 1.0
+    assert meta["train_config"]["distill"] == method and meta["train_config"]["teacher"] == teacher
+    assert meta["test_accuracy"] > 0.5  # the 1-block model stays trained
+
+
+def _tap_pair():
+    from secvit.distill.features import FeatureTap
+    from secvit.models import create_model
+    from secvit.rewrite import load_policy, rewrite
+
+    torch.manual_seed(0)
+    teacher = create_model("vit_lite_2_2_32").eval()
+    student = rewrite(teacher, load_policy("mpcformer"))[0]
+    return teacher, student, FeatureTap(teacher), FeatureTap(student)
+
+
+def test_feature_taps_see_the_same_features_in_a_plain_and_a_rewritten_model():
+    """Hidden states (embedding and every block output) and attention logits; the
+    rewritten model's logits are the teacher's (the affine fold is exact)."""
+    teacher, student, t_tap, s_tap = _tap_pair()
+    x = torch.rand(2, 3, 32, 32)
+    teacher(x), student(x)
+    assert len(t_tap.hidden) == len(s_tap.hidden) == 3 and t_tap.layers == 2
+    assert torch.allclose(t_tap.hidden[0], s_tap.hidden[0])
+    for a, b in zip(t_tap.attention_logits(), s_tap.attention_logits()):
+        assert a.shape == (2, 2, 65, 65)
+    assert torch.allclose(t_tap.attention_logits()[0], s_tap.attention_logits()[0], atol=1e-5)
+    teacher(x[:1])
+    assert len(t_tap.hidden) == 3 and len(t_tap.hidden[0]) == 1  # each forward starts afresh
+
+
+def test_mpcformer_stages_switch_from_features_to_soft_labels():
+    from secvit.data import Normalization
+    from secvit.distill.distillers import Batch, MPCFormerDistiller
+
+    teacher, student, _, _ = _tap_pair()
+    norm = Normalization(mean=[0.0], std=[1.0])
+    distiller = MPCFormerDistiller(teacher, norm, student, stage1_share=0.5)
+    raw, y = torch.rand(2, 3, 32, 32), torch.tensor([1, 2])
+    logits = student(raw)
+    stage1 = distiller.loss(logits, torch.tensor(0.0), Batch(raw, y, torch.arange(2), 0, 0.1))
+    with torch.no_grad():
+        t_logits = teacher(raw)
+    stage2 = distiller.loss(logits, torch.tensor(0.0), Batch(raw, y, torch.arange(2), 0, 0.6))
+    expected = -(F.softmax(t_logits, -1) * F.log_softmax(logits, -1)).sum(-1).mean()
+    assert stage2.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert stage1.item() > 0  # GELU -> Quad, softmax -> 2Quad: the student's features differ
+
+
+def test_uskd_terms_match_their_formula():
+    from secvit.distill.distillers import Batch, USKDDistiller
+    from secvit.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("vit_lite_1_2_16", num_classes=3).eval()
+    uskd = USKDDistiller(model, num_classes=3, alpha=1.0, beta=0.1, weak_weight=0.0)
+    raw, y = torch.rand(2, 3, 16, 16), torch.tensor([0, 2])
+    logits = model(raw)
+    weak = uskd.head(uskd.tap.hidden[0][:, 0])  # depth 1 // 2 = 0: the embedding's CLS token
+    p = F.softmax(logits, -1)
+    s_t = p[torch.arange(2), y]
+    target = -((s_t**2 + 1 - (s_t**2).mean()) * s_t.log()).mean()
+    zipf = torch.tensor([1.0, 0.5]) / 1.5
+    non_target = 0.0
+    for i in range(2):
+        others = [c for c in range(3) if c != y[i]]
+        order = weak[i, others].argsort(descending=True)
+        log_hat = F.log_softmax(logits[i, others], -1)
+        non_target -= sum(zipf[r] * log_hat[order[r]] for r in range(2)) / 2
+    got = uskd.loss(logits, torch.tensor(0.0), Batch(raw, y, torch.arange(2), 0, 0.0))
+    assert got.item() == pytest.approx((target + 0.1 * non_target).item(), rel=1e-5)
+    assert len(uskd.parameters()) == 2
+
+
+def test_sparse_logits_rebuild_and_replay(tiny_ckpt, tmp_path):
+    from secvit import cli
+    from secvit.augment import shift_from_seeds
+    from secvit.checkpoint import load_model
+    from secvit.data import load_dataset
+    from secvit.distill.sparse import LogitCache, rebuild
+
+    p = rebuild(torch.tensor([[0.5, 0.3]], dtype=torch.float16), torch.tensor([[2, 0]], dtype=torch.int16), 4)
+    assert torch.allclose(p, torch.tensor([[0.3, 0.1, 0.5, 0.1]]), atol=1e-3)
+    out = tmp_path / "logits.safetensors"
+    assert cli.main(["cache-logits", "--teacher", tiny_ckpt, "--top-k", "3", "--epochs", "2", "--out", str(out)]) == 0
+    cache = LogitCache.load(out)
+    assert cache.values.shape == (2, 1437, 3) and cache.values.dtype == torch.float16
+    assert cache.indices.dtype == torch.int16 and cache.info["top_k"] == 3
+    teacher, meta = load_model(tiny_ckpt)
+    data = load_dataset("digits", 16, 3)
+    idx = torch.tensor([5, 700])
+    seeds, target = cache.batch(3, idx)  # epoch 3 replays stored pass 1
+    with torch.no_grad():
+        probs = F.softmax(teacher(meta.normalization.apply(shift_from_seeds(data.x_train[idx], seeds, 3))), -1)
+    top = probs.topk(3, -1)
+    assert torch.allclose(target.gather(1, top.indices), top.values, atol=1e-3)  # the replay sees the cached view
+    student = tmp_path / "student"
+    assert cli.main(["train", "--init", tiny_ckpt, "--distill", "sparse", "--cached-logits", str(out), "--epochs", "1",
+                     "--out", str(student)]) == 0
+    assert cli.main(["train", "--init", tiny_ckpt, "--distill", "sparse", "--cached-logits", str(tiny_ckpt),
+                     "--epochs", "1", "--out", str(tmp_path / "bad")]) == 2
 
 
 def test_distillation_options_are_checked():
     from secvit import cli
 
-    with pytest.raises(ValueError, match="go together"):
-        from secvit.train import TrainConfig
+    from secvit.train import TrainConfig
 
+    with pytest.raises(ValueError, match="--teacher goes with"):
         TrainConfig(teacher="checkpoints/vit_lite_7_4_32-digits")
+    with pytest.raises(ValueError, match="--teacher goes with"):
+        TrainConfig(teacher="checkpoints/vit_lite_7_4_32-digits", distill="uskd")
+    with pytest.raises(ValueError, match="go together"):
+        TrainConfig(distill="sparse")
     assert cli.main(["train", "--teacher", "checkpoints/vit_lite_7_4_32-digits", "--out", "/tmp/x"]) == 2
