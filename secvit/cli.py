@@ -1,5 +1,5 @@
 """``secvit`` command line: train, cache-logits, party, demo, infer, check, rewrite, inherit, compress,
-search, protocols, models, profile, compare."""
+search, pipeline, protocols, models, profile, compare."""
 
 from __future__ import annotations
 
@@ -135,6 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--out", required=True, help="policy YAML to write")
     p.add_argument("--json", metavar="PATH", help="write the alphas and the choice as JSON")
+
+    p = sub.add_parser("pipeline", help="teacher -> compress -> rewrite and distil -> check -> profile, from a YAML")
+    p.add_argument("config", help="experiment YAML (e.g. configs/experiments/shipped-digits.yaml)")
+    p.add_argument("--out", help="output directory (default: runs/<name>)")
 
     p = sub.add_parser("protocols", help="the MPC protocol registry: formula, rounds, bytes, accuracy")
     p.add_argument("--format", choices=["table", "md"], default="table")
@@ -281,6 +285,17 @@ def cmd_search(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pipeline(a: argparse.Namespace) -> int:
+    from .pipeline.config import load_experiment
+    from .pipeline.run import run_pipeline
+
+    cfg = load_experiment(a.config)
+    out = Path(a.out or Path("runs") / cfg.name)
+    run_pipeline(cfg, out, console)
+    console.print(f"wrote {out}/summary.json and summary.md")
+    return 0
+
+
 def cmd_rewrite(a: argparse.Namespace) -> int:
     from .checkpoint import load_model
     from .models import create_model
@@ -349,7 +364,7 @@ def cmd_protocols(a: argparse.Namespace) -> int:
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "train": cmd_train, "cache-logits": cmd_cache_logits, "party": cmd_party, "demo": cmd_demo, "infer": cmd_infer, "models": cmd_models,
     "protocols": cmd_protocols, "rewrite": cmd_rewrite, "check": cmd_check, "inherit": cmd_inherit,
-    "compress": cmd_compress, "search": cmd_search,
+    "compress": cmd_compress, "search": cmd_search, "pipeline": cmd_pipeline,
     "profile": lambda a: cmd_profile(a, console), "compare": lambda a: cmd_compare(a, console),
 }
 

@@ -1,0 +1,1 @@
+"""``secvit pipeline``: teacher -> compress -> rewrite and distil -> check -> profile, from one YAML."""

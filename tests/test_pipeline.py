@@ -1,0 +1,78 @@
+"""secvit pipeline: config checks, the shipped experiments, one end-to-end run on a tiny model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from secvit import cli
+from secvit.checkpoint import load_meta
+from secvit.pipeline.config import PipelineConfigError, load_experiment
+
+EXPERIMENTS = sorted(Path("configs/experiments").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=[p.stem for p in EXPERIMENTS])
+def test_shipped_experiments_load(path):
+    cfg = load_experiment(path)
+    assert cfg.students and cfg.name == path.stem
+
+
+def test_shipped_config_trains_the_shipped_checkpoints_the_way_they_were_trained():
+    """Same init, policy and training options as recorded in each shipped checkpoint's
+    meta.json: running it retrains the same weights (training is deterministic)."""
+    cfg = load_experiment("configs/experiments/shipped-digits.yaml")
+    assert cfg.teacher == {"checkpoint": "checkpoints/vit_lite_7_4_32-digits"}
+    for spec in cfg.students:
+        recorded = load_meta(f"checkpoints/vit_lite_7_4_32-digits-{spec.name}").extra["train_config"]
+        assert recorded["init"] == cfg.teacher["checkpoint"] and recorded["policy"] == spec.policy
+        from secvit.train import TrainConfig
+
+        options = TrainConfig(**spec.train).__dict__
+        assert {k: recorded[k] for k in recorded if k not in ("init", "policy", "model", "data")} == \
+            {k: options[k] for k in recorded if k not in ("init", "policy", "model", "data")}
+
+
+@pytest.mark.parametrize("text, message", [
+    ("name: x\nteacher: {checkpoint: c}\nstudents: [{name: a, policy: relu, epoch: 3}]", "unknown key"),
+    ("name: x\nteacher: {checkpoint: c}\nstudents: [{name: a}]", "exactly one of policy or search"),
+    ("name: x\nteacher: {checkpoint: c, train: {}}\nstudents: [{name: a, policy: relu}]", "exactly one of"),
+    ("name: x\nteacher: {checkpoint: c}\nstudents: [{name: a, policy: relu, distill: kdd}]", "unknown distillation"),
+    ("name: x\nteacher: {checkpoint: c}\ncompress: {method: prune}\nstudents: [{name: a, policy: relu}]", "method"),
+    ("name: x\nteacher: {checkpoint: c}\nstudents: []", "at least one student"),
+])
+def test_bad_configs_are_refused_with_the_key(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(PipelineConfigError, match=message):
+        load_experiment(path)
+    assert cli.main(["pipeline", str(path)]) == 2
+
+
+def test_pipeline_runs_every_stage_and_matches_secvit_train(tiny_ckpt, tmp_path):
+    config = {
+        "name": "tiny", "teacher": {"checkpoint": tiny_ckpt},
+        "compress": {"depth": 1, "epochs": 1},
+        "students": [{"name": "kd", "policy": "mpcformer", "epochs": 1, "distill": "kd"},
+                     {"name": "searched", "search": {"fraction": 0.5, "epochs": 1, "base_policy": "relu"}, "epochs": 1}],
+        "check": {"n": 40, "mpc_n": 2}, "profile": {"n": 1, "network": "wan"},
+    }
+    path, out = tmp_path / "tiny.yaml", tmp_path / "out"
+    path.write_text(yaml.safe_dump(config))
+    assert cli.main(["pipeline", str(path), "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert [r["name"] for r in summary["models"]] == ["teacher", "compressed", "kd", "searched"]
+    assert all(r["check"]["agreement_mpc_vs_reference"] == 1.0 and r["cost"]["rounds"] > 0 for r in summary["models"])
+    assert (out / "searched" / "policy.yaml").exists() and "| kd | mpcformer |" in (out / "summary.md").read_text()
+    from secvit.train import TrainConfig, train
+
+    train(TrainConfig(init=str(out / "compressed"), policy="mpcformer", epochs=1, teacher=tiny_ckpt, distill="kd"),
+          tmp_path / "direct")
+    direct, piped = load_file(str(tmp_path / "direct" / "model.safetensors")), load_file(
+        str(out / "kd" / "checkpoint" / "model.safetensors"))
+    assert all(torch.equal(direct[k], piped[k]) for k in direct)
