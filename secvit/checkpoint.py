@@ -41,6 +41,13 @@ class Meta:
     data: str = "digits"
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def depth(self) -> int:
+        """Transformer blocks of the architecture (built once, without weights)."""
+        from .rewrite.graph import block_layers
+
+        return len(block_layers(create_model(self.model, **self.model_args)))
+
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in self.__dict__.items() if k not in ("normalization", "extra")}
         return {**d, "normalization": self.normalization.to_dict(), **self.extra}

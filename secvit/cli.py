@@ -1,5 +1,5 @@
 """``secvit`` command line: train, cache-logits, party, demo, infer, check, rewrite, inherit, compress,
-search, pipeline, protocols, models, profile, compare."""
+search, pipeline, protocols, models, profile, compare, pareto."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from typing import Any, Callable
 from rich.console import Console
 from rich.table import Table
 
-from .profile.commands import add_compare_parser, add_profile_parser, cmd_compare, cmd_profile
+from .profile.commands import (add_compare_parser, add_pareto_parser, add_profile_parser, cmd_compare, cmd_pareto,
+                               cmd_profile)
 
 __all__ = ["DEFAULT_CHECKPOINT", "main", "main_exit"]
 
@@ -145,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_profile_parser(sub, DEFAULT_CHECKPOINT)
     add_compare_parser(sub, DEFAULT_CHECKPOINT)
+    add_pareto_parser(sub)
     return parser
 
 
@@ -366,6 +368,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "protocols": cmd_protocols, "rewrite": cmd_rewrite, "check": cmd_check, "inherit": cmd_inherit,
     "compress": cmd_compress, "search": cmd_search, "pipeline": cmd_pipeline,
     "profile": lambda a: cmd_profile(a, console), "compare": lambda a: cmd_compare(a, console),
+    "pareto": lambda a: cmd_pareto(a, console),
 }
 
 

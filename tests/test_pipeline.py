@@ -68,6 +68,7 @@ def test_pipeline_runs_every_stage_and_matches_secvit_train(tiny_ckpt, tmp_path)
     summary = json.loads((out / "summary.json").read_text())
     assert [r["name"] for r in summary["models"]] == ["teacher", "compressed", "kd", "searched"]
     assert all(r["check"]["agreement_mpc_vs_reference"] == 1.0 and r["cost"]["rounds"] > 0 for r in summary["models"])
+    assert any(r["pareto"] for r in summary["models"]) and (out / "pareto.png").stat().st_size > 0
     assert (out / "searched" / "policy.yaml").exists() and "| kd | mpcformer |" in (out / "summary.md").read_text()
     from secvit.train import TrainConfig, train
 

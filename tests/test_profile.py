@@ -97,3 +97,26 @@ def test_a_policy_file_is_reported_by_its_name(tiny_ckpt, tmp_path):
     path = tmp_path / "mine.yaml"
     path.write_text("name: mine\nattention: {default: softmax.scaling}\n")
     assert run_profile(tiny_ckpt, policy=str(path), n=1).policy == "mine"
+
+
+def test_pareto_front_keeps_the_undominated_points():
+    from secvit.profile.tradeoff import pareto_front
+
+    rows = [{"estimated_seconds_per_image": c, "test_accuracy": a} for c, a in
+            [(10, 0.99), (5, 0.98), (6, 0.97), (5, 0.98), (1, 0.5), (12, 0.99)]]
+    assert pareto_front(rows) == [True, True, False, True, True, False]
+
+
+def test_pareto_command_profiles_checkpoints(tiny_ckpt, tmp_path):
+    import json
+
+    from secvit import cli
+
+    out = tmp_path / "pareto"
+    assert cli.main(["pareto", tiny_ckpt, tiny_ckpt, "--names", "a,b", "--network", "wan", "--json", f"{out}.json",
+                     "--md", f"{out}.md", "--plot", f"{out}.png"]) == 0
+    rows = json.loads(out.with_suffix(".json").read_text())["rows"]
+    assert [r["name"] for r in rows] == ["a", "b"] and all(r["rounds"] > 0 for r in rows)
+    assert any(r["pareto"] for r in rows)  # same accuracy: the faster of the two runs
+    assert out.with_suffix(".png").stat().st_size > 0 and "| a | exact |" in out.with_suffix(".md").read_text()
+    assert cli.main(["pareto", tiny_ckpt, "--names", "a,b"]) == 2

@@ -6,7 +6,8 @@ and fine-tuned from the (compressed) model, distilling from the teacher. Every a
 lands in the output directory::
 
     teacher/ (when trained)  compressed/  <student>/checkpoint/  <student>/policy.yaml (searched)
-    <model>.check.json  <model>.profile.json  teacher_logits.safetensors (sparse)  summary.json  summary.md
+    <model>.check.json  <model>.profile.json  teacher_logits.safetensors (sparse)
+    summary.json  summary.md  pareto.png (accuracy against cost)
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ def _row(name: str, role: str, ckpt: str, check: dict, profile: dict) -> dict[st
     cost = profile["totals"]
     images = profile["images"]
     return {"name": name, "role": role, "checkpoint": ckpt, "policy": check["policy"],
-            "depth": meta.model_args.get("depth"), "test_accuracy": meta.extra.get("test_accuracy"),
+            "depth": meta.depth, "test_accuracy": meta.extra.get("test_accuracy"),
             "distill": (meta.extra.get("train_config") or {}).get("distill"),
             "check": {k: check[k] for k in ("accuracy", "images", "mpc_images", "agreement_mpc_vs_reference",
                                             "max_abs_logit_error_mpc_vs_emulation")},
@@ -107,6 +108,17 @@ def _evaluate(cfg: ExperimentConfig, stages: _Stages, name: str, role: str, ckpt
                                                               network=cfg.profile["network"]))
     report.write_json(out / f"{name}.profile.json")
     return _row(name, role, ckpt, check, report.to_dict())
+
+
+def _plot(rows: list[dict[str, Any]], path: Path) -> None:
+    """Mark each row's place on the accuracy/cost Pareto front and chart them."""
+    from ..profile.plots import plot_tradeoff
+    from ..profile.tradeoff import pareto_front
+
+    flat = [{"name": r["name"], "test_accuracy": r["test_accuracy"] or 0.0, **r["cost"]} for r in rows]
+    for row, flat_row, front in zip(rows, flat, pareto_front(flat)):
+        row["pareto"] = flat_row["pareto"] = front
+    plot_tradeoff(flat, rows[0]["cost"]["network"], path)
 
 
 def run_pipeline(cfg: ExperimentConfig, out: str | Path, console: Console | None = None) -> dict[str, Any]:
@@ -141,6 +153,7 @@ def run_pipeline(cfg: ExperimentConfig, out: str | Path, console: Console | None
         stages.run(f"train {spec.name} ({Path(str(policy)).stem}, distill {options.get('distill') or 'none'})",
                    lambda: train(TrainConfig(init=base, policy=policy, **options), ckpt))
         rows.append(_evaluate(cfg, stages, spec.name, "student", ckpt, out))
+    _plot(rows, out / "pareto.png")
     summary = {"name": cfg.name, "config": cfg.source, "description": cfg.description, "models": rows,
                "stage_seconds": stages.seconds}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -1,4 +1,4 @@
-"""``secvit profile`` and ``secvit compare``: run, print tables, write JSON / CSV / PNG."""
+"""``secvit profile``, ``secvit compare`` and ``secvit pareto``: run, print tables, write JSON / CSV / PNG."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from rich.console import Console
 
 from .network import load_network, network_names
 
-__all__ = ["add_compare_parser", "add_profile_parser", "cmd_compare", "cmd_profile"]
+__all__ = ["add_compare_parser", "add_pareto_parser", "add_profile_parser", "cmd_compare", "cmd_pareto", "cmd_profile"]
 
 
 def _common(p: argparse.ArgumentParser, default_checkpoint: str) -> None:
@@ -105,4 +105,35 @@ def cmd_compare(a: argparse.Namespace, console: Console) -> int:
         Path(a.md).write_text(_markdown(rows, network.name))
     if a.plot:
         plot_comparison(rows, network.name, a.plot)
+    return 0
+
+
+def add_pareto_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("pareto", help="test accuracy against measured secure cost over checkpoints (Pareto front)")
+    p.add_argument("checkpoints", nargs="+", help="checkpoint directories (each with a recorded test accuracy)")
+    p.add_argument("--names", help="comma-separated labels (default: directory names)")
+    p.add_argument("--n", type=int, default=1, help="digits test images profiled per checkpoint (default 1)")
+    p.add_argument("--network", default="wan", help=f"{' | '.join(network_names())} | a YAML path (default wan)")
+    p.add_argument("--json", metavar="PATH", help="write the rows as JSON")
+    p.add_argument("--md", metavar="PATH", help="write the rows as a markdown table")
+    p.add_argument("--plot", metavar="PATH.png", help="write the accuracy/cost chart")
+
+
+def cmd_pareto(a: argparse.Namespace, console: Console) -> int:
+    from .plots import plot_tradeoff
+    from .tradeoff import markdown, tradeoff_rows
+
+    network = load_network(a.network)
+    names = [s.strip() for s in a.names.split(",")] if a.names else None
+    if names is not None and len(names) != len(a.checkpoints):
+        raise ValueError(f"--names gives {len(names)} labels for {len(a.checkpoints)} checkpoints")
+    with console.status(f"profiling {len(a.checkpoints)} checkpoints under MPC ..."):
+        rows = tradeoff_rows(a.checkpoints, network, a.n, names)
+    console.print(markdown(rows, network.name))
+    if a.json:
+        Path(a.json).write_text(json.dumps({"network": network.to_dict(), "images": a.n, "rows": rows}, indent=1) + "\n")
+    if a.md:
+        Path(a.md).write_text(markdown(rows, network.name))
+    if a.plot:
+        plot_tradeoff(rows, network.name, a.plot)
     return 0

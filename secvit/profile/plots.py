@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from .profiler import KINDS  # noqa: E402
 from .report import ProfileReport  # noqa: E402
 
-__all__ = ["plot_comparison", "plot_profile"]
+__all__ = ["plot_comparison", "plot_profile", "plot_tradeoff"]
 
 _PARTS = ("compute", "latency", "transfer")
 
@@ -65,6 +65,28 @@ def plot_comparison(rows: list[dict[str, Any]], network: str, path: str | Path) 
     right.set_ylabel("MB per image per party")
     for ax in (left, right):
         ax.tick_params(axis="x", rotation=20)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_tradeoff(rows: list[dict[str, Any]], network: str, path: str | Path) -> None:
+    """Test accuracy against estimated seconds per image (left) and MB per image (right);
+    Pareto-optimal points (``row["pareto"]``, by estimated seconds) joined by a line."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    for ax, key, label in ((axes[0], "estimated_seconds_per_image", f"estimated seconds per image ({network})"),
+                           (axes[1], "mb_per_image", "MB per image per party")):
+        for r in rows:
+            ax.scatter(r[key], 100 * r["test_accuracy"], color="tab:red" if r["pareto"] else "tab:gray", zorder=3)
+            ax.annotate(r["name"], (r[key], 100 * r["test_accuracy"]), textcoords="offset points", xytext=(4, 4),
+                        fontsize=8)
+        front = sorted((r[key], 100 * r["test_accuracy"]) for r in rows if r["pareto"])
+        if key == "estimated_seconds_per_image" and len(front) > 1:
+            ax.plot(*zip(*front), color="tab:red", linestyle="--", linewidth=1, label="Pareto front")
+            ax.legend(loc="lower right")
+        ax.set_xlabel(label)
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
