@@ -1,11 +1,12 @@
 # Two commands: `make demo` and `make test`. Both create .venv and install what is missing.
-# `make results` re-measures the README's results (demo JSON, benchmarks) and regenerates its tables.
+# `make results` re-measures the README's results (demo JSON, benchmarks) and regenerates its tables;
+# `make compression` retrains the compression/distillation/search students (about 2.5 h) and measures them.
 PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test results install clean
+.PHONY: demo test results compression install clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -37,3 +38,6 @@ results: $(STAMP)
 	-for p in exact mpcformer; do $(BIN)/secvit profile --policy $$p --n 1 --network wan --netem --json benchmarks/results/netem_$${p}_wan.json; done
 	$(BIN)/secvit compare --policies exact,mpcformer,mpcvit,relu,linear --n 4 --network wan --json benchmarks/results/compare_wan.json --plot benchmarks/results/compare_wan.png
 	$(BIN)/python benchmarks/readme_tables.py
+
+compression: $(STAMP)
+	BIN=$(BIN) bash benchmarks/compression.sh

@@ -7,7 +7,9 @@ Results: ``benchmarks/results/demo.json`` (``secvit demo --json``),
 ``benchmarks/results/profile_*.json`` and ``netem_*.json`` (``secvit profile [--netem] --json``) and
 ``benchmarks/results/protocols.json`` and ``model_policies.json`` (their benchmark suites), into
 the block between ``<!-- results:start -->`` and ``<!-- results:end -->``. Protocols:
-``secvit protocols --format md``, between ``<!-- protocols:start/end -->``.
+``secvit protocols --format md``, between ``<!-- protocols:start/end -->``. Compression:
+``benchmarks/results/compression/*.json`` (``make compression``: ``secvit pareto --json``),
+between ``<!-- compression:start/end -->``.
 
     python benchmarks/readme_tables.py
 """
@@ -175,6 +177,47 @@ def check_table(paths: list[Path]) -> str:
     return "\n".join(rows)
 
 
+DISTILL_NAMES = {"none": "cross-entropy only", "kd": "+ KD (T = 4)", "nkd": "+ NKD (γ 1.5, λ 1)",
+                 "mpcformer": "MPCFormer two stages (features, then soft labels)", "uskd": "+ USKD (no teacher)",
+                 "sparse": "sparse teacher logits (top 5, cached)"}
+
+
+def distill_table(path: Path, teacher: float) -> str:
+    rows = json.loads(path.read_text())["rows"]
+    lines = [f"Distillation of MPCFormer's policy (2Quad attention, Quad GELU) from the shipped exact teacher "
+             f"({teacher:.2%}), 15 epochs each, same seed (`make compression`; test accuracy on the saved weights, "
+             "360 images):", "", "| training | test accuracy | vs teacher |", "|---|---:|---:|"]
+    lines += [f"| {DISTILL_NAMES.get(r['name'], r['name'])} | {r['test_accuracy']:.2%} | "
+              f"{100 * (r['test_accuracy'] - teacher):+.2f} pt |" for r in rows]
+    return "\n".join(lines)
+
+
+def pareto_table(path: Path) -> str:
+    d = json.loads(path.read_text())
+    net = d["network"]
+    lines = [f"Accuracy against secure cost (`secvit pareto`, batch 1, 2 parties, TFP, per party; estimate on "
+             f"`{net['name']}`, {net['bandwidth_mbps']:g} Mbit/s, {net['rtt_ms']:g} ms RTT):", "",
+             "| model | policy | blocks | test acc. | rounds | MB/image | s/image (measured) | s/image (est.) | Pareto |",
+             "|---|---|---:|---:|---:|---:|---:|---:|:---:|"]
+    lines += [f"| {r['name']} | {r['policy']} | {r['depth']} | {r['test_accuracy']:.2%} | {r['rounds']} | "
+              f"{r['mb_per_image']:.1f} | {r['seconds_per_image']:.2f} | {r['estimated_seconds_per_image']:.1f} | "
+              f"{'yes' if r['pareto'] else ''} |" for r in d["rows"]]
+    png = path.with_suffix(".png")
+    if png.exists():
+        lines += ["", f"![accuracy against cost]({png.relative_to(ROOT).as_posix()})"]
+    return "\n".join(lines)
+
+
+def render_compression() -> str:
+    parts, comp = [], RESULTS / "compression"
+    teacher = json.loads((ROOT / "checkpoints" / "vit_lite_7_4_32-digits" / "meta.json").read_text())["test_accuracy"]
+    if (comp / "distill_mpcformer.json").exists():
+        parts.append(distill_table(comp / "distill_mpcformer.json", teacher))
+    if (comp / "pareto_wan.json").exists():
+        parts.append(pareto_table(comp / "pareto_wan.json"))
+    return "\n\n".join(parts) or "_No results yet: run `make compression`._"
+
+
 def render() -> str:
     parts = []
     if (RESULTS / "demo.json").exists():
@@ -205,7 +248,7 @@ def render_protocols() -> str:
 def main() -> None:
     readme = ROOT / "README.md"
     text = readme.read_text()
-    for name, body in (("results", render()), ("protocols", render_protocols())):
+    for name, body in (("results", render()), ("protocols", render_protocols()), ("compression", render_compression())):
         start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
         text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: f"{start}\n{body}\n{end}", text, flags=re.S)
     readme.write_text(text)
