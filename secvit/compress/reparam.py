@@ -60,9 +60,9 @@ def _fold(norm: nn.LayerNorm, linear: nn.Linear) -> tuple[torch.Tensor, torch.Te
 
 
 def _check_plain(block: nn.Module) -> Block:
-    if not isinstance(block, Block) or not isinstance(block.ls1, nn.Identity) or not isinstance(block.ls2, nn.Identity) \
-            or not isinstance(block.attn.q_norm, nn.Identity) or not isinstance(block.attn.norm, nn.Identity) \
-            or not isinstance(block.mlp.act, nn.GELU) or block.attn.qkv.bias is None:
+    plain = isinstance(block, Block) and block.attn.qkv.bias is not None and isinstance(block.mlp.act, nn.GELU) and all(
+        isinstance(m, nn.Identity) for m in (block.ls1, block.ls2, block.attn.q_norm, block.attn.norm))
+    if not plain:
         raise ValueError("structural reparameterization needs plain timm ViT blocks (qkv bias, no layer scale, no "
                          "q/k norm, GELU MLP): reparameterize the teacher before rewriting it")
     return block
