@@ -113,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher", required=True, metavar="CHECKPOINT", help="a plain (not rewritten) checkpoint")
     p.add_argument("--depth", type=int, help="student blocks (teacher blocks 0, s, 2s, ... are kept)")
     p.add_argument("--mlp-ratio", type=float, help="student MLP ratio (the most important channels are kept)")
+    p.add_argument("--heads", type=int, help="student heads per block (the most important are kept, same width)")
     p.add_argument("--out", required=True, help="checkpoint directory to write")
 
     p = sub.add_parser("compress", help="fewer blocks by structural reparameterization (parallel branches, merged)")
@@ -259,8 +260,8 @@ def cmd_models(a: argparse.Namespace) -> int:
 def cmd_inherit(a: argparse.Namespace) -> int:
     from .compress.student import inherit_checkpoint
 
-    meta = inherit_checkpoint(a.teacher, a.out, a.depth, a.mlp_ratio)
-    console.print(f"wrote {a.out}: teacher blocks {meta['inherited_layers']}, test accuracy "
+    meta = inherit_checkpoint(a.teacher, a.out, a.depth, a.mlp_ratio, a.heads)
+    console.print(f"wrote {a.out}: teacher blocks {meta['inherited_layers']}, heads {meta['inherited_heads']}, test accuracy "
                   f"{meta['test_accuracy']:.4f} before distillation")
     return 0
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from timm.models.vision_transformer import VisionTransformer
+from timm.models.vision_transformer import Attention, VisionTransformer
 
 from .registry import register_model
 
@@ -27,10 +27,16 @@ def vit_lite(
     mlp_ratio: float = 2.0,
     num_classes: int = 10,
     in_chans: int = 3,
+    head_dim: int | None = None,
     **kwargs: Any,
 ) -> VisionTransformer:
-    """Build a ViT-Lite (CLS token, learned positions, qkv bias, pre-norm blocks)."""
-    return VisionTransformer(
+    """Build a ViT-Lite (CLS token, learned positions, qkv bias, pre-norm blocks).
+
+    ``head_dim`` fixes each head's width independently of ``embed_dim`` (default
+    ``embed_dim // num_heads``): a student with fewer heads than its teacher keeps the
+    teacher's head width (:mod:`secvit.compress.inherit`).
+    """
+    model = VisionTransformer(
         img_size=img_size,
         patch_size=patch_size,
         in_chans=in_chans,
@@ -44,6 +50,10 @@ def vit_lite(
         global_pool="token",
         **kwargs,
     )
+    if head_dim is not None and head_dim * num_heads != embed_dim:
+        for block in model.blocks:
+            block.attn = Attention(embed_dim, num_heads, attn_head_dim=head_dim, qkv_bias=True)
+    return model
 
 
 @register_model
