@@ -10,7 +10,7 @@
     compress:                         # optional, on the plain teacher, before rewriting
       depth: 4                        # structural reparameterization (secvit compress) ...
       epochs: 20
-      # method: inherit, depth: 4, mlp_ratio: 1          ... or weight inheritance
+      # method: inherit, depth: 4, mlp_ratio: 1, heads: 2  ... or weight inheritance
     students:                         # one or more; each starts from the (compressed) teacher
       - name: mpcformer
         policy: mpcformer             # or search: {fraction: 0.3, epochs: 5}
@@ -37,7 +37,7 @@ SET_BY_PIPELINE = ("model", "data", "init", "policy", "teacher", "cached_logits"
 TRAIN_KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name not in SET_BY_PIPELINE)
 SEARCH_KEYS = ("fraction", "max_mb", "base_policy", "lam", "epochs", "lr", "alpha_lr", "seed")
 COMPRESS_KEYS = {"depth": ("depth", "epochs", "lr", "ramp", "distill", "temperature", "seed"),
-                 "inherit": ("depth", "mlp_ratio")}
+                 "inherit": ("depth", "mlp_ratio", "heads")}
 
 
 class PipelineConfigError(ValueError):

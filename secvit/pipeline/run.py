@@ -61,7 +61,7 @@ def _compress(cfg: ExperimentConfig, teacher: str, out: Path) -> str:
     if cfg.compress["method"] == "inherit":
         from ..compress.student import inherit_checkpoint
 
-        inherit_checkpoint(teacher, out / "compressed", c.get("depth"), c.get("mlp_ratio"))
+        inherit_checkpoint(teacher, out / "compressed", c.get("depth"), c.get("mlp_ratio"), c.get("heads"))
     else:
         from ..compress.depth import compress_depth
 
