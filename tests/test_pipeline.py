@@ -77,3 +77,12 @@ def test_pipeline_runs_every_stage_and_matches_secvit_train(tiny_ckpt, tmp_path)
     direct, piped = load_file(str(tmp_path / "direct" / "model.safetensors")), load_file(
         str(out / "kd" / "checkpoint" / "model.safetensors"))
     assert all(torch.equal(direct[k], piped[k]) for k in direct)
+
+
+def test_compression_by_inheritance_is_configured(tmp_path):
+    path = tmp_path / "inherit.yaml"
+    path.write_text("name: x\nteacher: {checkpoint: c}\ncompress: {method: inherit, depth: 2, heads: 2}\n"
+                    "students: [{name: a, policy: mpcformer, distill: kd}]\n")
+    cfg = load_experiment(path)
+    assert cfg.compress == {"method": "inherit", "depth": 2, "heads": 2}
+    assert cfg.students[0].train == {"distill": "kd"} and cfg.check["mpc_n"] == 16
