@@ -131,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     budget = p.add_mutually_exclusive_group(required=True)
     budget.add_argument("--fraction", type=float, help="share of all heads kept as ReLU-softmax (0..1)")
     budget.add_argument("--max-mb", type=float, help="ReLU-softmax MB per image per party allowed")
+    budget.add_argument("--max-rounds", type=int, help="ReLU-softmax rounds allowed (paid once per layer using it)")
     p.add_argument("--base-policy", default="mpcvit", help="activation and norm choices (default mpcvit)")
     p.add_argument("--lam", type=float, default=1.0, help="weight of the cost term (default 1)")
     p.add_argument("--alpha-lr", type=float, default=1e-2, help="learning rate of the alphas (default 1e-2)")
@@ -281,7 +282,7 @@ def cmd_search(a: argparse.Namespace) -> int:
 
     max_bytes = int(a.max_mb * 1e6) if a.max_mb is not None else None
     result = run_search(a.checkpoint, a.out, a.fraction, max_bytes, a.base_policy, a.lam, a.epochs,
-                        alpha_lr=a.alpha_lr)
+                        alpha_lr=a.alpha_lr, max_rounds=a.max_rounds)
     console.print(f"wrote {a.out}: {result['relu_heads']} of {result['heads']} heads keep ReLU-softmax")
     if a.json:
         Path(a.json).write_text(json.dumps(result, indent=2) + "\n")

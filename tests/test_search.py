@@ -36,8 +36,13 @@ def test_budgets_keep_the_top_alpha_heads():
                            ["softmax.scaling", "softmax.scaling", "softmax.relu", "softmax.scaling"]]
     by_bytes = binarise(alphas, head_bytes=100, max_bytes=350)  # three heads fit
     assert sum(row.count("softmax.relu") for row in by_bytes) == 3 and by_bytes[1][0] == "softmax.relu"
+    by_rounds = binarise(alphas, head_bytes=100, max_rounds=40, layer_rounds=38)  # one layer fits
+    assert by_rounds == [["softmax.scaling"] * 4,
+                         ["softmax.relu", "softmax.relu", "softmax.relu", "softmax.relu"]]  # 0.95 opens layer 1
     with pytest.raises(ValueError, match="exactly one budget"):
         binarise(alphas, 100)
+    with pytest.raises(ValueError, match="exactly one budget"):
+        binarise(alphas, 100, fraction=0.5, max_rounds=38)
     assert head_cost(65) > 0
 
 
@@ -63,3 +68,11 @@ def test_alphas_train_at_their_own_learning_rate():
     (alpha_group,) = [g for g in groups if g["lr_scale"] == 20.0]
     assert alpha_group["weight_decay"] == 0.0 and {id(p) for p in alpha_group["params"]} == {id(m.alpha) for m in mixed}
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+
+
+def test_round_budget_counts_layers_by_the_registry():
+    from secvit.search.mixed import layer_rounds
+
+    model = rewrite(create_model("vit_lite_2_2_32"), load_policy("relu"))[0]
+    attn = next(m for m in model.modules() if isinstance(m, MPCAttention))
+    assert layer_rounds(65, attn) == 38  # the ReLU-softmax's declared rounds (the registry test measures them)

@@ -35,7 +35,7 @@ __all__ = ["ExperimentConfig", "PipelineConfigError", "StudentSpec", "load_exper
 
 SET_BY_PIPELINE = ("model", "data", "init", "policy", "teacher", "cached_logits")
 TRAIN_KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name not in SET_BY_PIPELINE)
-SEARCH_KEYS = ("fraction", "max_mb", "base_policy", "lam", "epochs", "lr", "alpha_lr", "seed")
+SEARCH_KEYS = ("fraction", "max_mb", "max_rounds", "base_policy", "lam", "epochs", "lr", "alpha_lr", "seed")
 COMPRESS_KEYS = {"depth": ("depth", "epochs", "lr", "ramp", "distill", "temperature", "seed"),
                  "inherit": ("depth", "mlp_ratio", "heads")}
 

@@ -7,8 +7,8 @@ alpha_h * RSAttn + (1 - alpha_h) * ScaleAttn, i.e. ``softmax.relu`` and
 c_h the bytes per party of one head's ``softmax.relu`` under MPC minus those of
 ``softmax.scaling`` (zero), taken from the protocol registry's declared costs, which the
 registry test proves equal to the measured ones. Bytes add up over heads; rounds do not
-(heads of one layer share their rounds), so the measured cost of a searched policy is
-reported separately.
+(heads of one layer share their rounds): a round budget is met at binarisation, layer by
+layer (:func:`secvit.search.search.binarise`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import protocols
 
 from ..mpc_modules import MPCAttention
 
-__all__ = ["RELU", "SCALING", "MixedAttention", "head_cost"]
+__all__ = ["RELU", "SCALING", "MixedAttention", "head_cost", "layer_rounds"]
 
 RELU, SCALING = "softmax.relu", "softmax.scaling"
 
@@ -29,6 +29,13 @@ def head_cost(tokens: int) -> int:
     """Bytes per party one head saves under MPC by scaling instead of ReLU-softmax."""
     shape = (1, 1, tokens, tokens)
     return protocols.get(RELU).cost(shape).bytes - protocols.get(SCALING).cost(shape).bytes
+
+
+def layer_rounds(tokens: int, attn: MPCAttention) -> int:
+    """Rounds a layer adds under MPC once any of its heads keeps ReLU-softmax (the layer's
+    ReLU-softmax heads run as one op, so the rounds do not grow with their number)."""
+    shape = (1, attn.num_heads, tokens, tokens)
+    return protocols.get(RELU).cost(shape).rounds - protocols.get(SCALING).cost(shape).rounds
 
 
 class MixedAttention(nn.Module):

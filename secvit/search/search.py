@@ -1,9 +1,10 @@
 """Search driver: relax a rewritten model's attentions, then binarise at a budget into a
 policy (YAML) whose retraining is ``secvit train --init C --policy POLICY``.
 
-Budget: ``fraction`` of all heads kept as ReLU-softmax (MPCViT's mu), or ``max_bytes``
-(per party, per image) for their ReLU-softmax bytes; heads are ranked by alpha over all
-layers at once, ties by layer then head.
+Budget: ``fraction`` of all heads kept as ReLU-softmax (MPCViT's mu), ``max_bytes``
+(per party, per image) for their ReLU-softmax bytes, or ``max_rounds`` for their rounds
+(paid once per layer that has any); heads are ranked by alpha over all layers at once,
+ties by layer then head.
 """
 
 from __future__ import annotations
@@ -38,24 +39,37 @@ def relax(model: nn.Module, tokens: int, lam: float, alpha_lr_scale: float = 1.0
 
 
 def binarise(alphas: list[list[float]], head_bytes: int, fraction: float | None = None,
-             max_bytes: int | None = None) -> list[list[str]]:
+             max_bytes: int | None = None, max_rounds: int | None = None, layer_rounds: int = 0) -> list[list[str]]:
     """Per layer, per head: ``softmax.relu`` for the top-alpha heads within the budget,
     ``softmax.scaling`` for the rest.
 
+    Budgets: a ``fraction`` of all heads; ``max_bytes`` of ReLU-softmax bytes (each head
+    costs ``head_bytes``); or ``max_rounds`` of ReLU-softmax rounds, where a layer costs
+    ``layer_rounds`` once it holds any ReLU-softmax head (its heads run in one op), so
+    heads are taken in alpha order while they fall in a layer already paid for or a new
+    layer still fits.
+
     Raises:
-        ValueError: neither or both budgets, or a fraction outside [0, 1].
+        ValueError: not exactly one budget, or a fraction outside [0, 1].
     """
-    if (fraction is None) == (max_bytes is None):
-        raise ValueError("give exactly one budget: a fraction of heads or a byte budget")
+    if sum(b is not None for b in (fraction, max_bytes, max_rounds)) != 1:
+        raise ValueError("give exactly one budget: a fraction of heads, a byte budget or a round budget")
     heads = [(layer, head) for layer, row in enumerate(alphas) for head in range(len(row))]
     ranked = sorted(heads, key=lambda lh: (-alphas[lh[0]][lh[1]], lh))
     if fraction is not None:
         if not 0.0 <= fraction <= 1.0:
             raise ValueError(f"fraction {fraction} is not in [0, 1]")
-        keep = round(fraction * len(heads))
+        chosen = set(ranked[: round(fraction * len(heads))])
+    elif max_bytes is not None:
+        chosen = set(ranked[: min(len(heads), max_bytes // head_bytes) if head_bytes else len(heads)])
     else:
-        keep = min(len(heads), max_bytes // head_bytes) if head_bytes else len(heads)
-    chosen = set(ranked[:keep])
+        paid: set[int] = set()
+        max_layers = max_rounds // layer_rounds if layer_rounds else len(alphas)
+        chosen = set()
+        for layer, head in ranked:
+            if layer in paid or len(paid) < max_layers:
+                paid.add(layer)
+                chosen.add((layer, head))
     return [[RELU if (layer, head) in chosen else SCALING for head in range(len(row))]
             for layer, row in enumerate(alphas)]
 
@@ -86,7 +100,7 @@ def _tokens(model: nn.Module, meta) -> int:
 
 def run_search(checkpoint: str, out: str | Path, fraction: float | None = None, max_bytes: int | None = None,
                base_policy: str = "mpcvit", lam: float = 1.0, epochs: int = 5, lr: float = 5e-4,
-               alpha_lr: float = 1e-2, seed: int = 0) -> dict:
+               alpha_lr: float = 1e-2, seed: int = 0, max_rounds: int | None = None) -> dict:
     """Relax ``checkpoint``'s model (rewritten by ``base_policy``), train weights (at
     ``lr``) and alphas (at ``alpha_lr``) for ``epochs``, binarise at the budget and write
     the policy YAML to ``out``; returns ``{"policy", "alphas", "relu_heads", "heads"}``."""
@@ -94,10 +108,10 @@ def run_search(checkpoint: str, out: str | Path, fraction: float | None = None, 
     from ..data import load_dataset
     from ..rewrite import load_policy, rewrite
     from ..train import TrainConfig, fit
-    from .mixed import head_cost
+    from .mixed import head_cost, layer_rounds
 
-    if (fraction is None) == (max_bytes is None):
-        raise ValueError("give exactly one budget: --fraction or --max-mb")
+    if sum(b is not None for b in (fraction, max_bytes, max_rounds)) != 1:
+        raise ValueError("give exactly one budget: --fraction, --max-mb or --max-rounds")
     base = load_policy(base_policy)
     model, meta = load_model(checkpoint)
     model = rewrite(model, base)[0]
@@ -107,7 +121,7 @@ def run_search(checkpoint: str, out: str | Path, fraction: float | None = None, 
     fit(model, data, meta.normalization, TrainConfig(model=meta.model, data=meta.data, epochs=epochs, lr=lr,
                                                       seed=seed, warmup_epochs=min(1, epochs)))
     alphas = [m.weights().detach().tolist() for m in mixed]
-    choice = binarise(alphas, head_cost(tokens), fraction, max_bytes)
+    choice = binarise(alphas, head_cost(tokens), fraction, max_bytes, max_rounds, layer_rounds(tokens, mixed[0].attn))
     name = Path(out).stem
     policy = policy_dict(choice, name, base.to_dict())
     write_policy(policy, out)
