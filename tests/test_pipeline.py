@@ -79,6 +79,15 @@ def test_pipeline_runs_every_stage_and_matches_secvit_train(tiny_ckpt, tmp_path)
     assert all(torch.equal(direct[k], piped[k]) for k in direct)
 
 
+@pytest.mark.parametrize("student, message", [("policy: nosuch", "nosuch"), ("search: {fraction: 0.5, base_policy: nosuch}",
+                                                                        "nosuch")])
+def test_a_bad_policy_fails_before_the_first_stage(tiny_ckpt, tmp_path, student, message, capsys):
+    path = tmp_path / "p.yaml"
+    path.write_text(f"name: x\nteacher: {{checkpoint: {tiny_ckpt}}}\nstudents: [{{name: a, {student}}}]\n")
+    assert cli.main(["pipeline", str(path), "--out", str(tmp_path / "out")]) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
 def test_compression_by_inheritance_is_configured(tmp_path):
     path = tmp_path / "inherit.yaml"
     path.write_text("name: x\nteacher: {checkpoint: c}\ncompress: {method: inherit, depth: 2, heads: 2}\n"

@@ -48,9 +48,24 @@ def _stage_count(cfg: ExperimentConfig) -> int:
     return base + per_student + 2 * base  # students' train/check/profile; check and profile of the base models
 
 
+def _preflight(cfg: ExperimentConfig) -> None:
+    """Fail before the first stage on what would fail later: the teacher checkpoint, the
+    students' policies, the network profile."""
+    from ..profile.network import load_network
+    from ..rewrite import load_policy
+
+    if "checkpoint" in cfg.teacher:
+        load_meta(cfg.teacher["checkpoint"])
+    for spec in cfg.students:
+        if spec.policy is not None:
+            load_policy(spec.policy)
+        if spec.search is not None:
+            load_policy(spec.search.get("base_policy", "mpcvit"))
+    load_network(cfg.profile["network"])
+
+
 def _teacher(cfg: ExperimentConfig, out: Path) -> str:
     if "checkpoint" in cfg.teacher:
-        load_meta(cfg.teacher["checkpoint"])  # fail early on a bad path
         return cfg.teacher["checkpoint"]
     train(TrainConfig(**cfg.teacher["train"]), out / "teacher")
     return str(out / "teacher")
@@ -126,8 +141,11 @@ def run_pipeline(cfg: ExperimentConfig, out: str | Path, console: Console | None
     ``summary.json`` and ``summary.md``).
 
     Raises:
-        ValueError, CheckpointError, PolicyError: a stage's input is wrong (the stage names it).
+        CheckpointError, PolicyError, NetworkError: a bad teacher path, policy or network
+            (before the first stage).
+        ValueError: a later stage's input is wrong (the stage names it).
     """
+    _preflight(cfg)
     console = console or Console()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
