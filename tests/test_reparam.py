@@ -78,7 +78,7 @@ def test_compress_command_writes_a_plain_shallower_checkpoint(tiny_ckpt, tmp_pat
     assert cli.main(["compress", "--teacher", tiny_ckpt, "--depth", "1", "--epochs", "1", "--out", str(out)]) == 0
     meta = json.loads((out / "meta.json").read_text())
     assert meta["model_args"]["depth"] == 1 and meta["branch_groups"] == [[0]]
-    assert meta["merge_max_abs_error"] < 1e-4 and meta["test_accuracy"] > 0.5
+    assert meta["merge_max_abs_error"] < 1e-4 and meta["train_seconds"] > 0 and meta["test_accuracy"] > 0.5
     assert "merge error" in capsys.readouterr().out
     assert cli.main(["compress", "--teacher", tiny_ckpt, "--depth", "2", "--out", str(tmp_path / "x")]) == 2
     assert cli.main(["compress", "--teacher", "checkpoints/vit_lite_7_4_32-digits-mpcformer", "--depth", "2",

@@ -9,6 +9,7 @@ train --policy, check, profile) takes it as it is.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,7 @@ def compress_depth(teacher_ckpt: str, out: str | Path, depth: int, epochs: int =
     data = load_dataset(meta.data, meta.img_size, meta.in_chans)
     cfg = TrainConfig(model=meta.model, data=meta.data, epochs=epochs, lr=lr, seed=seed, warmup_epochs=min(1, epochs),
                       teacher=teacher_ckpt if distill else None, distill=distill, temperature=temperature)
+    start = time.perf_counter()
     fit(model, data, meta.normalization, cfg)
     for block in model.blocks:
         block.schedule(1.0)
@@ -56,7 +58,7 @@ def compress_depth(teacher_ckpt: str, out: str | Path, depth: int, epochs: int =
     if error > MERGE_TOLERANCE:
         raise ValueError(f"merged model differs from the trained branch model by {error:.2e} (> {MERGE_TOLERANCE})")
     extra = {"reparameterized_from": str(teacher_ckpt), "branch_groups": groups, "merge_max_abs_error": error,
-             "train_config": {**cfg.__dict__, "ramp": ramp}}
+             "train_config": {**cfg.__dict__, "ramp": ramp}, "train_seconds": round(time.perf_counter() - start, 1)}
     smeta = Meta(meta.model, {**meta.model_args, "depth": depth}, meta.img_size, meta.in_chans, meta.num_classes,
                  meta.normalization, meta.data, extra)
     return save_evaluated(merged, smeta, data, out)
