@@ -76,10 +76,10 @@ def plot_tradeoff(rows: list[dict[str, Any]], network: str, path: str | Path) ->
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
     for ax, key, label in ((axes[0], "estimated_seconds_per_image", f"estimated seconds per image ({network})"),
                            (axes[1], "mb_per_image", "MB per image per party")):
-        for r in rows:
+        for i, r in enumerate(sorted(rows, key=lambda r: (r["test_accuracy"], r[key]))):
             ax.scatter(r[key], 100 * r["test_accuracy"], color="tab:red" if r["pareto"] else "tab:gray", zorder=3)
-            ax.annotate(r["name"], (r[key], 100 * r["test_accuracy"]), textcoords="offset points", xytext=(4, 4),
-                        fontsize=8)
+            ax.annotate(r["name"], (r[key], 100 * r["test_accuracy"]), textcoords="offset points", fontsize=8,
+                        xytext=(4, 4 if i % 2 == 0 else -11))  # neighbours at one accuracy: above, below
         front = sorted((r[key], 100 * r["test_accuracy"]) for r in rows if r["pareto"])
         if key == "estimated_seconds_per_image" and len(front) > 1:
             ax.plot(*zip(*front), color="tab:red", linestyle="--", linewidth=1, label="Pareto front")

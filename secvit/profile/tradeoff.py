@@ -3,7 +3,8 @@
 Each checkpoint contributes its recorded test accuracy (``meta.json``, measured on the
 shipped weights) and the cost of one profiled secure run (rounds, MB per image per party,
 seconds measured and estimated on a network profile). A point is on the Pareto front when
-no other point is at least as accurate and at most as costly, and strictly better in one.
+no other point is at least as accurate and at most as costly, and strictly better in one
+(costs within 2% are a tie: the measured part of an estimate varies that much).
 """
 
 from __future__ import annotations
@@ -14,16 +15,24 @@ from typing import Any
 from ..checkpoint import load_meta
 from .network import NetworkProfile
 
-__all__ = ["markdown", "pareto_front", "tradeoff_rows"]
+__all__ = ["COST_TOLERANCE", "markdown", "pareto_front", "tradeoff_rows"]
+
+COST_TOLERANCE = 0.02
+"""Relative difference below which two costs are a tie on the Pareto front."""
 
 
 def pareto_front(rows: list[dict[str, Any]], cost: str = "estimated_seconds_per_image",
-                 accuracy: str = "test_accuracy") -> list[bool]:
-    """Per row: whether it is Pareto-optimal (lower ``cost``, higher ``accuracy``)."""
-    def dominated(r: dict) -> bool:
-        return any(o[cost] <= r[cost] and o[accuracy] >= r[accuracy] and (o[cost], o[accuracy]) != (r[cost], r[accuracy])
-                   for o in rows)
-    return [not dominated(r) for r in rows]
+                 accuracy: str = "test_accuracy", rel_tol: float = COST_TOLERANCE) -> list[bool]:
+    """Per row: whether it is Pareto-optimal (lower ``cost``, higher ``accuracy``).
+
+    Costs within ``rel_tol`` of each other count as equal: an estimate includes measured
+    compute seconds, which vary by a few percent between runs of the same protocols.
+    """
+    def dominates(o: dict, r: dict) -> bool:
+        as_cheap = o[cost] <= r[cost] * (1 + rel_tol)
+        cheaper = o[cost] < r[cost] * (1 - rel_tol)
+        return as_cheap and o[accuracy] >= r[accuracy] and (cheaper or o[accuracy] > r[accuracy])
+    return [not any(dominates(o, r) for o in rows) for r in rows]
 
 
 def tradeoff_rows(checkpoints: list[str], network: str | NetworkProfile, n: int = 1,
