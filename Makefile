@@ -1,6 +1,6 @@
 # Two commands: `make demo` and `make test`. Both create .venv and install what is missing.
 # `make results` re-measures the README's results (demo JSON, benchmarks) and regenerates its tables;
-# `make compression` retrains the compression/distillation/search students (about 2.5 h) and measures them.
+# `make compression` retrains the compression/distillation/search students (about 70 min on 2 cores) and measures them.
 PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Compression, distillation and search results of the README (about 2 hours on 2 cores):
+# Compression, distillation and search results of the README (about 70 minutes on 2 cores):
 # every student is trained from the shipped exact teacher, then `secvit pareto` measures
 # accuracy against secure cost into benchmarks/results/compression/. Checkpoints go to
 # runs/compression/ (not committed). Steps whose checkpoint exists are skipped.
