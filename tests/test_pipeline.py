@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -54,7 +55,7 @@ def test_bad_configs_are_refused_with_the_key(tmp_path, text, message):
     assert cli.main(["pipeline", str(path)]) == 2
 
 
-def test_pipeline_runs_every_stage_and_matches_secvit_train(tiny_ckpt, tmp_path):
+def test_pipeline_runs_every_stage_and_matches_secvit_train(tiny_ckpt, tmp_path, capsys):
     config = {
         "name": "tiny", "teacher": {"checkpoint": tiny_ckpt},
         "compress": {"depth": 1, "epochs": 1},
@@ -66,6 +67,8 @@ def test_pipeline_runs_every_stage_and_matches_secvit_train(tiny_ckpt, tmp_path)
     path.write_text(yaml.safe_dump(config))
     assert cli.main(["pipeline", str(path), "--out", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
+    headers = re.findall(r"\[(\d+)/(\d+)\]", capsys.readouterr().out)  # 13: 2 base stages, 4 checks/profiles,
+    assert headers == [(str(i), "13") for i in range(1, 14)]              # a search, 2 x train/check/profile
     assert [r["name"] for r in summary["models"]] == ["teacher", "compressed", "kd", "searched"]
     assert all(r["check"]["agreement_mpc_vs_reference"] == 1.0 and r["cost"]["rounds"] > 0 for r in summary["models"])
     assert any(r["pareto"] for r in summary["models"]) and (out / "pareto.png").stat().st_size > 0

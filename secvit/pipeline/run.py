@@ -42,10 +42,10 @@ class _Stages:
 
 
 def _stage_count(cfg: ExperimentConfig) -> int:
-    per_student = 3 + sum(s.search is not None for s in cfg.students) + sum(
+    per_student = 3 * len(cfg.students) + sum(s.search is not None for s in cfg.students) + sum(
         s.train.get("distill") == "sparse" for s in cfg.students)
     base = 1 + (cfg.compress is not None)
-    return base + per_student + 2 * base  # students' train/check/profile; check and profile of the base models
+    return base + per_student + 2 * base  # students' (search, cache,) train, check, profile; base models' check, profile
 
 
 def _preflight(cfg: ExperimentConfig) -> None:
