@@ -87,7 +87,9 @@ class Watchdog:
         self._thread.join(timeout=grace_s)
 
     def finish(self, wait_for: list[int], timeout_s: float = 30.0) -> None:
-        """Post ``done``, then wait until the ranks ``wait_for`` have posted theirs."""
+        """Post ``done``, wait until the ranks ``wait_for`` have posted theirs, and stop the
+        heartbeat thread. The thread is joined: one still inside a store call when the
+        process group is torn down can abort the process at exit."""
         self.store.set(f"secvit/done/{self.rank}", "1")
         deadline = time.monotonic() + timeout_s
         for peer in wait_for:
@@ -96,3 +98,4 @@ class Watchdog:
                     break
                 time.sleep(0.05)
         self._stop.set()
+        self._thread.join(timeout=self.stale_s)
