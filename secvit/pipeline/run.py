@@ -42,10 +42,9 @@ class _Stages:
 
 
 def _stage_count(cfg: ExperimentConfig) -> int:
-    per_student = 3 * len(cfg.students) + sum(s.search is not None for s in cfg.students) + sum(
-        s.train.get("distill") == "sparse" for s in cfg.students)
-    base = 1 + (cfg.compress is not None)
-    return base + per_student + 2 * base  # students' (search, cache,) train, check, profile; base models' check, profile
+    base = 1 + (cfg.compress is not None)  # teacher (and compressed): made, then checked and profiled
+    students = sum(3 + (s.search is not None) + (s.train.get("distill") == "sparse") for s in cfg.students)
+    return 3 * base + students  # each student: (search, cache logits,) train, check, profile
 
 
 def _preflight(cfg: ExperimentConfig) -> None:

@@ -79,7 +79,7 @@ def plot_tradeoff(rows: list[dict[str, Any]], network: str, path: str | Path) ->
         for i, r in enumerate(sorted(rows, key=lambda r: (r["test_accuracy"], r[key]))):
             ax.scatter(r[key], 100 * r["test_accuracy"], color="tab:red" if r["pareto"] else "tab:gray", zorder=3)
             ax.annotate(r["name"], (r[key], 100 * r["test_accuracy"]), textcoords="offset points", fontsize=8,
-                        xytext=(4, 4 if i % 2 == 0 else -11))  # neighbours at one accuracy: above, below
+                        xytext=(4, 4 if i % 2 == 0 else -11))  # by accuracy, alternately above and below
         front = sorted((r[key], 100 * r["test_accuracy"]) for r in rows if r["pareto"])
         if key == "estimated_seconds_per_image" and len(front) > 1:
             ax.plot(*zip(*front), color="tab:red", linestyle="--", linewidth=1, label="Pareto front")
