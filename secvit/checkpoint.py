@@ -6,7 +6,9 @@ only it. The weights file is read by the model owner alone.
 
 from __future__ import annotations
 
+import inspect
 import json
+import reprlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,8 +19,10 @@ from safetensors.torch import load_file, save_file
 
 from .data import Normalization
 from .models import create_model, is_known
+from .models.registry import ModelFn, builtin_entry
 
-__all__ = ["CheckpointError", "Meta", "load_meta", "load_model", "save_checkpoint", "build_model"]
+__all__ = ["MODEL_ARG_RULES", "TIMM_MODEL_ARGS", "VIT_LITE_ARGS", "ArgRule", "CheckpointError", "Meta",
+           "allowed_model_args", "build_model", "load_meta", "load_model", "save_checkpoint"]
 
 WEIGHTS = "model.safetensors"
 META = "meta.json"
@@ -26,6 +30,129 @@ META = "meta.json"
 
 class CheckpointError(ValueError):
     """A checkpoint is missing, incomplete or does not match its architecture."""
+
+
+@dataclass(frozen=True)
+class ArgRule:
+    """What one ``model_args`` value may be: a JSON scalar of ``kind`` within the
+    inclusive bounds ``[low, high]`` (numbers), one of ``choices`` (strings), or null
+    where the constructor's default is None (``nullable``). A bool is never a number."""
+
+    kind: type
+    low: float = 0
+    high: float = 0
+    nullable: bool = False
+    choices: tuple[str, ...] = ()
+
+    def accepts(self, value: Any) -> bool:
+        """Whether ``value`` (as parsed from JSON) satisfies the rule."""
+        if value is None:
+            return self.nullable
+        if self.kind is str:
+            return isinstance(value, str) and value in self.choices
+        if self.kind is bool or isinstance(value, bool):
+            return self.kind is bool and isinstance(value, bool)
+        number = (int, float) if self.kind is float else int
+        return isinstance(value, number) and self.low <= value <= self.high
+
+    def describe(self) -> str:
+        """The rule in words, for error messages."""
+        if self.kind is str:
+            text = "one of " + ", ".join(map(repr, self.choices))
+        elif self.kind is bool:
+            text = "a bool"
+        else:
+            text = f"{'an int' if self.kind is int else 'a number'} in [{self.low}, {self.high}]"
+        return text + (" or null" if self.nullable else "")
+
+
+_SIZE = ArgRule(int, 1, 4096)
+_RATE = ArgRule(float, 0.0, 1.0)
+
+MODEL_ARG_RULES: dict[str, ArgRule] = {
+    "img_size": _SIZE,
+    "patch_size": _SIZE,
+    "in_chans": _SIZE,
+    "num_classes": ArgRule(int, 1, 32768),  # ImageNet-21k heads (21843) fit
+    "embed_dim": _SIZE,
+    "head_dim": ArgRule(int, 1, 4096, nullable=True),
+    "depth": ArgRule(int, 1, 64),
+    "num_heads": ArgRule(int, 1, 64),
+    "mlp_ratio": ArgRule(float, 0.0, 16.0),
+    "qkv_bias": ArgRule(bool),
+    "class_token": ArgRule(bool),
+    "global_pool": ArgRule(str, choices=("", "token", "avg", "max", "avgmax", "map")),
+    "drop_rate": _RATE,
+    "drop_path_rate": _RATE,
+}
+"""The allowlist of constructor arguments a ``meta.json`` may set, with their bounds.
+
+``meta.json`` is public and comes from a peer (the client party reads the model owner's, as
+does any party of a secure session), and its ``model_args`` go straight
+into a model constructor: without this table a hostile or broken file could pass
+objects, callables by name (``act_layer``, ``block_fn``) or huge sizes to timm.
+Only architecture arguments with JSON-scalar values are listed.
+"""
+
+VIT_LITE_ARGS = frozenset({"depth", "num_heads", "embed_dim", "img_size", "patch_size", "mlp_ratio",
+                           "num_classes", "in_chans", "head_dim"})
+"""The named parameters of :func:`~secvit.models.vit_lite.vit_lite`, to which every built-in
+entry forwards its ``**kwargs``; what the project writes (``num_classes`` from training,
+``depth`` / ``mlp_ratio`` / ``num_heads`` / ``head_dim`` from compression) is among them."""
+
+TIMM_MODEL_ARGS = frozenset(MODEL_ARG_RULES) - {"head_dim"}
+"""Arguments allowed for timm ``vit_*`` / ``deit_*`` / ``tiny_vit_*`` models."""
+
+
+def _entry_args(entry: ModelFn) -> frozenset[str]:
+    """A built-in entry's keyword parameters that have a rule, plus :data:`VIT_LITE_ARGS`
+    when it forwards ``**kwargs``."""
+    params = inspect.signature(entry).parameters.values()
+    named = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    forwarded = VIT_LITE_ARGS if any(p.kind is p.VAR_KEYWORD for p in params) else frozenset()
+    return frozenset(named & MODEL_ARG_RULES.keys()) | forwarded
+
+
+def allowed_model_args(model: str) -> frozenset[str]:
+    """The ``model_args`` keys a ``meta.json`` may set for the known model ``model``."""
+    entry = builtin_entry(model)
+    return TIMM_MODEL_ARGS if entry is None else _entry_args(entry)
+
+
+def _check_value(key: str, value: Any, where: str) -> Any:
+    """``value`` when :data:`MODEL_ARG_RULES` accepts it for ``key``.
+
+    Raises:
+        CheckpointError: naming ``where`` (file and field) and what is allowed.
+    """
+    rule = MODEL_ARG_RULES[key]
+    if not rule.accepts(value):
+        raise CheckpointError(f"{where} must be {rule.describe()}, got {reprlib.repr(value)}")
+    return value
+
+
+def _check_model(model: Any, source: str) -> str:
+    """``model`` when it names a built-in or supported timm architecture."""
+    if not isinstance(model, str) or not is_known(model):
+        raise CheckpointError(f"{source}: unknown model {reprlib.repr(model)}")
+    return model
+
+
+def _check_model_args(model: str, args: Any, source: str) -> dict[str, Any]:
+    """``args`` when every key is allowed for ``model`` and every value obeys its rule.
+
+    Raises:
+        CheckpointError: not an object, a key not allowed, or a value out of its rule.
+    """
+    if not isinstance(args, dict):
+        raise CheckpointError(f"{source}: model_args must be an object, got {type(args).__name__}")
+    allowed = allowed_model_args(model)
+    for key, value in args.items():
+        if key not in allowed:
+            raise CheckpointError(f"{source}: model_args key {reprlib.repr(key)} is not allowed for {model} "
+                                  f"(allowed: {', '.join(sorted(allowed))})")
+        _check_value(key, value, f"{source}: model_args[{key!r}]")
+    return dict(args)
 
 
 @dataclass
@@ -54,17 +181,26 @@ class Meta:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "meta.json") -> "Meta":
+        """Parse a ``meta.json`` object; the model must be known and its arguments allowed
+        (:data:`MODEL_ARG_RULES`) before anything is built.
+
+        Raises:
+            CheckpointError: not an object, a key missing, an unknown model, or a refused value.
+        """
+        if not isinstance(d, dict):
+            raise CheckpointError(f"{source}: expected a JSON object, got {type(d).__name__}")
         required = ("model", "model_args", "img_size", "in_chans", "num_classes", "normalization")
         missing = [k for k in required if k not in d]
         if missing:
             raise CheckpointError(f"{source}: missing keys {missing}")
         known = set(required) | {"data"}
+        model = _check_model(d["model"], source)
         return cls(
-            model=d["model"],
-            model_args=dict(d["model_args"]),
-            img_size=int(d["img_size"]),
-            in_chans=int(d["in_chans"]),
-            num_classes=int(d["num_classes"]),
+            model=model,
+            model_args=_check_model_args(model, d["model_args"], source),
+            img_size=_check_value("img_size", d["img_size"], f"{source}: img_size"),
+            in_chans=_check_value("in_chans", d["in_chans"], f"{source}: in_chans"),
+            num_classes=_check_value("num_classes", d["num_classes"], f"{source}: num_classes"),
             normalization=Normalization.from_dict(d["normalization"]),
             data=d.get("data", "digits"),
             extra={k: v for k, v in d.items() if k not in known},
@@ -72,10 +208,10 @@ class Meta:
 
 
 def load_meta(ckpt: str | Path) -> Meta:
-    """Read a checkpoint's public ``meta.json``.
+    """Read a checkpoint's public ``meta.json`` (checked by :meth:`Meta.from_dict`).
 
     Raises:
-        CheckpointError: the directory or its ``meta.json`` is missing or unreadable.
+        CheckpointError: the directory or its ``meta.json`` is missing, unreadable or refused.
     """
     path = Path(ckpt) / META
     if not Path(ckpt).is_dir():
@@ -86,8 +222,6 @@ def load_meta(ckpt: str | Path) -> Meta:
         raise CheckpointError(f"checkpoint {ckpt}: {META} not found") from None
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{path}: not valid JSON ({e})") from None
-    if not is_known(meta.model):
-        raise CheckpointError(f"{path}: unknown model {meta.model!r}")
     return meta
 
 

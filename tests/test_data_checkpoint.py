@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import pickle
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
-from secvit.checkpoint import CheckpointError, Meta, load_meta, load_model, save_checkpoint
+from secvit.checkpoint import (MODEL_ARG_RULES, VIT_LITE_ARGS, CheckpointError, Meta, allowed_model_args,
+                               build_model, load_meta, load_model, save_checkpoint)
 from secvit.data import Normalization, load_dataset
 from secvit.models import create_model
+from secvit.models.vit_lite import vit_lite
 
 
 def test_digits_split_is_deterministic():
@@ -73,3 +78,98 @@ def test_unknown_model_in_meta(tmp_path):
     (tmp_path / "c" / "meta.json").write_text(json.dumps({**meta, "model": "vit_nope"}))
     with pytest.raises(CheckpointError, match="unknown model 'vit_nope'"):
         load_meta(tmp_path / "c")
+
+
+def _write_meta(tmp_path: Path, **changes: Any) -> Path:
+    """A checkpoint directory holding only ``meta.json``: :func:`_meta` with ``changes``."""
+    ckpt = tmp_path / "c"
+    ckpt.mkdir()
+    (ckpt / "meta.json").write_text(json.dumps({**_meta().to_dict(), **changes}))
+    return ckpt
+
+
+def test_unknown_model_arg_is_refused(tmp_path):
+    ckpt = _write_meta(tmp_path, model_args={"num_classes": 10, "act_layer": "torch.nn.Identity"})
+    with pytest.raises(CheckpointError, match=r"c/meta.json: model_args key 'act_layer' is not allowed for "
+                                              r"vit_lite_1_2_16 \(allowed: depth, embed_dim, head_dim, "):
+        load_meta(ckpt)
+
+
+@pytest.mark.parametrize(("key", "value", "expected"), [
+    ("depth", "7", r"an int in \[1, 64\]"),
+    ("num_classes", True, r"an int in \[1, 32768\]"),
+    ("embed_dim", 64.0, r"an int in \[1, 4096\]"),
+    ("mlp_ratio", False, r"a number in \[0.0, 16.0\]"),
+    ("depth", None, r"an int in \[1, 64\], got None"),
+])
+def test_model_arg_of_the_wrong_type_is_refused(tmp_path, key, value, expected):
+    ckpt = _write_meta(tmp_path, model_args={"num_classes": 10, key: value})
+    with pytest.raises(CheckpointError, match=rf"meta.json: model_args\['{key}'\] must be {expected}"):
+        load_meta(ckpt)
+
+
+@pytest.mark.parametrize(("key", "value"), [("depth", 65), ("num_heads", 0), ("img_size", 1 << 20),
+                                            ("num_classes", 10**9), ("mlp_ratio", 1e9), ("mlp_ratio", float("nan"))])
+def test_model_arg_out_of_range_is_refused(tmp_path, key, value):
+    ckpt = _write_meta(tmp_path, model_args={"num_classes": 10, key: value})
+    with pytest.raises(CheckpointError, match=rf"model_args\['{key}'\] must be .* in \["):
+        load_meta(ckpt)
+
+
+@pytest.mark.parametrize(("changes", "expected"), [
+    ({"img_size": 1 << 20}, r"img_size must be an int in \[1, 4096\]"),
+    ({"num_classes": "10"}, r"num_classes must be an int"),
+    ({"model_args": [["num_classes", 10]]}, "model_args must be an object, got list"),
+    ({"model": ["vit_lite_1_2_16"]}, r"unknown model \['vit_lite_1_2_16'\]"),
+])
+def test_malformed_meta_fields_are_refused(tmp_path, changes, expected):
+    with pytest.raises(CheckpointError, match=expected):
+        load_meta(_write_meta(tmp_path, **changes))
+
+
+def test_what_the_project_writes_is_allowed(tmp_path):
+    """Training writes ``num_classes``; compression ``depth``, ``mlp_ratio`` (an int from
+    YAML), ``num_heads`` and ``head_dim``."""
+    args = {"num_classes": 10, "depth": 1, "mlp_ratio": 1, "num_heads": 1, "head_dim": 16}
+    meta = load_meta(_write_meta(tmp_path, model_args=args))
+    assert meta.model_args == args and build_model(meta).blocks[0].attn.num_heads == 1
+
+
+def test_null_only_where_the_default_is_none(tmp_path):
+    assert load_meta(_write_meta(tmp_path, model_args={"head_dim": None})).model_args == {"head_dim": None}
+
+
+@pytest.mark.parametrize("ckpt", sorted(Path("checkpoints").glob("*/meta.json")), ids=lambda p: p.parent.name)
+def test_shipped_checkpoints_load(ckpt):
+    meta = load_meta(ckpt.parent)
+    assert meta.model_args and set(meta.model_args) <= allowed_model_args(meta.model)
+
+
+def test_checkpoints_are_shipped():
+    assert len(list(Path("checkpoints").glob("*/meta.json"))) >= 3
+
+
+def test_timm_model_with_allowed_args_loads(tmp_path):
+    args = {"img_size": 32, "patch_size": 8, "num_classes": 10, "qkv_bias": True, "global_pool": "token",
+            "drop_rate": 0.0}
+    meta = load_meta(_write_meta(tmp_path, model="deit_tiny_patch16_224", model_args=args, img_size=32))
+    model = build_model(meta)
+    assert meta.model_args == args and model.patch_embed.img_size == (32, 32) and model.head.out_features == 10
+
+
+def test_timm_model_refuses_built_in_only_and_unsafe_args(tmp_path):
+    ckpt = _write_meta(tmp_path, model="deit_tiny_patch16_224", model_args={"head_dim": 16})
+    with pytest.raises(CheckpointError, match="model_args key 'head_dim' is not allowed for deit_tiny_patch16_224"):
+        load_meta(ckpt)
+    (ckpt / "meta.json").write_text(json.dumps({**_meta().to_dict(), "model": "deit_tiny_patch16_224",
+                                                "model_args": {"global_pool": "fancy"}}))
+    with pytest.raises(CheckpointError, match=r"model_args\['global_pool'\] must be one of '', 'token'"):
+        load_meta(ckpt)
+
+
+def test_vit_lite_args_are_its_parameters():
+    """Built-in entries forward ``**kwargs`` to ``vit_lite``: the allowlist is its parameters."""
+    params = inspect.signature(vit_lite).parameters.values()
+    assert VIT_LITE_ARGS == {p.name for p in params if p.kind is not p.VAR_KEYWORD}
+    assert VIT_LITE_ARGS <= MODEL_ARG_RULES.keys()
+    assert allowed_model_args("vit_lite_7_4_32") == VIT_LITE_ARGS

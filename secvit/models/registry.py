@@ -13,7 +13,7 @@ from typing import Any, Callable
 import timm
 import torch.nn as nn
 
-__all__ = ["create_model", "is_known", "list_models", "register_model"]
+__all__ = ["builtin_entry", "create_model", "is_known", "list_models", "register_model"]
 
 ModelFn = Callable[..., nn.Module]
 _REGISTRY: dict[str, ModelFn] = {}
@@ -35,6 +35,11 @@ def list_models(include_timm: bool = False) -> list[str]:
     if include_timm:
         names += sorted(n for n in timm.list_models() if n.startswith(_TIMM_PREFIXES))
     return names
+
+
+def builtin_entry(name: str) -> ModelFn | None:
+    """The entry function registered as ``name``; None for timm and unknown names."""
+    return _REGISTRY.get(name)
 
 
 def is_known(name: str) -> bool:
