@@ -15,7 +15,7 @@ Its cost is what the engine must not exceed; its outputs are not expected to be 
 Typical use inside a CrypTen party::
 
     params = encrypt_params(model, rank)            # model: a meta skeleton on rank != 0
-    x = crypten.cryptensor(images_or_empty, src=1, broadcast_size=True)
+    x = crypten.cryptensor(images_or_empty_of_that_shape, src=1)  # the shape is public
     logits = handwritten_forward(params, x, ViTConfig.from_model(model))
 """
 

@@ -2,7 +2,8 @@
 
 Results: ``benchmarks/results/demo.json`` (``secvit demo --json``),
 ``benchmarks/results/secure_forward.json`` (pytest-benchmark ``--benchmark-json``) and
-``benchmarks/results/check_*.json`` (``secvit check --json``),
+``benchmarks/results/check_*.json`` and ``mpc2000_*.json`` (``secvit check --json``),
+``benchmarks/results/dealer.json`` (``benchmarks/test_dealer.py``),
 ``benchmarks/results/compare_*.json`` (``secvit compare --json``),
 ``benchmarks/results/profile_*.json`` and ``netem_*.json`` (``secvit profile [--netem] --json``) and
 ``benchmarks/results/protocols.json`` and ``model_policies.json`` (their benchmark suites), into
@@ -41,7 +42,8 @@ def demo_table(path: Path) -> str:
 def forward_table(path: Path) -> str:
     runs = json.loads(path.read_text())["benchmarks"]
     rows = [
-        "Secure forward of `vit_lite_7_4_32`, batch 1, 2 parties, TFP, loopback, 2 cores "
+        "Secure forward of `vit_lite_7_4_32`, batch 1, 2 parties (in-process: party 0 deals; exact truncation), "
+        "loopback, 2 cores "
         "(`make results`; per party):",
         "",
         "| implementation | seconds | MB | rounds | max abs logit error |",
@@ -115,7 +117,7 @@ def protocol_cost_table(path: Path) -> str:
     sizes = [row["elements"] for row in runs[0]["sizes"]]
     head = " | ".join(f"{n} el.: rounds, B/el., µs/el." for n in sizes)
     rows = ["Every protocol at a few sizes (`benchmarks/test_protocols.py`; rows of 64 for softmax and norm; "
-            "2 parties, TFP, per party):", "", f"| protocol | {head} |", "|---|" + "---:|" * len(sizes)]
+            "2 parties, party 0 deals, exact truncation, per party):", "", f"| protocol | {head} |", "|---|" + "---:|" * len(sizes)]
     for info in runs:
         cells = " | ".join(f"{r['rounds']}, {r['bytes_per_element']:.0f}, {r['microseconds_per_element']:.2f}"
                            for r in info["sizes"])
@@ -163,8 +165,9 @@ def netem_table(paths: list[Path]) -> str:
 def check_table(paths: list[Path]) -> str:
     if not paths:
         return ""
+    first = json.loads(paths[0].read_text())
     rows = ["`secvit check` on the shipped checkpoints (accuracy on the digits test split; MPC on the first "
-            "images of it; 2 parties, TFP):", "",
+            f"images of it; 2 parties, {first.get('provider', 'TFP')}):", "",
             "| checkpoint | policy | original | rewritten (reference) | emulation | MPC | MPC vs reference | "
             "MPC vs emulation: max abs logit error |",
             "|---|---|---:|---:|---:|---:|---:|---:|"]
@@ -174,6 +177,49 @@ def check_table(paths: list[Path]) -> str:
         rows.append(f"| {Path(r['checkpoint']).name} | {r['policy']} | {a['original']:.4f} | {a['reference']:.4f} "
                     f"({r['images']}) | {a['emulation']:.4f} | {a['mpc']:.4f} ({r['mpc_images']}) | "
                     f"{r['agreement_mpc_vs_reference']:.0%} agree | {r['max_abs_logit_error_mpc_vs_emulation']:.1e} |")
+    return "\n".join(rows)
+
+
+def mpc_sample_table(paths: list[Path]) -> str:
+    """``secvit check --split augmented`` runs: many images under MPC, truncation risk."""
+    if not paths:
+        return ""
+    rows = ["Truncation under MPC at scale (`secvit check --split augmented --n 2000 --mpc-n 2000`: the 1,797 digits "
+            "then translated copies; 2 parties and a dealer, exact truncation, batches of "
+            f"{json.loads(paths[0].read_text())['batch_size']}; `make results`):", "",
+            "| checkpoint | images under MPC | agreement with the reference | max abs logit error | "
+            "truncated elements / image | largest truncated |x| | local truncation: corrupted images per million |",
+            "|---|---:|---:|---:|---:|---:|---:|"]
+    for path in paths:
+        r = json.loads(path.read_text())
+        t = r["truncation"]
+        rows.append(f"| {Path(r['checkpoint']).name} | {r['mpc_images']:,} | {r['agreement_mpc_vs_reference']:.2%} | "
+                    f"{r['max_abs_logit_error_mpc_vs_reference']:.1e} | {t['elements_per_image_mpc'] / 1e6:.2f} M | "
+                    f"2^{t['largest_magnitude_log2']:.1f} (exact holds below 2^{t['exact_range_log2']:.0f}) | "
+                    f"{t['local_corrupted_images_per_million']:,.0f} |")
+    return "\n".join(rows)
+
+
+def dealer_table(path: Path) -> str:
+    """``benchmarks/test_dealer.py``: online/offline with the dealer against party 0 dealing."""
+    runs = [r["extra_info"] for r in json.loads(path.read_text())["benchmarks"] if "batch" in r.get("extra_info", {})]
+    if not runs:
+        return ""
+    rows = ["The dealer's offline/online split against party 0 dealing (`benchmarks/test_dealer.py`: real party "
+            "processes, loopback, 2 cores, one thread each; per forward pass, largest party; offline: the owner's "
+            "dry run, request table and corrections):", "",
+            "| checkpoint | batch | mode | online s | rounds | MB / image | offline s | offline MB | online / TFP-local |",
+            "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for i in runs:
+        for mode in ("dealer", "tfp-exact", "tfp-local"):
+            m = i[mode]
+            ratio = f"{m['seconds'] / i['tfp-local']['seconds']:.2f}×"
+            rows.append(f"| {i['model']} | {i['batch']} | {mode} | {m['seconds']:.2f} | {m['rounds']:.0f} | "
+                        f"{m['MB']:.1f} | {m['offline_seconds']:.2f} | {m['offline_MB']:.1f} | {ratio} |")
+    streams = [r["extra_info"] for r in json.loads(path.read_text())["benchmarks"] if "aes_GB_per_s" in r.get("extra_info", {})]
+    for i in streams:
+        rows += ["", f"Randomness: AES-128-CTR keystream {i['aes_GB_per_s']:.2f} GB/s against CrypTen's "
+                     f"`torch.randint` on MT19937 {i['mt19937_GB_per_s']:.2f} GB/s (8 M ring elements, one core)."]
     return "\n".join(rows)
 
 
@@ -226,6 +272,9 @@ def render() -> str:
         parts.append(forward_table(RESULTS / "secure_forward.json"))
         parts.append(policy_table(RESULTS / "secure_forward.json"))
     parts.append(check_table(sorted(RESULTS.glob("check_*.json"))))
+    parts.append(mpc_sample_table(sorted(RESULTS.glob("mpc2000_*.json"))))
+    if (RESULTS / "dealer.json").exists():
+        parts.append(dealer_table(RESULTS / "dealer.json"))
     if (RESULTS / "secure_forward.json").exists():
         parts.append(throughput_table(RESULTS / "secure_forward.json"))
         parts.append(overhead_line(RESULTS / "secure_forward.json"))

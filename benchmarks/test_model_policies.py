@@ -41,7 +41,7 @@ def _measure(model: torch.nn.Module, size: int) -> dict[str, Any]:
     def party(rank: int) -> dict[str, Any]:
         plan = SecurePlan(model)
         plan.encrypt_weights(rank)
-        x = plan.encrypt_input(image if rank == 1 else None, rank)
+        x = plan.encrypt_input(image if rank == 1 else None, rank, tuple(image.shape))
         backend.reset_comm_stats()
         start = time.perf_counter()
         plan(x)

@@ -98,14 +98,14 @@ def _measure(case: Case, setup: Setup, reference: nn.Module | None = None,
 def _engine(case: Case, rank: int) -> Callable[[], Any]:
     plan = SecurePlan(case.model_for(rank))
     plan.encrypt_weights(rank)
-    x = plan.encrypt_input(case.image if rank == 1 else None, rank)
+    x = plan.encrypt_input(case.image if rank == 1 else None, rank, tuple(case.image.shape))
     return lambda: plan(x)
 
 
 def _handwritten(case: Case, rank: int) -> Callable[[], Any]:
     model = case.model_for(rank)
     params = encrypt_params(model, rank)
-    x = SecurePlan.encrypt_input(case.image if rank == 1 else None, rank)
+    x = SecurePlan.encrypt_input(case.image if rank == 1 else None, rank, tuple(case.image.shape))
     cfg = ViTConfig.from_model(model)
     return lambda: handwritten_forward(params, x, cfg)
 
@@ -142,7 +142,7 @@ def test_policy_forward(benchmark, case: Case, policy: str) -> None:
     def setup(_: Case, rank: int) -> Callable[[], Any]:
         plan = SecurePlan(owner if rank == 0 else client)
         plan.encrypt_weights(rank)
-        x = plan.encrypt_input(case.image if rank == 1 else None, rank)
+        x = plan.encrypt_input(case.image if rank == 1 else None, rank, tuple(case.image.shape))
         return lambda: plan(x)
 
     result = benchmark.pedantic(_measure, args=(case, setup, owner), rounds=1, iterations=1)
@@ -157,7 +157,7 @@ def test_batch_throughput(benchmark, case: Case, batch: int) -> None:
     def setup(_: Case, rank: int) -> Callable[[], Any]:
         plan = SecurePlan(case.model_for(rank))
         plan.encrypt_weights(rank)
-        x = plan.encrypt_input(images if rank == 1 else None, rank)
+        x = plan.encrypt_input(images if rank == 1 else None, rank, tuple(images.shape))
         return lambda: plan(x)
 
     result = benchmark.pedantic(_measure, args=(case, setup, None, images), rounds=1, iterations=1)
@@ -172,7 +172,7 @@ def test_profiler_overhead(benchmark, case: Case) -> None:
     def party(rank: int) -> dict[str, float]:
         plan = SecurePlan(case.model_for(rank))
         plan.encrypt_weights(rank)
-        x = plan.encrypt_input(case.image if rank == 1 else None, rank)
+        x = plan.encrypt_input(case.image if rank == 1 else None, rank, tuple(case.image.shape))
         times: dict[str, list[float]] = {"plain": [], "profiled": []}
         for _ in range(3):
             for mode in times:

@@ -4,8 +4,11 @@ CrypTen counts 16 bytes per opened element per party (8-byte ring elements, both
 directions of the exchange). A Beaver product opens both masked operands (1 round);
 a square opens one; a comparison (``ge``/``ltz``: arithmetic-to-binary conversion and a
 carry circuit) takes 8 rounds and 432 bytes per element; ReLU adds the product by the
-bit. Truncation and public operations are local. These constants were measured here
-and are asserted by ``tests/test_protocol_registry.py``.
+bit. Each truncation (after a product, a product by a public float, or a division by a
+public integer) opens one masked tensor: 1 round, 16 bytes per element
+(:mod:`.truncation`); :meth:`Protocol.total_cost <protocols.registry.Protocol.total_cost>`
+adds them, counted from a dry run of the secure kernel. These constants were measured
+here and are asserted by ``tests/test_protocol_registry.py``.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["CMP_BYTES", "CMP_ROUNDS", "OPEN_BYTES", "Cost", "exp", "mul", "relu", "square"]
+__all__ = ["CMP_BYTES", "CMP_ROUNDS", "OPEN_BYTES", "Cost", "exp", "mul", "relu", "square", "truncation"]
 
 OPEN_BYTES = 16
 CMP_ROUNDS, CMP_BYTES = 8, 432
@@ -31,6 +34,11 @@ class Cost:
 
     def __mul__(self, k: int) -> "Cost":
         return Cost(self.rounds * k, self.bytes * k)
+
+
+def truncation(calls: int, elements: int) -> Cost:
+    """``calls`` exact truncations of ``elements`` elements in all."""
+    return Cost(calls, OPEN_BYTES * elements)
 
 
 def mul(n_a: int, n_b: int | None = None) -> Cost:

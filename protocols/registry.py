@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .costs import Cost
+import torch
+
+from .costs import Cost, truncation
 
 __all__ = ["KINDS", "Protocol", "get", "names", "protocols", "register"]
 
@@ -33,7 +35,8 @@ class Protocol:
         paper: Where the method comes from.
         valid_range: Input interval on which ``tolerance`` holds.
         tolerance: Max abs error of emulation vs reference on ``valid_range``.
-        cost: Rounds and bytes per party (2 parties, TFP) of one call on a shape.
+        cost: Rounds and bytes per party (2 parties) of one call on a shape, without
+            truncations (:meth:`total_cost` adds them).
     """
 
     name: str
@@ -47,6 +50,19 @@ class Protocol:
     tolerance: float
     cost: Callable[[tuple[int, ...]], Cost]
     params: dict[str, Any] = field(default_factory=dict)
+
+    def total_cost(self, shape: tuple[int, ...]) -> Cost:
+        """Rounds and bytes per party of one call on ``shape``: :attr:`cost` plus the
+        exact truncations the secure kernel runs (counted from a dry run of it)."""
+        from .backend import crypten, truncations_of
+
+        def call() -> None:
+            x = crypten.cryptensor(torch.zeros(shape), src=0)
+            extra = {} if self.kind != "norm" else {k: crypten.cryptensor(torch.ones(shape[-1]), src=0)
+                                                    for k in ("weight", "bias")}
+            self.secure(x, **extra)
+
+        return self.cost(shape) + truncation(*truncations_of(call))
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

@@ -1,13 +1,18 @@
 """Plaintext-vs-MPC accuracy check of a (rewritten) model.
 
-Accuracy on the checkpoint's test split of (a) the original model, (b) the rewritten
-plaintext model (reference kernels), (c) the fixed-point emulation of the secure plan,
-and (d) real MPC on the first ``mpc_n`` of those images; top-1 agreement and max logit
-error of MPC against (b) and (c).
+Accuracy on the checkpoint's images (the test split by default) of (a) the original
+model, (b) the rewritten plaintext model (reference kernels), (c) the fixed-point
+emulation of the secure plan, and (d) real MPC on the first ``mpc_n`` of those images;
+top-1 agreement and max logit error of MPC against (b) and (c). The emulation also
+measures what the truncations risk: the largest shared integer truncated (exact
+truncation holds below 2^62) and the expected number of images per million that
+CrypTen's local truncation would corrupt (the sum of |x| / 2^64 over every truncated
+element of an image).
 """
 
 from __future__ import annotations
 
+import math
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -15,13 +20,54 @@ from typing import Any
 import numpy as np
 import torch
 
+from protocols.fixed_point import FixedPoint, TruncationStats
+from protocols.truncation import valid_magnitude
+
+from .augment import translate
 from .checkpoint import build_model, load_model
 from .data import load_dataset
 from .rewrite import load_policy, rewrite
 from .secure.emulation import emulate
 from .session import run_session
 
-__all__ = ["run_check"]
+__all__ = ["SPLITS", "check_images", "run_check"]
+
+SPLITS = ("test", "train", "all", "augmented")
+_SHIFT = 2  # the augmented split: every image translated by up to 2 pixels, as in training
+
+
+def check_images(data: Any, split: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``n`` images and labels of ``split``: ``test``, ``train``, ``all`` (both),
+    or ``augmented`` (all, then translated copies of all, by every offset in turn, as many
+    as ``n`` needs: in-distribution images beyond the dataset's size).
+
+    Raises:
+        ValueError: unknown split, or a real split with fewer than ``n`` images.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if split in ("test", "train"):
+        x, y = (data.x_test, data.y_test) if split == "test" else (data.x_train, data.y_train)
+    else:
+        x, y = torch.cat([data.x_test, data.x_train]), torch.cat([data.y_test, data.y_train])
+    if split == "augmented":
+        side = 2 * _SHIFT + 1
+        copies = [x] + [translate(x, [o % side] * len(x), [o // side] * len(x), _SHIFT)
+                        for o in range(side * side) if o != side * side // 2][: max(0, -(-n // len(x)) - 1)]
+        x, y = torch.cat(copies), y.repeat(len(copies))
+    if n > len(x):
+        raise ValueError(f"the {split} split has {len(x)} images; asked for {n} (try --split all or augmented)")
+    return x[:n], y[:n]
+
+
+def _truncation_risk(stats: TruncationStats, n: int, session: Any) -> dict[str, Any]:
+    return {"mode": session.truncation,
+            "elements_per_image_mpc": session.per_party_value("truncations", "elements"),
+            "elements_per_image_emulation": stats.elements / n,
+            "largest_magnitude_log2": math.log2(stats.largest) if stats.largest else None,
+            "exact_range_log2": math.log2(valid_magnitude() + 1),
+            "exact_corrupted_images_per_million": 0.0 if stats.exact_in_range else None,
+            "local_corrupted_images_per_million": 1e6 * min(1.0, stats.local_failures / n)}
 
 
 def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
@@ -38,23 +84,34 @@ def _original(model: torch.nn.Module, meta: Any) -> torch.nn.Module:
 
 
 @torch.no_grad()
-def run_check(checkpoint: str, policy: str | None = None, n: int = 200, mpc_n: int = 16, provider: str = "TFP",
-              batch_size: int = 8, precision_bits: int = 16) -> dict[str, Any]:
-    """Run the four-way comparison; returns the JSON report."""
+def run_check(checkpoint: str, policy: str | None = None, n: int = 200, mpc_n: int = 16, provider: str = "dealer",
+              batch_size: int = 8, precision_bits: int = 16, truncation: str = "exact",
+              split: str = "test") -> dict[str, Any]:
+    """Run the four-way comparison; returns the JSON report.
+
+    Raises:
+        ValueError: ``split`` unknown or too small for ``n`` (before any party starts).
+    """
     model, meta = load_model(checkpoint)
     reference = rewrite(model, load_policy(policy))[0] if policy else model
     data = load_dataset(meta.data, meta.img_size, meta.in_chans)
-    n, mpc_n = min(n, len(data.x_test)), min(mpc_n, n)
-    x, y = meta.normalization.apply(data.x_test[:n]), data.y_test[:n]
+    mpc_n = min(mpc_n, n)
+    raw, y = check_images(data, split, n)
+    x = meta.normalization.apply(raw)
     ref_logits = reference(x)
-    emu_logits = emulate(reference, x, precision_bits)
+    fp = FixedPoint(precision_bits)
+    emu_logits = emulate(reference, x, fp=fp)
     with tempfile.TemporaryDirectory() as tmp:
         images = Path(tmp) / "images.npy"
-        np.save(images, data.x_test[:mpc_n].numpy())
-        session = run_session(checkpoint, [str(images)], provider, batch_size, precision_bits, policy=policy)
+        np.save(images, raw[:mpc_n].numpy())
+        session = run_session(checkpoint, [str(images)], provider, batch_size, precision_bits, policy=policy,
+                              truncation=truncation)
     mpc = session.mpc
     return {
         "checkpoint": checkpoint,
+        "split": split,
+        "provider": provider,
+        "insecure": session.summary()["insecure"],
         "policy": policy or (meta.extra.get("policy") or {}).get("name", "exact"),
         "images": n,
         "mpc_images": mpc_n,
@@ -67,4 +124,7 @@ def run_check(checkpoint: str, policy: str | None = None, n: int = 200, mpc_n: i
         "seconds_per_image_mpc": session.per_party("seconds"),
         "bytes_per_image_mpc": session.per_party("bytes"),
         "rounds_per_image_mpc": session.per_party("rounds"),
+        "batch_size": batch_size,
+        "rounds_per_forward_mpc": session.rounds_per_forward,
+        "truncation": _truncation_risk(fp.stats, n, session),
     }

@@ -12,8 +12,10 @@ from typing import Any, Callable
 from rich.console import Console
 from rich.table import Table
 
+from .check import SPLITS
 from .profile.commands import (add_compare_parser, add_pareto_parser, add_profile_parser, cmd_compare, cmd_pareto,
                                cmd_profile)
+from .runtime.security import add_security_flags, security_from_args
 
 __all__ = ["DEFAULT_CHECKPOINT", "main", "main_exit"]
 
@@ -23,8 +25,7 @@ console = Console()
 
 
 def _add_mpc_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--provider", choices=["TFP", "TTP"], default="TFP",
-                   help="Beaver triples: TFP (party 0 deals; benchmarks only) or TTP (a dealer process)")
+    add_security_flags(p)
     p.add_argument("--precision", type=int, default=16, help="fixed-point fractional bits (default 16)")
     p.add_argument("--batch-size", type=int, default=8, help="images per encrypted forward pass")
 
@@ -66,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="file to write (safetensors)")
 
     p = sub.add_parser("party", help="run one party of a secure inference session")
-    p.add_argument("--rank", type=int, required=True, help="0: model owner, 1: client, W: TTP dealer")
+    p.add_argument("--rank", type=int, required=True, help="0: model owner, 1: client, W: the dealer")
     p.add_argument("--world-size", type=int, default=2, help="computing parties (the dealer not counted)")
     p.add_argument("--rendezvous", required=True, help="tcp://HOST:PORT where rank 0 listens")
     p.add_argument("--role", choices=["owner", "client", "dealer"], help="checked against --rank")
@@ -105,7 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT)
     p.add_argument("--policy", help="rewrite by this policy (default: the checkpoint as it is)")
     p.add_argument("--n", type=int, default=200, help="test images for the plaintext and emulated accuracies")
-    p.add_argument("--mpc-n", type=int, default=16, help="test images run under real MPC")
+    p.add_argument("--mpc-n", type=int, default=16, help="of those, images run under real MPC")
+    p.add_argument("--split", choices=SPLITS, default="test",
+                   help="images: test (default), train, all, or augmented (all, then translated copies)")
     p.add_argument("--json", metavar="PATH", help="write the report as JSON")
     _add_mpc_args(p)
 
@@ -191,11 +194,11 @@ def cmd_party(a: argparse.Namespace) -> int:
         raise ValueError(f"--role {a.role} does not match --rank {a.rank} (rank {a.rank} is the {role})")
     if not 0 <= a.rank <= a.world_size or a.world_size < 2:
         raise ValueError(f"--rank must be in [0, {a.world_size}] and --world-size >= 2")
-    settings = backend.MPCSettings(precision_bits=a.precision, provider=a.provider, timeout_s=a.timeout)
+    settings = backend.MPCSettings(precision_bits=a.precision, timeout_s=a.timeout, **security_from_args(a))
     backend.set_threads(a.threads)
     if role == "dealer":
-        if a.provider != "TTP":
-            raise ValueError(f"rank {a.rank} is the TTP dealer, but --provider is {a.provider}")
+        if settings.provider != "dealer":
+            raise ValueError(f"rank {a.rank} is the dealer, but --insecure-tfp lets party 0 deal")
         run_dealer(a.world_size, a.rendezvous, settings)
         return 0
     if a.checkpoint is None:
@@ -225,8 +228,8 @@ def _print_session(report: Any, json_path: str | None) -> int:
     agree = round(summary["agreement"] * summary["images"])
     console.print(
         f"agreement {agree}/{summary['images']} · {summary['seconds_per_image']:.2f} s/image · "
-        f"{summary['bytes_per_image'] / 1e6:.1f} MB/image · {summary['rounds_per_image']:.0f} rounds/image "
-        f"(per party)"
+        f"{summary['bytes_per_image'] / 1e6:.1f} MB/image · {summary['rounds_per_forward']:.0f} rounds per forward "
+        f"pass of {summary['batch_size']} (per party, online; offline {summary['offline']['0']['seconds']:.1f} s)"
     )
     if json_path:
         Path(json_path).write_text(json.dumps(summary, indent=2) + "\n")
@@ -237,7 +240,8 @@ def cmd_demo(a: argparse.Namespace) -> int:
     from .session import run_session
 
     with console.status(f"running {a.n} images through 2 parties ..."):
-        report = run_session(a.checkpoint, [f"digits-test:{a.n}"], a.provider, a.batch_size, a.precision, port=a.port)
+        report = run_session(a.checkpoint, [f"digits-test:{a.n}"], batch_size=a.batch_size, precision_bits=a.precision,
+                             port=a.port, **security_from_args(a))
     return _print_session(report, a.json)
 
 
@@ -245,7 +249,8 @@ def cmd_infer(a: argparse.Namespace) -> int:
     from .session import run_session
 
     with console.status(f"running {len(a.images)} file(s) through 2 parties ..."):
-        report = run_session(a.checkpoint, a.images, a.provider, a.batch_size, a.precision, port=a.port)
+        report = run_session(a.checkpoint, a.images, batch_size=a.batch_size, precision_bits=a.precision, port=a.port,
+                             **security_from_args(a))
     return _print_session(report, a.json)
 
 
@@ -327,7 +332,8 @@ def cmd_check(a: argparse.Namespace) -> int:
     from .check import run_check
 
     with console.status(f"checking {a.n} images in plaintext and emulation, {a.mpc_n} under MPC ..."):
-        report = run_check(a.checkpoint, a.policy, a.n, a.mpc_n, a.provider, a.batch_size, a.precision)
+        report = run_check(a.checkpoint, a.policy, a.n, a.mpc_n, batch_size=a.batch_size, precision_bits=a.precision,
+                           split=a.split, **security_from_args(a))
     table = Table(title=f"accuracy, policy {report['policy']}")
     table.add_column("model")
     table.add_column("accuracy", justify="right")
@@ -341,6 +347,16 @@ def cmd_check(a: argparse.Namespace) -> int:
         f"{report['max_abs_logit_error_mpc_vs_reference']:.2e}; MPC vs emulation: agreement "
         f"{report['agreement_mpc_vs_emulation']:.4f}, max |logit err| {report['max_abs_logit_error_mpc_vs_emulation']:.2e}"
     )
+    risk = report["truncation"]
+    exact = ("none expected" if risk["exact_corrupted_images_per_million"] == 0
+             else "[red]values beyond exact truncation's range[/]")
+    console.print(
+        f"truncation ({risk['mode']}): {risk['elements_per_image_mpc']:,.0f} elements per image; largest |x| "
+        f"2^{risk['largest_magnitude_log2']:.1f} of 2^{risk['exact_range_log2']:.0f} (exact: {exact}); local "
+        f"truncation would corrupt {risk['local_corrupted_images_per_million']:,.0f} images per million"
+    )
+    if report["insecure"]:
+        console.print(f"[yellow]insecure run: {'; '.join(report['insecure'])}[/]")
     if a.json:
         Path(a.json).write_text(json.dumps(report, indent=2) + "\n")
     return 0 if report["agreement_mpc_vs_reference"] == 1.0 else 1

@@ -9,7 +9,7 @@ count their own bytes and rounds.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -20,7 +20,9 @@ from protocols.backend import crypten
 from .checkpoint import build_model, load_meta, load_model
 from .profile.profiler import Profiler
 from .rewrite import load_policy, rewrite
+from .runtime.agreement import check_agreement, versions
 from .runtime.audit import tensor_fingerprints
+from .runtime.dealer import OfflinePhase
 from .runtime.party import PartyContext
 from .runtime.roles import CLIENT, OWNER
 from .secure.plan import SecurePlan
@@ -64,6 +66,15 @@ class InferenceJob:
             self.audit_points.append(tensor_fingerprints())
 
 
+def _agree(ctx: PartyContext, job: InferenceJob) -> None:
+    """Stop unless every process runs the same settings, versions, architecture, policy
+    and batch size (before any secret is shared)."""
+    policy = asdict(load_policy(job.policy)) if job.policy is not None else None
+    check_agreement({"settings": ctx.settings.shared, "versions": versions(),
+                     "architecture (meta.json)": load_meta(job.checkpoint).to_dict(), "policy": policy,
+                     "batch size": job.batch_size}, backend.gather_all, ctx.world_size)
+
+
 def _build_plan(ctx: PartyContext, job: InferenceJob) -> tuple[SecurePlan, tuple[int, int, int]]:
     meta = load_meta(job.checkpoint)
     if ctx.rank == OWNER:
@@ -77,40 +88,62 @@ def _build_plan(ctx: PartyContext, job: InferenceJob) -> tuple[SecurePlan, tuple
     return SecurePlan(model), (meta.in_chans, meta.img_size, meta.img_size)
 
 
+MAX_IMAGES = 1_000_000
+
+
+def _image_count(ctx: PartyContext, job: InferenceJob) -> int:
+    """The client's image count, sent as one int64 and checked against bounds."""
+    count = torch.tensor([len(job.images) if ctx.rank == CLIENT else 0], dtype=torch.int64)
+    count = int(crypten.comm.get().broadcast(count, CLIENT)[0])
+    if not 0 < count <= MAX_IMAGES:
+        raise ValueError(f"the client announced {count} images; expected 1 to {MAX_IMAGES}")
+    return count
+
+
 def secure_inference(ctx: PartyContext, job: InferenceJob) -> dict[str, Any]:
     """Run the secure forward over the client's images; returns this party's report.
 
-    The client's report holds ``logits`` (N x classes); every report holds ``seconds``
-    (encrypted forward, inputs sharing and reveal included), ``bytes`` and ``rounds``
-    (this party's), and ``images``.
+    Each batch has an offline phase (with a dealer: its correlated randomness is
+    prepared, :class:`~secvit.runtime.dealer.OfflinePhase`) and an online phase (input
+    sharing, the forward pass, the reveal). The client's report holds ``logits``
+    (N x classes); every report holds the online ``seconds``, ``bytes`` and ``rounds``
+    (this party's), ``offline`` (seconds, bytes, messages), ``truncations`` and
+    ``images``.
     """
+    _agree(ctx, job)
     plan, expected = _build_plan(ctx, job)
     plan.encrypt_weights(ctx.rank)
     job.log(ctx, "weights encrypted")
     job.checkpoint_audit()
-    count = crypten.comm.get().broadcast_obj(len(job.images) if ctx.rank == CLIENT else None, CLIENT)
+    count = _image_count(ctx, job)
+    offline = OfflinePhase(ctx.rank, ctx.settings.provider == "dealer")
     backend.reset_comm_stats()
+    truncations = dict(backend.truncation_stats)
     profiler = Profiler(plan)  # cheap (within run-to-run noise); its records are reported on request
     logits, seconds = [], 0.0
     for start in range(0, count, job.batch_size):
+        shape = (min(job.batch_size, count - start), *expected)
         batch = job.images[start : start + job.batch_size] if ctx.rank == CLIENT else None
+        offline.prepare(shape, lambda: plan(plan.encrypt_input(None, OWNER, shape)))
+        backend.barrier()  # the online phase starts together (not counted as a round)
         began = time.perf_counter()
         with profiler.scope("input.share"):
-            x = plan.encrypt_input(batch, ctx.rank)
-        if tuple(x.size()[1:]) != expected:
-            raise ValueError(f"client sent images of shape {tuple(x.size())}; expected (N, *{expected})")
+            x = plan.encrypt_input(batch, ctx.rank, shape)
         with profiler.active():
             y = plan(x, hook=profiler.hook)
         with profiler.scope("output.reveal"):
             out = y.get_plain_text(dst=CLIENT)
         seconds += time.perf_counter() - began
+        offline.finish()
         if ctx.rank == CLIENT:
             logits.append(out)
         job.log(ctx, f"{min(start + job.batch_size, count)}/{count} images done")
         job.checkpoint_audit()
     stats = backend.comm_stats()
     report: dict[str, Any] = {"rank": ctx.rank, "images": count, "seconds": seconds,
-                              "bytes": stats["bytes"], "rounds": stats["rounds"]}
+                              "bytes": stats["bytes"], "rounds": stats["rounds"], "offline": offline.report(),
+                              "truncations": {k: backend.truncation_stats[k] - truncations[k] for k in truncations},
+                              "insecure": ctx.settings.insecure}
     if ctx.rank == CLIENT:
         report["logits"] = torch.cat(logits).tolist()
     if job.profile:

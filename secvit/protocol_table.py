@@ -34,7 +34,7 @@ def protocol_rows() -> list[dict[str, Any]]:
     rows = []
     for p in protocols.protocols():
         shape = SHAPES[p.kind]
-        cost = p.cost(shape)
+        cost = p.total_cost(shape)
         rows.append({"name": p.name, "kind": p.kind, "formula": p.formula, "rounds": cost.rounds,
                      "bytes_per_element": cost.bytes / math.prod(shape), "range": p.valid_range,
                      "max_error": _max_error(p), "paper": p.paper})

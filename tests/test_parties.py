@@ -21,14 +21,42 @@ from secvit.runtime.party import RendezvousError
 from secvit.session import run_session
 
 
-@pytest.mark.parametrize("provider", ["TFP", "TTP"])
+@pytest.mark.parametrize("provider", ["dealer", "TFP"])
 def test_session_agrees_with_plaintext(tiny_ckpt, provider):
-    report = run_session(tiny_ckpt, ["digits-test:4"], provider=provider, batch_size=2)
+    report = run_session(tiny_ckpt, ["digits-test:5"], provider=provider, batch_size=2)  # batches of 2, 2, 1
     summary = report.summary()
-    assert summary["agreement"] == 1.0 and summary["images"] == 4
+    assert summary["agreement"] == 1.0 and summary["images"] == 5
     assert summary["max_abs_logit_error"] < 0.05
     assert summary["rounds_per_image"] > 0 and summary["bytes_per_image"] > 0
     assert set(summary["parties"]) == {"0", "1"}
+    if provider == "dealer":  # prepared offline: the owner received the corrections, the client nothing
+        assert summary["insecure"] == [] and summary["offline"]["0"]["messages"] == 2 * 3
+        assert summary["offline"]["0"]["bytes"] > 0 and summary["offline"]["1"]["bytes"] == 0
+    else:
+        assert any("party 0 deals" in reason for reason in summary["insecure"])
+
+
+def test_demo_defaults_to_a_dealer_and_exact_truncation(tiny_ckpt, tmp_path):
+    out = tmp_path / "demo.json"
+    assert cli.main(["demo", "--checkpoint", tiny_ckpt, "--n", "2", "--json", str(out)]) == 0
+    summary = json.loads(out.read_text())
+    assert (summary["provider"], summary["truncation"], summary["insecure"]) == ("dealer", "exact", [])
+    assert summary["truncated_elements_per_image"] > 0
+
+
+def test_insecure_flags_are_reported(tiny_ckpt, tmp_path):
+    out = tmp_path / "demo.json"
+    assert cli.main(["demo", "--checkpoint", tiny_ckpt, "--n", "2", "--insecure-tfp", "--insecure-local-truncation",
+                     "--json", str(out)]) == 0
+    summary = json.loads(out.read_text())
+    assert (summary["provider"], summary["truncation"]) == ("TFP", "local") and len(summary["insecure"]) == 2
+
+
+def test_parties_that_disagree_stop_before_sharing_anything(tiny_ckpt):
+    """Session agreement: a client that runs another policy is named, and nothing runs."""
+    with pytest.raises(PartyFailure, match="mismatch in the session's policy"):
+        run_local(["--checkpoint", tiny_ckpt, "--batch-size", "2"], timeout_s=120,
+                  extra_args={1: ["--input", "digits-test:2", "--policy", "mpcformer"]})
 
 
 def test_demo_cli_json(tiny_ckpt, tmp_path):
@@ -101,14 +129,27 @@ def test_role_must_match_rank(capsys):
     assert "rank 0 is the owner" in capsys.readouterr().err
 
 
-def test_two_terminals(tiny_ckpt, tmp_path):
-    """The documented two-terminal use: two independent `secvit party` commands."""
+def test_three_terminals(tiny_ckpt, tmp_path):
+    """The documented use: three independent `secvit party` commands (owner, client, dealer)."""
     from secvit.runtime.launcher import free_port
 
     url = f"tcp://127.0.0.1:{free_port()}"
-    base = [sys.executable, "-m", "secvit", "party", "--rendezvous", url, "--checkpoint", tiny_ckpt]
+    base = [sys.executable, "-m", "secvit", "party", "--rendezvous", url]
+    owner = subprocess.Popen([*base, "--rank", "0", "--role", "owner", "--checkpoint", tiny_ckpt])
+    dealer = subprocess.Popen([*base, "--rank", "2", "--role", "dealer"])
+    client = subprocess.run([*base, "--rank", "1", "--role", "client", "--checkpoint", tiny_ckpt, "--input",
+                             "digits-test:2", "--result", str(tmp_path / "c.json")], timeout=120)
+    assert client.returncode == 0 and owner.wait(timeout=60) == 0 and dealer.wait(timeout=60) == 0
+    assert len(json.loads((tmp_path / "c.json").read_text())["logits"]) == 2
+
+
+def test_two_terminals_without_a_dealer_need_the_insecure_flag(tiny_ckpt, tmp_path):
+    from secvit.runtime.launcher import free_port
+
+    url = f"tcp://127.0.0.1:{free_port()}"
+    base = [sys.executable, "-m", "secvit", "party", "--rendezvous", url, "--checkpoint", tiny_ckpt, "--insecure-tfp"]
     owner = subprocess.Popen([*base, "--rank", "0", "--role", "owner"])
     client = subprocess.run([*base, "--rank", "1", "--role", "client", "--input", "digits-test:2",
                              "--result", str(tmp_path / "c.json")], timeout=120)
     assert client.returncode == 0 and owner.wait(timeout=60) == 0
-    assert len(json.loads((tmp_path / "c.json").read_text())["logits"]) == 2
+    assert json.loads((tmp_path / "c.json").read_text())["insecure"]

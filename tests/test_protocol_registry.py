@@ -60,7 +60,7 @@ def test_protocol(name: str):
     reference = p.reference(x, **args)
     assert (as_tensor(secure).double() - emulated).abs().max() <= SECURE_VS_EMULATION
     assert (emulated - reference.double()).abs().max() <= p.tolerance
-    declared = p.cost(SHAPE)
+    declared = p.total_cost(SHAPE)
     assert (rounds, nbytes) == (declared.rounds, declared.bytes)
 
 

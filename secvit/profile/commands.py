@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from ..runtime.security import add_security_flags, security_from_args
 from .network import load_network, network_names
 
 __all__ = ["add_compare_parser", "add_pareto_parser", "add_profile_parser", "cmd_compare", "cmd_pareto", "cmd_profile"]
@@ -17,7 +18,7 @@ def _common(p: argparse.ArgumentParser, default_checkpoint: str) -> None:
     p.add_argument("--checkpoint", default=default_checkpoint)
     p.add_argument("--n", type=int, default=4, help="digits test images, run as one batch (default 4)")
     p.add_argument("--network", default="lan", help=f"{' | '.join(network_names())} | a YAML path (default lan)")
-    p.add_argument("--provider", choices=["TFP", "TTP"], default="TFP")
+    add_security_flags(p)
     p.add_argument("--threads", type=int, default=1, help="torch threads per party")
     p.add_argument("--json", metavar="PATH", help="write the full report as JSON")
     p.add_argument("--plot", metavar="PATH.png", help="write the charts as PNG")
@@ -51,15 +52,22 @@ def cmd_profile(a: argparse.Namespace, console: Console) -> int:
     if a.netem and (reason := unavailable_reason()):
         raise ValueError(f"--netem: {reason}")
     with console.status(f"profiling {a.n} images under MPC ..."):
-        report = run_profile(a.checkpoint, a.policy, a.n, network=network, provider=a.provider, threads=a.threads)
+        report = run_profile(a.checkpoint, a.policy, a.n, network=network, **security_from_args(a), threads=a.threads)
     if a.netem:
         with console.status(f"measuring under netem ({network.name}) ..."):
-            report.netem = measure_under_netem(a.checkpoint, a.policy, a.n, network, a.threads)
+            report.netem = measure_under_netem(a.checkpoint, a.policy, a.n, network, a.threads, **security_from_args(a))
     for table in profile_tables(report, a.top):
         console.print(table)
     t = report.totals
     console.print(f"total: {t['seconds']:.2f} s measured, {t['bytes_per_party'] / 1e6:.1f} MB and {t['rounds']} rounds "
-                  f"per party; estimated {t['estimated_seconds']:.2f} s on {network.name}")
+                  f"per party; estimated {t['estimated_seconds']:.2f} s on {network.name} (online)")
+    if "offline_seconds" in t:
+        console.print(f"offline (the dealer's preprocessing): {t['offline_seconds']:.2f} s, "
+                      f"{t['offline_bytes'] / 1e6:.1f} MB in {t['offline_messages']} messages; estimated "
+                      f"{t['offline_estimated_seconds']:.2f} s on {network.name} · {t['truncated_elements']:,} elements "
+                      "truncated")
+        for reason in t["insecure"]:
+            console.print(f"[yellow]insecure run: {reason}[/]")
     if report.netem:
         measured = report.netem["seconds"]
         console.print(f"measured in namespaces ({network.name}, {report.netem['shaper']}): {measured:.2f} s "
@@ -94,7 +102,7 @@ def cmd_compare(a: argparse.Namespace, console: Console) -> int:
     reports = []
     for name in policies:
         with console.status(f"profiling policy {name} ({a.n} images under MPC) ..."):
-            reports.append(run_profile(a.checkpoint, name, a.n, network=network, provider=a.provider,
+            reports.append(run_profile(a.checkpoint, name, a.n, network=network, **security_from_args(a),
                                        threads=a.threads))
     rows = [r.comparison_row() for r in reports]
     console.print(comparison_table(rows, network.name))

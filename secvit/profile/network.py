@@ -1,13 +1,15 @@
 """Network profiles and the latency model:
-compute + rounds x 2 RTT + (bytes / 2) / bandwidth.
+compute + rounds x RTT + (bytes / 2) / bandwidth.
 
 Profiles are YAML files in ``configs/network/`` (``lan``, ``wan``) or any path with the
 keys ``name``, ``bandwidth_mbps`` and ``rtt_ms``. A party's ``bytes`` (CrypTen's count)
 are what it sends and receives; on a full-duplex link the two directions overlap, so
-the transfer time is half of them over the bandwidth. A CrypTen round is one gloo
-``all_reduce`` between the two parties, which takes two dependent exchanges
-(:data:`ROUND_TRIPS_PER_ROUND`): measured over an 80 ms RTT link, a bare
-``all_reduce``, a product, a reveal and each of a ReLU's 9 rounds all take 162-165 ms.
+the transfer time is half of them over the bandwidth. A round is one opening: both
+parties send their shares at once (:mod:`protocols.backend` replaces gloo's
+``all_reduce``, two dependent exchanges, 2 RTT per round) and a gloo message over TCP
+costs one round trip (:data:`ROUND_TRIPS_PER_ROUND`: the receiver's ready notice, then
+the data): measured through the delay line on ``wan`` (80 ms RTT), the test model's
+forward pass takes 1.0 RTT per round.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ __all__ = ["NETWORK_DIR", "ROUND_TRIPS_PER_ROUND", "NetworkError", "NetworkProfi
 
 NETWORK_DIR = Path(__file__).resolve().parents[2] / "configs" / "network"
 _KEYS = {"name", "bandwidth_mbps", "rtt_ms"}
-ROUND_TRIPS_PER_ROUND = 2
+ROUND_TRIPS_PER_ROUND = 1
 
 
 class NetworkError(ValueError):

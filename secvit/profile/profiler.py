@@ -76,7 +76,7 @@ class Profiler:
 
         profiler = Profiler(plan)
         with profiler.scope("input.share"):
-            x = plan.encrypt_input(images, rank)
+            x = plan.encrypt_input(images, rank, shape)
         with profiler.active():
             y = plan(x, hook=profiler.hook)
         with profiler.scope("output.reveal"):

@@ -77,7 +77,23 @@ class ProfileReport:
             "rounds": max(p["rounds"] for p in self.parties.values()),
             "estimated_seconds": sum(n["estimated_seconds"] for n in self.nodes),
             "images_per_second": self.images / max(p["seconds"] for p in self.parties.values()),
+            **self.offline,
         }
+
+    @property
+    def offline(self) -> dict[str, Any]:
+        """The offline phase (the dealer's preprocessing; the largest party's), the
+        truncations and what made the run insecure, when the parties reported them."""
+        parties = self.parties.values()
+        if not all("offline_seconds" in p for p in parties):
+            return {}
+        seconds = max(p["offline_seconds"] for p in parties)
+        nbytes = max(p["offline_bytes"] for p in parties)
+        messages = max(p["offline_messages"] for p in parties)
+        return {"offline_seconds": seconds, "offline_bytes": nbytes, "offline_messages": messages,
+                "offline_estimated_seconds": self.network.estimate(seconds, nbytes, messages),
+                "truncated_elements": max(p["truncated_elements"] for p in parties),
+                "insecure": sorted({r for p in parties for r in p["insecure"]})}
 
     def by_kind(self) -> dict[str, dict[str, float]]:
         groups = _group(self.nodes, "kind")

@@ -13,8 +13,8 @@ __all__ = ["measure_under_netem", "run_profile"]
 
 
 def run_profile(checkpoint: str, policy: str | None = None, n: int = 4, batch_size: int | None = None,
-                network: str | NetworkProfile = "lan", provider: str = "TFP", threads: int = 1,
-                port: int | None = None) -> ProfileReport:
+                network: str | NetworkProfile = "lan", provider: str = "dealer", threads: int = 1,
+                port: int | None = None, truncation: str = "exact") -> ProfileReport:
     """Run ``n`` digits test images through the secure model (one batch by default) with
     the profiler on in every party.
 
@@ -26,9 +26,12 @@ def run_profile(checkpoint: str, policy: str | None = None, n: int = 4, batch_si
     net = network if isinstance(network, NetworkProfile) else load_network(network)
     meta = load_meta(checkpoint)
     result = session.run_session(checkpoint, [f"digits-test:{n}"], provider, batch_size or n, threads=threads,
-                                 port=port, policy=policy, party_flags=["--profile"])
+                                 port=port, policy=policy, party_flags=["--profile"], truncation=truncation)
     records = {rank: report["profile"] for rank, report in result.parties.items()}
-    parties = {str(rank): {k: report[k] for k in ("seconds", "bytes", "rounds")}
+    parties = {str(rank): {**{k: report[k] for k in ("seconds", "bytes", "rounds")},
+                           "offline_seconds": report["offline"]["seconds"], "offline_bytes": report["offline"]["bytes"],
+                           "offline_messages": report["offline"]["messages"],
+                           "truncated_elements": report["truncations"]["elements"], "insecure": report["insecure"]}
                for rank, report in result.parties.items()}
     policy_name = load_policy(policy).name if policy else (meta.extra.get("policy") or {}).get("name", "exact")
     return ProfileReport(meta.model, policy_name, result.images, batch_size or n, net, parties,
@@ -36,7 +39,7 @@ def run_profile(checkpoint: str, policy: str | None = None, n: int = 4, batch_si
 
 
 def measure_under_netem(checkpoint: str, policy: str | None, n: int, network: NetworkProfile,
-                        threads: int = 1) -> dict[str, float]:
+                        threads: int = 1, provider: str = "dealer", truncation: str = "exact") -> dict[str, float]:
     """Run the same inference with each party in its own network namespace, the link
     shaped by ``network`` (``tc netem`` or the delay line); the measured per-party totals.
 
@@ -44,8 +47,8 @@ def measure_under_netem(checkpoint: str, policy: str | None, n: int, network: Ne
         NetemError: namespaces or qdiscs could not be made (root, iproute2, sch_netem).
     """
     with netem_link(network) as link:
-        result = session.run_session(checkpoint, [f"digits-test:{n}"], "TFP", n, threads=threads, policy=policy,
-                                     link=link)
+        result = session.run_session(checkpoint, [f"digits-test:{n}"], provider, n, threads=threads, policy=policy,
+                                     link=link, truncation=truncation)
     parties = result.parties.values()
     return {"network": network.name, "shaper": link.shaper, "seconds": max(p["seconds"] for p in parties),
             "bytes": max(p["bytes"] for p in parties), "rounds": max(p["rounds"] for p in parties)}

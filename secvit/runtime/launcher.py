@@ -19,7 +19,7 @@ from typing import Any
 
 from .netem import NetemLink
 from .party import check_port_free
-from .roles import role_name
+from .roles import OWNER, role_name
 
 __all__ = ["PartyFailure", "free_port", "run_local"]
 
@@ -43,7 +43,7 @@ def _tail(path: Path, lines: int = 5) -> str:
 def run_local(
     party_args: list[str],
     world_size: int = 2,
-    provider: str = "TFP",
+    provider: str = "dealer",
     port: int | None = None,
     extra_args: dict[int, list[str]] | None = None,
     timeout_s: float | None = None,
@@ -51,12 +51,13 @@ def run_local(
     workdir: Path | None = None,
     link: NetemLink | None = None,
 ) -> dict[int, dict[str, Any]]:
-    """Start ``world_size`` parties (plus the TTP dealer) and collect their reports.
+    """Start ``world_size`` parties (plus the dealer) and collect their reports.
 
     Args:
         party_args: Arguments of ``secvit party`` shared by all parties.
         world_size: Computing parties.
-        provider: ``TFP`` or ``TTP`` (adds a dealer process).
+        provider: ``dealer`` (adds a dealer process) or ``TFP``; it must match the
+            ``--insecure-tfp`` flag in ``party_args``.
         port: Rendezvous port on 127.0.0.1 (a free one by default).
         extra_args: Per-rank extra arguments.
         timeout_s: Give up (and stop every party) after this long.
@@ -73,8 +74,8 @@ def run_local(
         PartyFailure: a party failed; its stderr tail is in the message.
         RendezvousError: ``port`` is taken.
     """
-    if link and (provider != "TFP" or world_size != 2):
-        raise ValueError("network emulation runs two parties with TFP triples")
+    if link and world_size != 2:
+        raise ValueError("network emulation runs two computing parties (the dealer shares the owner's namespace)")
     host = link.host if link else "127.0.0.1"
     if link:
         port = port or 29500  # a fresh namespace: every port is free
@@ -83,12 +84,12 @@ def run_local(
     else:
         check_port_free(host, port)
     workdir = Path(workdir or tempfile.mkdtemp(prefix="secvit-parties-"))
-    ranks = list(range(world_size)) + ([world_size] if provider == "TTP" else [])
+    ranks = list(range(world_size)) + ([world_size] if provider == "dealer" else [])
     procs: dict[int, subprocess.Popen] = {}
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **(link.env if link else {})}
     for rank in ranks:
-        cmd = [*(link.prefix[rank] if link else []), sys.executable, "-m", "secvit", "party", "--rank", str(rank), "--world-size", str(world_size),
-               "--rendezvous", f"tcp://{host}:{port}", "--provider", provider,
+        cmd = [*(link.prefix[OWNER if rank == world_size else rank] if link else []), sys.executable, "-m", "secvit", "party", "--rank", str(rank), "--world-size", str(world_size),
+               "--rendezvous", f"tcp://{host}:{port}",
                "--result", str(workdir / f"party{rank}.json"), *party_args, *(extra_args or {}).get(rank, [])]
         with open(workdir / f"party{rank}.log", "w") as log:
             procs[rank] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)

@@ -2,22 +2,19 @@
 
 :func:`run_party` joins the rendezvous, starts the :class:`~.watchdog.Watchdog`, runs the
 party's work, and leaves in order (rank 0 waits for every party to finish before it
-closes the store it hosts). :func:`run_dealer` runs the TTP dealer.
+closes the store it hosts). :func:`run_dealer` runs the dealer (:mod:`.dealer`).
 """
 
 from __future__ import annotations
 
 import socket
-import threading
-import time
 from dataclasses import dataclass
 from typing import Any, Callable
 from urllib.parse import urlparse
 
-import torch.distributed as dist
-
 from protocols import backend
 
+from . import dealer
 from .roles import role_name
 from .watchdog import Watchdog
 
@@ -73,7 +70,7 @@ def _computing_ranks(world_size: int) -> list[int]:
 
 
 def _watched(rank: int, settings: backend.MPCSettings, world_size: int) -> list[int]:
-    ranks = _computing_ranks(world_size) + ([world_size] if settings.provider == "TTP" else [])
+    ranks = _computing_ranks(world_size) + ([world_size] if settings.provider == "dealer" else [])
     return [r for r in ranks if r != rank]
 
 
@@ -98,20 +95,29 @@ def run_party(
         if isinstance(e, (RuntimeError, OSError)):
             watchdog.join(grace_s=watchdog.stale_s + 3)  # a broken link: let the watchdog name the lost peer
         raise
-    watchdog.finish(wait_for=_computing_ranks(world_size) if rank == 0 else [])
+    if rank == 0:
+        backend.stop_dealer()
+    watchdog.finish(wait_for=_watched(rank, settings, world_size) if rank == 0 else [])  # rank 0 hosts the store
     backend.shutdown()
     return result
 
 
 def run_dealer(world_size: int, rendezvous: str, settings: backend.MPCSettings) -> None:
-    """Run the TTP dealer (rank ``world_size``) with a watchdog on the computing parties."""
+    """Run the dealer (rank ``world_size``) with a watchdog on the computing parties.
+
+    Raises:
+        RendezvousError: the session could not be formed.
+    """
     _host_port(rendezvous)
-
-    def watch() -> None:
-        while not dist.is_initialized():
-            time.sleep(0.1)
-        time.sleep(0.5)  # let the communicator finish creating its groups
-        Watchdog(world_size, world_size, _computing_ranks(world_size)).start()
-
-    threading.Thread(target=watch, daemon=True).start()
-    backend.serve_dealer(settings, world_size, rendezvous)
+    try:
+        streams = backend.join_as_dealer(settings, world_size, rendezvous)
+    except Exception as e:  # torch raises DistNetworkError / DistStoreError / RuntimeError here
+        raise RendezvousError(f"{role_name(world_size, world_size)} could not join {rendezvous}: {e}".splitlines()[0]) from None
+    watchdog = Watchdog(world_size, world_size, _computing_ranks(world_size)).start()
+    try:
+        dealer.serve(streams, settings, world_size)
+    except BaseException as e:
+        watchdog.post_error(f"{type(e).__name__}: {e}")
+        raise
+    watchdog.finish(wait_for=[])
+    backend.shutdown()

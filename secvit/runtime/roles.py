@@ -1,4 +1,4 @@
-"""Party roles: rank 0 owns the model, rank 1 owns the images, rank W is the TTP dealer."""
+"""Party roles: rank 0 owns the model, rank 1 owns the images, rank W is the dealer."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ def role_name(rank: int, world_size: int) -> str:
     elif rank == CLIENT:
         role = "client"
     elif rank == world_size:
-        role = "TTP dealer"
+        role = "dealer"
     else:
         role = "helper"
     return f"party {rank} ({role})"

@@ -28,7 +28,7 @@ class Watchdog:
 
     Args:
         rank: This party's rank.
-        world_size: Computing parties (the TTP dealer, if any, has rank ``world_size``).
+        world_size: Computing parties (the dealer, if any, has rank ``world_size``).
         peers: Ranks to watch (all others by default).
         interval_s: Heartbeat period.
         stale_s: Silence after which a peer counts as lost.

@@ -28,14 +28,14 @@ RELU, SCALING = "softmax.relu", "softmax.scaling"
 def head_cost(tokens: int) -> int:
     """Bytes per party one head saves under MPC by scaling instead of ReLU-softmax."""
     shape = (1, 1, tokens, tokens)
-    return protocols.get(RELU).cost(shape).bytes - protocols.get(SCALING).cost(shape).bytes
+    return protocols.get(RELU).total_cost(shape).bytes - protocols.get(SCALING).total_cost(shape).bytes
 
 
 def layer_rounds(tokens: int, attn: MPCAttention) -> int:
     """Rounds a layer adds under MPC once any of its heads keeps ReLU-softmax (the layer's
     ReLU-softmax heads run as one op, so the rounds do not grow with their number)."""
     shape = (1, attn.num_heads, tokens, tokens)
-    return protocols.get(RELU).cost(shape).rounds - protocols.get(SCALING).cost(shape).rounds
+    return protocols.get(RELU).total_cost(shape).rounds - protocols.get(SCALING).total_cost(shape).rounds
 
 
 class MixedAttention(nn.Module):

@@ -117,7 +117,8 @@ class _Emulator(fx.Interpreter):
 
 
 @torch.no_grad()
-def emulate(model: nn.Module, x: torch.Tensor, precision_bits: int = 16) -> torch.Tensor:
-    """Logits that MPC would compute for ``x``, predicted in plaintext."""
-    fp = FixedPoint(precision_bits)
+def emulate(model: nn.Module, x: torch.Tensor, precision_bits: int = 16, fp: FixedPoint | None = None) -> torch.Tensor:
+    """Logits that MPC would compute for ``x``, predicted in plaintext (``fp``: the
+    arithmetic to use, e.g. to read its truncation statistics afterwards)."""
+    fp = fp or FixedPoint(precision_bits)
     return _Emulator(trace(model.eval()), fp).run(fp.encode(x)).float()

@@ -136,10 +136,13 @@ class SecurePlan:
         return self._by_module.get(path, {})
 
     @staticmethod
-    def encrypt_input(images: torch.Tensor | None, rank: int, client: int = CLIENT):
-        """Secret-share the client's normalised images; other parties learn only the shape."""
-        plain = images if rank == client else torch.empty(0)
-        return crypten.cryptensor(plain, src=client, broadcast_size=True)
+    def encrypt_input(images: torch.Tensor | None, rank: int, shape: tuple[int, ...], client: int = CLIENT):
+        """Secret-share the client's normalised images of the public ``shape``; other
+        parties pass None (no shape crosses the network: both sides know it)."""
+        if rank == client and tuple(images.shape) != tuple(shape):
+            raise ValueError(f"images of shape {tuple(images.shape)}; the session expects {tuple(shape)}")
+        plain = images if rank == client else torch.empty(shape)
+        return crypten.cryptensor(plain, src=client)
 
     def forward(self, x, hook: NodeHook | None = None):
         """Run the plan on an encrypted batch; ``hook(prefix, node, run)`` may wrap each

@@ -1,0 +1,264 @@
+"""Correlated randomness of a forward pass: the requests, and what each party and the dealer compute.
+
+A secure forward pass asks for correlated values in an order fixed by the plan and the
+batch shape alone (shapes are public): Beaver triples for products, square pairs, binary
+triples for comparisons, random bits for B2A, and truncation pairs
+(:mod:`.truncation`). Each request is one row of a fixed-width int64 table
+(:func:`encode`), so the list crosses the network as a tensor, bounds-checked on arrival
+(:func:`decode`), never as a pickled object.
+
+Every value is additively shared (XOR-shared for binary triples). Each computing party
+``i`` draws its share of every value from its keyed stream with the dealer
+(:class:`~.randomness.KeyedStream`), in request order; only the *receiver* (rank 0) gets
+the shares that make the correlation hold (``c``, ``r^2``, ...) as *corrections* from
+the dealer, who holds every party's key and so knows every share. Party i's view: its
+own stream (uniform) and, for the receiver, corrections ``z - sum_{j != 0} z_j``, uniform
+too because party 1's shares are unknown to it. Neither learns anything about the other's
+inputs; the dealer learns nothing, since it never sees an opened value.
+
+The functions here are the single description of that arithmetic:
+:func:`party_draws` (what a party reads from its stream and the corrections) and
+:func:`dealer_corrections` (what the dealer computes) are written against the same table.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Iterator, Sequence
+
+import torch
+
+from .randomness import KeyedStream
+
+__all__ = [
+    "KINDS",
+    "MAX_DIMS",
+    "MAX_ELEMENTS",
+    "MAX_REQUESTS",
+    "Request",
+    "RequestError",
+    "correction_numel",
+    "dealer_corrections",
+    "decode",
+    "encode",
+    "party_draws",
+    "truncation_values",
+    "udiv",
+]
+
+MAX_DIMS = 6
+MAX_ELEMENTS = 1 << 28  # per request: 2 GiB of int64
+MAX_REQUESTS = 1 << 20
+_CONV_ARGS = 7  # stride (2), padding (2), dilation (2), groups
+WIDTH = 1 + 2 * (1 + MAX_DIMS) + _CONV_ARGS
+
+
+class RequestError(ValueError):
+    """A request table that is malformed or out of bounds."""
+
+
+# kind -> (code, corrections per output element group). Codes are the wire format.
+KINDS = {"mul": 1, "matmul": 2, "conv2d": 3, "square": 4, "binary": 5, "b2a": 6, "trunc": 7}
+_NAMES = {code: name for name, code in KINDS.items()}
+_TRIPLES = ("mul", "matmul", "conv2d")
+
+
+@dataclass(frozen=True)
+class Request:
+    """One correlated value a forward pass needs.
+
+    Attributes:
+        kind: A key of :data:`KINDS`.
+        size0: First operand's shape (triples), or the value's shape.
+        size1: Second operand's shape (triples, binary triples); empty otherwise.
+        args: conv2d's stride, padding, dilation (2 each) and groups; for ``trunc`` the
+            public divisor in ``args[0]``.
+    """
+
+    kind: str
+    size0: tuple[int, ...]
+    size1: tuple[int, ...] = ()
+    args: tuple[int, ...] = ()
+
+    def conv_kwargs(self) -> dict[str, object]:
+        s0, s1, p0, p1, d0, d1, g = self.args
+        return {"stride": (s0, s1), "padding": (p0, p1), "dilation": (d0, d1), "groups": g}
+
+
+def _row(req: Request) -> list[int]:
+    def dims(size: tuple[int, ...]) -> list[int]:
+        return [len(size), *size, *[0] * (MAX_DIMS - len(size))]
+
+    args = list(req.args) + [0] * (_CONV_ARGS - len(req.args))
+    return [KINDS[req.kind], *dims(req.size0), *dims(req.size1), *args]
+
+
+def encode(requests: Sequence[Request]) -> torch.Tensor:
+    """The requests as an ``(n, WIDTH)`` int64 table."""
+    for req in requests:
+        if len(req.size0) > MAX_DIMS or len(req.size1) > MAX_DIMS:
+            raise RequestError(f"{req.kind} request of {max(len(req.size0), len(req.size1))} dims; at most {MAX_DIMS}")
+    return torch.tensor([_row(r) for r in requests], dtype=torch.int64).reshape(len(requests), WIDTH)
+
+
+def _dims(row: list[int], at: int) -> tuple[int, ...]:
+    n = row[at]
+    if not 0 <= n <= MAX_DIMS:
+        raise RequestError(f"request with {n} dims; at most {MAX_DIMS}")
+    size = tuple(row[at + 1 : at + 1 + n])
+    if any(not 0 <= s <= MAX_ELEMENTS for s in size) or math.prod(size) > MAX_ELEMENTS:
+        raise RequestError(f"request of shape {size}: at most {MAX_ELEMENTS} elements")
+    return size
+
+
+def decode(table: torch.Tensor) -> list[Request]:
+    """Check a received table and turn it back into requests.
+
+    Raises:
+        RequestError: wrong dtype or width, too many rows, an unknown kind, a shape out
+            of bounds, or arguments that make no sense (e.g. a divisor below 2).
+    """
+    if table.dtype != torch.int64 or table.dim() != 2 or table.shape[1] != WIDTH:
+        raise RequestError(f"request table must be int64 (n, {WIDTH}), got {table.dtype} {tuple(table.shape)}")
+    if table.shape[0] > MAX_REQUESTS:
+        raise RequestError(f"{table.shape[0]} requests; at most {MAX_REQUESTS}")
+    requests = []
+    for row in table.tolist():
+        if row[0] not in _NAMES:
+            raise RequestError(f"unknown request kind {row[0]}")
+        kind = _NAMES[row[0]]
+        args = tuple(row[1 + 2 * (1 + MAX_DIMS) :])
+        if kind == "trunc":
+            if args[0] < 2 or any(args[1:]):
+                raise RequestError(f"truncation by {args[0]}: the divisor must be an integer >= 2")
+            args = args[:1]
+        elif kind == "conv2d":
+            if any(a < 0 for a in args) or min(args[0], args[1], args[4], args[5], args[6]) < 1:
+                raise RequestError(f"conv2d arguments {args} out of range")
+        elif any(args):
+            raise RequestError(f"{kind} request with arguments {args}")
+        else:
+            args = ()
+        requests.append(Request(kind, _dims(row, 1), _dims(row, 2 + MAX_DIMS), args))
+    return requests
+
+
+def udiv(x: torch.Tensor, d: int) -> torch.Tensor:
+    """floor(x_u / d) for int64 ``x`` read as unsigned 64-bit ``x_u``, public ``d >= 2``."""
+    if d & (d - 1) == 0:
+        f = d.bit_length() - 1
+        return (x >> f) & ((1 << (64 - f)) - 1)
+    low = x & ((1 << 63) - 1)  # x_u - 2^63 where the top bit is set
+    top = (x < 0).long()
+    return low // d + top * ((1 << 63) // d + (low % d + (1 << 63) % d) // d)
+
+
+def _wrapped(v: int) -> int:
+    """A Python integer as the int64 with the same residue mod 2^64."""
+    return (v + (1 << 63)) % (1 << 64) - (1 << 63)
+
+
+def truncation_values(r: torch.Tensor, d: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A truncation pair's ``q = floor(r_u / d)`` and ``t = msb(r) floor(2^64 / d)`` (mod 2^64)."""
+    return udiv(r, d), (r < 0).long() * _wrapped((1 << 64) // d)
+
+
+def _output_shape(req: Request) -> tuple[int, ...]:
+    if req.kind in _TRIPLES:
+        meta = torch.empty(req.size0, device="meta"), torch.empty(req.size1, device="meta")
+        if req.kind == "conv2d":
+            return tuple(torch.nn.functional.conv2d(*meta, **req.conv_kwargs()).shape)
+        return tuple(getattr(torch, req.kind)(*meta).shape)
+    if req.kind == "binary":
+        return tuple(torch.broadcast_shapes(req.size0, req.size1))
+    return req.size0
+
+
+def correction_numel(req: Request) -> int:
+    """How many int64 corrections the receiver gets for ``req``."""
+    return math.prod(_output_shape(req)) * (2 if req.kind == "trunc" else 1)
+
+
+# What a party draws per request, in this order: (name, shape key, stream method); the
+# names in _CORRECTED are the receiver's corrections instead of stream draws.
+_PLAN: dict[str, list[tuple[str, str, str]]] = {
+    "mul": [("a", "size0", "ring"), ("b", "size1", "ring"), ("c", "out", "ring")],
+    "matmul": [("a", "size0", "ring"), ("b", "size1", "ring"), ("c", "out", "ring")],
+    "conv2d": [("a", "size0", "ring"), ("b", "size1", "ring"), ("c", "out", "ring")],
+    "square": [("r", "size0", "ring"), ("r2", "size0", "ring")],
+    "binary": [("a", "size0", "ring"), ("b", "size1", "ring"), ("c", "out", "ring")],
+    "b2a": [("bit", "size0", "bit"), ("r", "size0", "ring")],
+    "trunc": [("r", "size0", "ring"), ("q", "size0", "ring"), ("t", "size0", "ring")],
+}
+_CORRECTED = {"mul": ("c",), "matmul": ("c",), "conv2d": ("c",), "square": ("r2",), "binary": ("c",),
+              "b2a": ("r",), "trunc": ("q", "t")}
+
+
+def _shape(req: Request, key: str) -> tuple[int, ...]:
+    return _output_shape(req) if key == "out" else getattr(req, key)
+
+
+def party_draws(req: Request, stream: KeyedStream, corrections: Callable[[int], torch.Tensor] | None) -> dict[str, torch.Tensor]:
+    """This party's shares of ``req``'s values.
+
+    Args:
+        req: The request.
+        stream: The party's keyed stream with the dealer.
+        corrections: For the receiver, a function returning its next ``n`` corrections;
+            None on every other party.
+    """
+    out = {}
+    for name, key, method in _PLAN[req.kind]:
+        shape = _shape(req, key)
+        if corrections is not None and name in _CORRECTED[req.kind]:
+            out[name] = corrections(math.prod(shape)).view(shape)
+        else:
+            out[name] = stream.bits(shape, 1) if method == "bit" else stream.ring(shape)
+    return out
+
+
+def _combine(req: Request, values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The correlated values, from the plaintext values drawn so far (a, b / r / bit)."""
+    kind = req.kind
+    if kind in _TRIPLES:
+        op = torch.nn.functional.conv2d if kind == "conv2d" else getattr(torch, kind)
+        kwargs = req.conv_kwargs() if kind == "conv2d" else {}
+        return {"c": op(values["a"], values["b"], **kwargs)}
+    if kind == "square":
+        return {"r2": values["r"] * values["r"]}
+    if kind == "binary":
+        return {"c": values["a"] & values["b"]}
+    if kind == "b2a":
+        return {"r": values["bit"]}
+    q, t = truncation_values(values["r"], req.args[0])
+    return {"q": q, "t": t}
+
+
+def _reduce(kind: str, name: str, shares: list[torch.Tensor]) -> torch.Tensor:
+    xor = kind == "binary" or (kind == "b2a" and name == "bit")
+    total = shares[0].clone()
+    for s in shares[1:]:
+        total = total ^ s if xor else total + s
+    return total
+
+
+def dealer_corrections(requests: Sequence[Request], streams: Sequence[KeyedStream]) -> Iterator[torch.Tensor]:
+    """The receiver's (rank 0's) corrections for ``requests``, one flat tensor per request.
+
+    ``streams[i]`` is the dealer's copy of party ``i``'s stream; the dealer reads each
+    exactly as :func:`party_draws` does on that party.
+    """
+    placeholder = lambda n: torch.zeros(n, dtype=torch.int64)  # noqa: E731  (the receiver draws no corrected value)
+    for req in requests:
+        draws = [party_draws(req, s, placeholder if i == 0 else None) for i, s in enumerate(streams)]
+        values = {name: _reduce(req.kind, name, [d[name] for d in draws]) for name in draws[0]
+                  if name not in _CORRECTED[req.kind]}
+        xor = req.kind == "binary"
+        parts = []
+        for name, value in _combine(req, values).items():
+            others = [d[name] for d in draws[1:]]
+            for other in others:
+                value = value ^ other if xor else value - other
+            parts.append(value.reshape(-1))
+        yield torch.cat(parts) if len(parts) > 1 else parts[0]

@@ -1,0 +1,196 @@
+"""CrypTen tuple providers of secvit: the dealer's (online), a recorder (dry run), and an
+insecure trusted-first-party one (benchmarks).
+
+Every provider turns CrypTen's calls into :class:`~.preprocessing.Request` objects, so
+one table of requests describes a forward pass whichever provider serves it:
+
+* :class:`DealerProvider` serves the online phase: each party reads its shares from its
+  keyed stream with the dealer; the receiver (rank 0) takes the corrections the dealer
+  prepared for exactly these requests, checked one by one.
+* :class:`RecordingProvider` records the requests of a dry run and returns zero shares.
+* :class:`FirstPartyProvider` (``--insecure-tfp``): party 0 generates every value and
+  shares it; party 0 can therefore unmask every opening. Benchmarks only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .preprocessing import Request, party_draws, truncation_values
+from .randomness import KeyedStream
+
+__all__ = ["DealerProvider", "FirstPartyProvider", "PreprocessingError", "RecordingProvider", "ZeroStream"]
+
+
+class PreprocessingError(RuntimeError):
+    """The online phase asked for other values than those prepared."""
+
+
+def _pair(v: Any) -> tuple[int, int]:
+    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def _conv_args(kwargs: dict[str, Any]) -> tuple[int, ...]:
+    return (*_pair(kwargs.get("stride", 1)), *_pair(kwargs.get("padding", 0)), *_pair(kwargs.get("dilation", 1)),
+            int(kwargs.get("groups", 1)))
+
+
+class _RequestProvider:
+    """CrypTen's TupleProvider interface on top of :meth:`values` (a request's shares)."""
+
+    NAME = "secvit"
+
+    def values(self, req: Request) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    @staticmethod
+    def _arithmetic(t: torch.Tensor):
+        from .backend import crypten
+
+        return crypten.mpc.primitives.ArithmeticSharedTensor.from_shares(t, precision=0)
+
+    @staticmethod
+    def _binary(t: torch.Tensor):
+        from .backend import crypten
+
+        return crypten.mpc.primitives.BinarySharedTensor.from_shares(t)
+
+    def generate_additive_triple(self, size0, size1, op, device=None, *args, **kwargs):
+        if op not in ("mul", "matmul", "conv2d") or args:
+            raise NotImplementedError(f"no Beaver triples for {op!r}")
+        req = Request(op, tuple(size0), tuple(size1), _conv_args(kwargs) if op == "conv2d" else ())
+        v = self.values(req)
+        return self._arithmetic(v["a"]), self._arithmetic(v["b"]), self._arithmetic(v["c"])
+
+    def square(self, size, device=None):
+        v = self.values(Request("square", tuple(size)))
+        return self._arithmetic(v["r"]), self._arithmetic(v["r2"])
+
+    def generate_binary_triple(self, size0, size1, device=None):
+        v = self.values(Request("binary", tuple(size0), tuple(size1)))
+        return self._binary(v["a"]), self._binary(v["b"]), self._binary(v["c"])
+
+    def B2A_rng(self, size, device=None):
+        v = self.values(Request("b2a", tuple(size)))
+        return self._arithmetic(v["r"]), self._binary(v["bit"])
+
+    def trunc_pair(self, size, divisor: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """This party's shares of ``(r, q, t)`` (:mod:`.truncation`)."""
+        v = self.values(Request("trunc", tuple(size), (), (divisor,)))
+        return v["r"], v["q"], v["t"]
+
+    def wrap_rng(self, size, device=None):
+        raise NotImplementedError("secvit truncates with truncation pairs; CrypTen's wrap protocol is not used")
+
+    def generate_trig_triple(self, size, device=None):
+        raise NotImplementedError("no trigonometric triples")
+
+    def generate_one_hot_pair(self, size, length, device=None):
+        raise NotImplementedError("no one-hot pairs")
+
+
+class ZeroStream:
+    """A stream of zeros, read like a :class:`~.randomness.KeyedStream` (dry runs only)."""
+
+    drawn_bytes = 0
+
+    @staticmethod
+    def ring(size) -> torch.Tensor:
+        return torch.zeros(tuple(size), dtype=torch.int64)
+
+    @staticmethod
+    def bits(size, bitlength: int = 64) -> torch.Tensor:
+        return torch.zeros(tuple(size), dtype=torch.int64)
+
+
+class RecordingProvider(_RequestProvider):
+    """Records the requests of a dry run; every share it returns is zero."""
+
+    NAME = "secvit-record"
+
+    def __init__(self) -> None:
+        self.requests: list[Request] = []
+
+    def values(self, req: Request) -> dict[str, torch.Tensor]:
+        self.requests.append(req)
+        return party_draws(req, ZeroStream(), None)
+
+
+class DealerProvider(_RequestProvider):
+    """The online phase with a dealer.
+
+    :meth:`begin` loads one forward pass's preprocessing: every party has its stream
+    (set once, at key agreement); the receiver also the prepared requests and their
+    corrections. :meth:`end` checks that the pass used exactly what was prepared.
+    """
+
+    NAME = "secvit-dealer"
+
+    def __init__(self) -> None:
+        self.stream: KeyedStream | None = None
+        self._expected: list[Request] | None = None
+        self._corrections: torch.Tensor | None = None
+        self._next = self._offset = 0
+
+    def begin(self, requests: list[Request] | None, corrections: torch.Tensor | None) -> None:
+        """Start a forward pass (``requests``/``corrections``: the receiver's, else None)."""
+        self._expected, self._corrections = requests, corrections
+        self._next = self._offset = 0
+
+    def _take(self, n: int) -> torch.Tensor:
+        if self._offset + n > self._corrections.numel():
+            raise PreprocessingError("the online phase used more corrections than the dealer prepared")
+        out = self._corrections[self._offset : self._offset + n]
+        self._offset += n
+        return out
+
+    def values(self, req: Request) -> dict[str, torch.Tensor]:
+        if self.stream is None:
+            raise PreprocessingError("no dealer stream: the session was not initialised with a dealer")
+        if self._expected is not None:
+            if self._next >= len(self._expected) or self._expected[self._next] != req:
+                prepared = self._expected[self._next] if self._next < len(self._expected) else "nothing"
+                raise PreprocessingError(f"online request {self._next} is {req}; the dealer prepared {prepared}")
+            self._next += 1
+            return party_draws(req, self.stream, self._take)
+        return party_draws(req, self.stream, None)
+
+    def end(self) -> None:
+        """Check that every prepared request and correction was used."""
+        if self._expected is not None and (self._next != len(self._expected) or
+                                           self._offset != self._corrections.numel()):
+            raise PreprocessingError(f"the online phase used {self._next} of {len(self._expected)} prepared requests")
+        self._expected = self._corrections = None
+
+
+class FirstPartyProvider(_RequestProvider):
+    """Party 0 deals (insecure against party 0): CrypTen's TFP plus truncation pairs."""
+
+    NAME = "secvit-tfp"
+
+    def __init__(self) -> None:
+        from .backend import crypten
+
+        self._tfp = crypten.mpc.provider.TrustedFirstParty()
+
+    def generate_additive_triple(self, size0, size1, op, device=None, *args, **kwargs):
+        return self._tfp.generate_additive_triple(size0, size1, op, device, *args, **kwargs)
+
+    def square(self, size, device=None):
+        return self._tfp.square(size, device)
+
+    def generate_binary_triple(self, size0, size1, device=None):
+        return self._tfp.generate_binary_triple(size0, size1, device)
+
+    def B2A_rng(self, size, device=None):
+        return self._tfp.B2A_rng(size, device)
+
+    def trunc_pair(self, size, divisor: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        from .backend import crypten
+
+        r = crypten.generators["local"][torch.device("cpu")].ring(size)
+        q, t = truncation_values(r, divisor)
+        shared = crypten.mpc.primitives.ArithmeticSharedTensor(torch.stack([r, q, t]), precision=0, src=0).share
+        return shared[0], shared[1], shared[2]

@@ -1,0 +1,101 @@
+"""The dealer and the offline phase: every correlated value of a forward pass is prepared
+before the client's batch is shared, so the online phase waits on nothing from the dealer.
+
+The requests are data-independent (shapes are public): party 0 runs the plan once per
+batch shape without communication or randomness (:func:`protocols.backend.dry_run`),
+sends the request table to the dealer as an int64 tensor, and receives its corrections
+(:func:`protocols.preprocessing.dealer_corrections`). Party 1 needs nothing from the
+dealer online or offline beyond its stream key: it reads its shares from that stream.
+
+What each process learns: the dealer sees only the request table (shapes, which the
+architecture fixes anyway) and never an opened value; party 0's corrections and party
+1's stream are uniform to their holder.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from protocols import backend
+from protocols.randomness import KeyedStream
+from protocols.preprocessing import (MAX_REQUESTS, WIDTH, Request, correction_numel, dealer_corrections, decode,
+                                     encode)
+
+from .agreement import check_agreement, versions
+from .roles import OWNER
+
+__all__ = ["OfflinePhase", "serve"]
+
+
+def serve(streams: list[KeyedStream], settings: backend.MPCSettings, world_size: int,
+          log: Callable[[str], None] = print) -> None:
+    """Serve party 0's requests until it says stop (``streams``: the dealer's copies of
+    the parties' streams, from :func:`protocols.backend.join_as_dealer`)."""
+    check_agreement({"settings": settings.shared, "versions": versions()}, backend.gather_all, world_size)
+    log(f"dealer: keys sent to {world_size} parties, settings agreed")
+    while True:
+        command, data = backend.recv_message(OWNER, MAX_REQUESTS * WIDTH)
+        if command == "stop":
+            break
+        if data.numel() % WIDTH:
+            raise RuntimeError(f"request table of {data.numel()} elements is not a whole number of rows")
+        requests = decode(data.view(-1, WIDTH))
+        began = time.perf_counter()
+        corrections = list(dealer_corrections(requests, streams))
+        flat = torch.cat(corrections) if corrections else torch.zeros(0, dtype=torch.int64)
+        backend.send_message("prepare", flat, OWNER)
+        log(f"dealer: {len(requests)} requests, {flat.numel() * 8 / 1e6:.1f} MB in {time.perf_counter() - began:.2f} s")
+
+
+@dataclass
+class OfflinePhase:
+    """One party's offline phase: prepares each forward pass before it runs.
+
+    Attributes:
+        rank: This party's rank (the owner, rank 0, talks to the dealer).
+        enabled: Whether the session has a dealer (TFP sessions have no offline phase).
+        seconds, bytes, messages: Totals over the session, this party's.
+    """
+
+    rank: int
+    enabled: bool
+    seconds: float = 0.0
+    bytes: int = 0
+    messages: int = 0
+    _tables: dict[tuple[int, ...], list[Request]] = field(default_factory=dict)
+
+    def prepare(self, shape: tuple[int, ...], dry_forward: Callable[[], object]) -> None:
+        """Prepare the forward pass on an input of ``shape`` (``dry_forward`` runs it)."""
+        if not self.enabled:
+            return
+        began = time.perf_counter()
+        provider = backend.dealer_provider()
+        if self.rank != OWNER:
+            provider.begin(None, None)
+        else:
+            if shape not in self._tables:
+                with backend.dry_run() as requests:
+                    dry_forward()
+                self._tables[shape] = list(requests)
+            requests = self._tables[shape]
+            self.bytes += backend.send_message("prepare", encode(requests), backend.dealer_rank())
+            expected = sum(correction_numel(r) for r in requests)
+            _, corrections = backend.recv_message(backend.dealer_rank(), expected)
+            if corrections.numel() != expected:
+                raise RuntimeError(f"the dealer sent {corrections.numel()} corrections; {expected} were due")
+            self.bytes += 8 * (2 + corrections.numel())
+            self.messages += 2
+            provider.begin(requests, corrections)
+        self.seconds += time.perf_counter() - began
+
+    def finish(self) -> None:
+        """Check that the forward pass used exactly what was prepared."""
+        if self.enabled:
+            backend.dealer_provider().end()
+
+    def report(self) -> dict[str, float]:
+        return {"seconds": self.seconds, "bytes": self.bytes, "messages": self.messages}

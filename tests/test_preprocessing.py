@@ -1,0 +1,158 @@
+"""The dealer's correlated randomness, exact truncation, and the refusals around them."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from protocols import backend
+from protocols.backend import crypten
+from protocols.preprocessing import (WIDTH, Request, RequestError, correction_numel, dealer_corrections, decode,
+                                     encode, party_draws, udiv)
+from protocols.providers import PreprocessingError
+from protocols.randomness import KeyedStream, new_key
+
+from .conftest import as_tensor, run_2pc
+
+REQUESTS = [
+    Request("mul", (3, 4), (3, 4)),
+    Request("mul", (2, 5), (2, 1)),
+    Request("matmul", (2, 3, 4), (4, 5)),
+    Request("conv2d", (1, 2, 6, 6), (3, 2, 3, 3), (2, 2, 1, 1, 1, 1, 1)),
+    Request("square", (7,)),
+    Request("binary", (4, 3), (4, 3)),
+    Request("b2a", (9,)),
+    Request("trunc", (11,), (), (1 << 16,)),
+    Request("trunc", (5,), (), (65,)),
+]
+
+
+def _wrap(v: int) -> int:
+    return (v + (1 << 63)) % (1 << 64) - (1 << 63)
+
+
+def _open(shares: list[dict[str, torch.Tensor]], name: str, xor: bool = False) -> torch.Tensor:
+    total = shares[0][name]
+    for s in shares[1:]:
+        total = total ^ s[name] if xor else total + s[name]
+    return total
+
+
+def test_parties_and_dealer_derive_the_promised_correlations():
+    keys = [new_key(), new_key()]
+    corrections = iter(dealer_corrections(REQUESTS, [KeyedStream(k) for k in keys]))
+    streams = [KeyedStream(k) for k in keys]
+    for req in REQUESTS:
+        flat = next(corrections)
+        assert flat.numel() == correction_numel(req)
+        offset = [0]
+
+        def take(n: int) -> torch.Tensor:
+            out = flat[offset[0] : offset[0] + n]
+            offset[0] += n
+            return out
+
+        shares = [party_draws(req, streams[0], take), party_draws(req, streams[1], None)]
+        if req.kind in ("mul", "matmul", "conv2d"):
+            a, b, c = (_open(shares, n) for n in "abc")
+            op = {"mul": torch.mul, "matmul": torch.matmul}.get(req.kind)
+            expected = op(a, b) if op else torch.nn.functional.conv2d(a, b, **req.conv_kwargs())
+            assert torch.equal(c, expected)
+        elif req.kind == "square":
+            assert torch.equal(_open(shares, "r2"), _open(shares, "r") ** 2)
+        elif req.kind == "binary":
+            assert torch.equal(_open(shares, "c", True), _open(shares, "a", True) & _open(shares, "b", True))
+        elif req.kind == "b2a":
+            bit = _open(shares, "bit", True)
+            assert set(bit.tolist()) <= {0, 1} and torch.equal(_open(shares, "r"), bit)
+        else:
+            r, d = _open(shares, "r"), req.args[0]
+            assert torch.equal(_open(shares, "q"), udiv(r, d))
+            expected_t = [_wrap(int(v < 0) * ((1 << 64) // d)) for v in r.tolist()]
+            assert _open(shares, "t").tolist() == expected_t
+
+
+def test_each_share_alone_is_uniform_looking():
+    """The receiver's corrections and the other party's stream carry no visible structure."""
+    keys = [new_key(), new_key()]
+    req = Request("square", (20000,))
+    flat = next(dealer_corrections([req], [KeyedStream(k) for k in keys]))
+    for values in (flat, KeyedStream(keys[1]).ring((20000,))):
+        assert abs(float((values < 0).double().mean()) - 0.5) < 0.02
+        assert abs(float((values & 1).double().mean()) - 0.5) < 0.02
+
+
+def test_unsigned_division_matches_python():
+    x = torch.tensor([0, 1, -1, -(2**63), 2**63 - 1, 123456789, -987654321], dtype=torch.int64)
+    for d in (2, 3, 65, 1 << 16, 1 << 32):
+        expected = [_wrap((v % (1 << 64)) // d) for v in x.tolist()]
+        assert udiv(x, d).tolist() == expected
+
+
+def test_request_tables_round_trip_and_malformed_ones_are_refused():
+    assert decode(encode(REQUESTS)) == REQUESTS
+    table = encode(REQUESTS)
+    bad_kind, bad_dims, bad_size, bad_div = (table.clone() for _ in range(4))
+    bad_kind[0, 0] = 99
+    bad_dims[0, 1] = 9
+    bad_size[0, 2] = 1 << 40
+    bad_div[7, -7] = 1
+    for bad, message in ((bad_kind, "unknown request kind"), (bad_dims, "dims"), (bad_size, "elements"),
+                         (bad_div, "divisor")):
+        with pytest.raises(RequestError, match=message):
+            decode(bad)
+    with pytest.raises(RequestError, match=f"\\(n, {WIDTH}\\)"):
+        decode(table.float())
+
+
+def test_exact_truncation_never_fails_where_local_truncation_does():
+    """Products of magnitude ~5e8 (in range, below 2^30): CrypTen's local truncation
+    corrupts about one element in eight (the weak control); exact truncation none."""
+    g = torch.Generator().manual_seed(0)
+    a = (torch.rand(2000, generator=g) + 1) * 1.5e4
+    b = (torch.rand(2000, generator=g) + 1) * 1.5e4 * torch.where(torch.rand(2000, generator=g) < 0.5, -1, 1)
+
+    def party(rank: int):
+        out = {}
+        for mode in ("local", "exact"):
+            backend.configure(backend.MPCSettings(provider="TFP", truncation=mode))
+            x, y = crypten.cryptensor(a, src=0), crypten.cryptensor(b, src=1)
+            out[mode] = (x * y).get_plain_text()
+        return out
+
+    result = run_2pc(party)[0]
+    expected = a.double() * b.double()
+    relative = {mode: (as_tensor(v).double() - expected).abs() / expected.abs() for mode, v in result.items()}
+    assert (relative["local"] > 1e-3).sum() > 50  # the control: the attack surface is real
+    assert relative["exact"].max() < 1e-4
+
+
+def test_peers_cannot_send_pickled_objects():
+    def party(rank: int):
+        try:
+            crypten.comm.get().broadcast_obj({"model_args": "anything"}, 0)
+        except RuntimeError as e:
+            return str(e)
+        return "sent"
+
+    assert all("pickled objects are refused" in r for r in run_2pc(party))
+
+
+@pytest.mark.parametrize("settings", [{"precision_bits": 24}, {"precision_bits": 18, "truncation": "local"},
+                                      {"provider": "TTP"}, {"truncation": "sometimes"}])
+def test_settings_with_a_non_negligible_failure_rate_are_refused(settings):
+    with pytest.raises(ValueError):
+        backend.MPCSettings(**settings)
+
+
+def test_online_requests_must_match_the_prepared_ones():
+    provider = backend.dealer_provider()
+    saved = provider.stream
+    provider.stream = KeyedStream(new_key())
+    try:
+        provider.begin([Request("square", (3,))], torch.zeros(3, dtype=torch.int64))
+        with pytest.raises(PreprocessingError, match="prepared"):
+            provider.values(Request("square", (4,)))
+    finally:
+        provider.stream = saved
+        provider.begin(None, None)
