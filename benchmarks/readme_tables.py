@@ -208,18 +208,21 @@ def dealer_table(path: Path) -> str:
     rows = ["The dealer's offline/online split against party 0 dealing (`benchmarks/test_dealer.py`: real party "
             "processes, loopback, 2 cores, one thread each; per forward pass, largest party; offline: the owner's "
             "dry run, request table and corrections):", "",
-            "| checkpoint | batch | mode | online s | rounds | MB / image | offline s | offline MB | online / TFP-local |",
-            "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+            "| checkpoint | batch | mode | online s | rounds | MB / image | offline s | offline MB | keystream MB | "
+            "online / TFP-local |",
+            "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for i in runs:
         for mode in ("dealer", "tfp-exact", "tfp-local"):
             m = i[mode]
             ratio = f"{m['seconds'] / i['tfp-local']['seconds']:.2f}×"
             rows.append(f"| {i['model']} | {i['batch']} | {mode} | {m['seconds']:.2f} | {m['rounds']:.0f} | "
-                        f"{m['MB']:.1f} | {m['offline_seconds']:.2f} | {m['offline_MB']:.1f} | {ratio} |")
+                        f"{m['MB']:.1f} | {m['offline_seconds']:.2f} | {m['offline_MB']:.1f} | {m['random_MB']:.0f} | "
+                        f"{ratio} |")
     streams = [r["extra_info"] for r in json.loads(path.read_text())["benchmarks"] if "aes_GB_per_s" in r.get("extra_info", {})]
     for i in streams:
         rows += ["", f"Randomness: AES-128-CTR keystream {i['aes_GB_per_s']:.2f} GB/s against CrypTen's "
-                     f"`torch.randint` on MT19937 {i['mt19937_GB_per_s']:.2f} GB/s (8 M ring elements, one core)."]
+                     f"`torch.randint` on MT19937 {i['mt19937_GB_per_s']:.2f} GB/s (8 M ring elements, one core); "
+                     "a forward pass's keystream (the column above, largest party) costs its MB over that rate."]
     return "\n".join(rows)
 
 

@@ -46,7 +46,8 @@ def _run(checkpoint: str, batch: int, mode: str) -> dict[str, Any]:
     owner = summary["offline"]["0"]
     return {"seconds": summary["seconds_per_image"] * batch, "rounds": summary["rounds_per_forward"],
             "MB": summary["bytes_per_image"] / 1e6, "offline_seconds": owner["seconds"],
-            "offline_MB": owner["bytes"] / 1e6, "truncated_elements_per_image": summary["truncated_elements_per_image"]}
+            "offline_MB": owner["bytes"] / 1e6, "truncated_elements_per_image": summary["truncated_elements_per_image"],
+            "random_MB": summary["random_bytes_per_image"] * batch / 1e6}
 
 
 @pytest.mark.parametrize("batch", [1, 8])

@@ -91,6 +91,7 @@ __all__ = [
     "dry_run",
     "init",
     "join_as_dealer",
+    "random_bytes",
     "recv_message",
     "reset_comm_stats",
     "send_message",
@@ -303,6 +304,12 @@ def configure(settings: MPCSettings) -> None:
     cfg.encoder.precision_bits = settings.precision_bits
     cfg.mpc.provider = _PROVIDER_NAMES[settings.provider]
     cfg.communicator.verbose = settings.comm_stats
+
+
+def random_bytes() -> int:
+    """Bytes this party has drawn from its keyed streams so far (every stream)."""
+    streams = [s for name in _STREAMS for s in crypten.generators[name].values()]
+    return sum(s.drawn_bytes for s in [*streams, *([_DEALER.stream] if _DEALER.stream else [])])
 
 
 def dealer_provider() -> DealerProvider:

@@ -107,8 +107,9 @@ def secure_inference(ctx: PartyContext, job: InferenceJob) -> dict[str, Any]:
     prepared, :class:`~secvit.runtime.dealer.OfflinePhase`) and an online phase (input
     sharing, the forward pass, the reveal). The client's report holds ``logits``
     (N x classes); every report holds the online ``seconds``, ``bytes`` and ``rounds``
-    (this party's), ``offline`` (seconds, bytes, messages), ``truncations`` and
-    ``images``.
+    (this party's), ``offline`` (seconds, bytes, messages), ``truncations`` (calls,
+    elements), ``random_bytes`` (drawn from keyed streams, the dry runs' zeros excluded)
+    and ``images``.
     """
     _agree(ctx, job)
     plan, expected = _build_plan(ctx, job)
@@ -118,7 +119,7 @@ def secure_inference(ctx: PartyContext, job: InferenceJob) -> dict[str, Any]:
     count = _image_count(ctx, job)
     offline = OfflinePhase(ctx.rank, ctx.settings.provider == "dealer")
     backend.reset_comm_stats()
-    truncations = dict(backend.truncation_stats)
+    truncations, drawn = dict(backend.truncation_stats), backend.random_bytes()
     profiler = Profiler(plan)  # cheap (within run-to-run noise); its records are reported on request
     logits, seconds = [], 0.0
     for start in range(0, count, job.batch_size):
@@ -143,6 +144,7 @@ def secure_inference(ctx: PartyContext, job: InferenceJob) -> dict[str, Any]:
     report: dict[str, Any] = {"rank": ctx.rank, "images": count, "seconds": seconds,
                               "bytes": stats["bytes"], "rounds": stats["rounds"], "offline": offline.report(),
                               "truncations": {k: backend.truncation_stats[k] - truncations[k] for k in truncations},
+                              "random_bytes": backend.random_bytes() - drawn,
                               "insecure": ctx.settings.insecure}
     if ctx.rank == CLIENT:
         report["logits"] = torch.cat(logits).tolist()

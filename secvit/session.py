@@ -84,6 +84,7 @@ class SessionReport:
             "insecure": self.parties[CLIENT]["insecure"],
             "offline": {str(r): p["offline"] for r, p in self.parties.items()},
             "truncated_elements_per_image": self.per_party_value("truncations", "elements"),
+            "random_bytes_per_image": self.per_party("random_bytes"),
             "parties": {str(r): {k: p[k] for k in ("seconds", "bytes", "rounds")} for r, p in self.parties.items()},
             "per_image": [
                 {"name": n, "label": None if self.labels is None else self.labels[i],

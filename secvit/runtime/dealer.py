@@ -45,10 +45,14 @@ def serve(streams: list[KeyedStream], settings: backend.MPCSettings, world_size:
             raise RuntimeError(f"request table of {data.numel()} elements is not a whole number of rows")
         requests = decode(data.view(-1, WIDTH))
         began = time.perf_counter()
-        corrections = list(dealer_corrections(requests, streams))
-        flat = torch.cat(corrections) if corrections else torch.zeros(0, dtype=torch.int64)
+        flat = torch.empty(sum(correction_numel(r) for r in requests), dtype=torch.int64)
+        offset = 0
+        for correction in dealer_corrections(requests, streams):  # filled in place: one batch's worth at a time
+            flat[offset : offset + correction.numel()] = correction
+            offset += correction.numel()
         backend.send_message("prepare", flat, OWNER)
-        log(f"dealer: {len(requests)} requests, {flat.numel() * 8 / 1e6:.1f} MB in {time.perf_counter() - began:.2f} s")
+        log(f"dealer: {len(requests)} requests, {offset * 8 / 1e6:.1f} MB in {time.perf_counter() - began:.2f} s")
+        del flat  # before the next batch's buffer is allocated
 
 
 @dataclass
