@@ -28,22 +28,24 @@ RESULTS = ROOT / "benchmarks" / "results"
 def demo_table(path: Path) -> str:
     d = json.loads(path.read_text())
     agree = round(d["agreement"] * d["images"])
+    who = "2 parties and a dealer" if d["provider"] == "dealer" else f"2 parties, {d['provider']}"
+    offline = d.get("offline", {}).get("0", {}).get("seconds", 0.0)
     return "\n".join([
-        f"`secvit demo` ({d['model']}, {d['images']} digits test images in one batch, 2 parties, {d['provider']}, "
-        "loopback, 2 cores; per party):",
+        f"`secvit demo` ({d['model']}, {d['images']} digits test images in one batch, {who}, "
+        f"{d.get('truncation', 'local')} truncation, loopback, 2 cores; per party, online unless marked):",
         "",
-        "| images | agreement | max abs logit error | s / image | MB / image | rounds / image |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "| images | agreement | max abs logit error | s / image | MB / image | rounds per forward pass | offline s |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
         f"| {d['images']} | {agree}/{d['images']} | {d['max_abs_logit_error']:.2e} | {d['seconds_per_image']:.2f} | "
-        f"{d['bytes_per_image'] / 1e6:.1f} | {d['rounds_per_image']:.0f} |",
+        f"{d['bytes_per_image'] / 1e6:.1f} | {d.get('rounds_per_forward', d['rounds_per_image'] * d['images']):.0f} | "
+        f"{offline:.1f} |",
     ])
 
 
 def forward_table(path: Path) -> str:
     runs = json.loads(path.read_text())["benchmarks"]
     rows = [
-        "Secure forward of `vit_lite_7_4_32`, batch 1, 2 parties (in-process: party 0 deals; exact truncation), "
-        "loopback, 2 cores "
+        "Secure forward of `vit_lite_7_4_32`, batch 1, 2 parties, TFP, loopback, 2 cores "
         "(`make results`; per party):",
         "",
         "| implementation | seconds | MB | rounds | max abs logit error |",
