@@ -328,10 +328,10 @@ def _integer_divisor(y: Any) -> int | None:
         return int(y)
     if isinstance(y, int):
         return y
-    if torch.is_tensor(y) and y.numel() > 0 and (y.frac() == 0 if y.is_floating_point() else y == y).all():
+    if torch.is_tensor(y) and y.numel() > 0 and not (y.is_floating_point() and (y.frac() != 0).any()):
         values = y.flatten().unique()
         if values.numel() != 1:
-            raise NotImplementedError("division of a share by a tensor of different integers")
+            raise ValueError("a share divides by one public integer; got a tensor of different integers")
         return int(values[0])
     return None
 

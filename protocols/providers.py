@@ -21,11 +21,16 @@ import torch
 from .preprocessing import Request, party_draws, truncation_values
 from .randomness import KeyedStream
 
-__all__ = ["DealerProvider", "FirstPartyProvider", "PreprocessingError", "RecordingProvider", "ZeroStream"]
+__all__ = ["DealerProvider", "FirstPartyProvider", "PreprocessingError", "RecordingProvider", "UnsupportedRequestError",
+           "ZeroStream"]
 
 
 class PreprocessingError(RuntimeError):
     """The online phase asked for other values than those prepared."""
+
+
+class UnsupportedRequestError(RuntimeError):
+    """CrypTen asked for a correlated value secvit does not provide (no secvit kernel uses it)."""
 
 
 def _pair(v: Any) -> tuple[int, int]:
@@ -43,7 +48,8 @@ class _RequestProvider:
     NAME = "secvit"
 
     def values(self, req: Request) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
+        """This party's shares of ``req``'s values (each provider says where they come from)."""
+        raise UnsupportedRequestError(f"{type(self).__name__} serves no requests")
 
     @staticmethod
     def _arithmetic(t: torch.Tensor):
@@ -59,7 +65,7 @@ class _RequestProvider:
 
     def generate_additive_triple(self, size0, size1, op, device=None, *args, **kwargs):
         if op not in ("mul", "matmul", "conv2d") or args:
-            raise NotImplementedError(f"no Beaver triples for {op!r}")
+            raise UnsupportedRequestError(f"no Beaver triples for {op!r}")
         req = Request(op, tuple(size0), tuple(size1), _conv_args(kwargs) if op == "conv2d" else ())
         v = self.values(req)
         return self._arithmetic(v["a"]), self._arithmetic(v["b"]), self._arithmetic(v["c"])
@@ -82,13 +88,13 @@ class _RequestProvider:
         return v["r"], v["q"], v["t"]
 
     def wrap_rng(self, size, device=None):
-        raise NotImplementedError("secvit truncates with truncation pairs; CrypTen's wrap protocol is not used")
+        raise UnsupportedRequestError("secvit truncates with truncation pairs; CrypTen's wrap protocol is not used")
 
     def generate_trig_triple(self, size, device=None):
-        raise NotImplementedError("no trigonometric triples")
+        raise UnsupportedRequestError("no trigonometric triples")
 
     def generate_one_hot_pair(self, size, length, device=None):
-        raise NotImplementedError("no one-hot pairs")
+        raise UnsupportedRequestError("no one-hot pairs")
 
 
 class ZeroStream:

@@ -32,7 +32,7 @@ class SessionMismatch(RuntimeError):
 
 def versions() -> dict[str, str]:
     """The package versions that change what a party computes."""
-    import crypten
+    from protocols.backend import crypten
 
     from .. import __version__
 
