@@ -1,0 +1,149 @@
+"""The settings every party of a session shares, the providers they select, and
+division by a public integer truncating the way the settings say.
+
+Correlated randomness comes from :class:`~protocols.providers.DealerProvider` (prepared
+offline, :mod:`secvit.runtime.dealer`) or, behind an explicit insecure flag, from party 0
+(:class:`~protocols.providers.FirstPartyProvider`); dry runs record requests with
+:class:`~protocols.providers.RecordingProvider`. Division of a share by a public integer
+runs :func:`~protocols.truncation.exact_truncate` (one round, never fails in range)
+unless the session chose ``local`` truncation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+
+from ..providers import DealerProvider, FirstPartyProvider, RecordingProvider
+from ..truncation import exact_truncate, local_truncate
+from .crypten_import import ArithmeticSharedTensor, cfg, crypten, crypten_comm
+from .streams import drawn_bytes
+
+__all__ = ["DEALER", "MAX_PRECISION", "MPCSettings", "RECORDER", "configure", "dealer_provider",
+           "random_bytes", "truncation_stats"]
+
+Provider = Literal["dealer", "TFP"]
+Truncation = Literal["exact", "local"]
+DEALER = DealerProvider()
+RECORDER = RecordingProvider()
+_TFP = FirstPartyProvider()
+_CRYPTEN_PROVIDERS = vars(crypten.mpc)["__SUPPORTED_PROVIDERS"]
+for _provider in (DEALER, RECORDER, _TFP):
+    _CRYPTEN_PROVIDERS[_provider.NAME] = _provider
+_PROVIDER_NAMES = {"dealer": DEALER.NAME, "TFP": _TFP.NAME}
+MAX_PRECISION = {"exact": 20, "local": 16}
+
+
+@dataclass(frozen=True)
+class MPCSettings:
+    """Arithmetic and protocol settings every party must share.
+
+    Attributes:
+        precision_bits: Fractional bits ``f`` of the fixed-point encoding (ring 2^64).
+            Exact truncation holds while products stay below ``2^(62 - 2f)`` in
+            magnitude (2^30 at 16 bits, 2^22 at the maximum, 20); local truncation's
+            failure rate grows as ``2^(2f - 64)`` per unit of magnitude, so it stops at 16.
+        provider: ``dealer`` (a separate dealer process prepares every correlated value
+            offline; it colludes with no party) or ``TFP`` (party 0 deals: party 0 can
+            unmask everything; benchmarks only, behind ``--insecure-tfp``).
+        truncation: ``exact`` (dealer's truncation pairs, one round, no failure in
+            range) or ``local`` (CrypTen's: free, fails with probability |x| / 2^64 per
+            element).
+        comm_stats: Count bytes and rounds on the communicator (CrypTen's verbose mode).
+        timeout_s: Longest wait for any single message before a party gives up.
+    """
+
+    precision_bits: int = 16
+    provider: Provider = "dealer"
+    truncation: Truncation = "exact"
+    comm_stats: bool = True
+    timeout_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.provider not in _PROVIDER_NAMES:
+            raise ValueError(f"provider must be one of {sorted(_PROVIDER_NAMES)}, got {self.provider!r}")
+        if self.truncation not in MAX_PRECISION:
+            raise ValueError(f"truncation must be one of {sorted(MAX_PRECISION)}, got {self.truncation!r}")
+        top = MAX_PRECISION[self.truncation]
+        if not 8 <= self.precision_bits <= top:
+            raise ValueError(f"precision_bits must be in [8, {top}] with {self.truncation} truncation "
+                             f"(beyond it the failure rate is not negligible), got {self.precision_bits}")
+
+    @property
+    def shared(self) -> dict[str, Any]:
+        """The settings every process of a session must agree on."""
+        return {"precision_bits": self.precision_bits, "provider": self.provider, "truncation": self.truncation}
+
+    @property
+    def insecure(self) -> list[str]:
+        """What makes this configuration insecure (empty when it is not)."""
+        out = []
+        if self.provider == "TFP":
+            out.append("TFP: party 0 deals every correlated value and can unmask every opening")
+        if self.truncation == "local":
+            out.append("local truncation: each element fails with probability |x| / 2^64")
+        return out
+
+
+_SESSION = {"settings": MPCSettings()}
+
+
+def configure(settings: MPCSettings) -> None:
+    """Apply ``settings`` to CrypTen's global config (call before joining a session)."""
+    _SESSION["settings"] = settings
+    cfg.encoder.precision_bits = settings.precision_bits
+    cfg.mpc.provider = _PROVIDER_NAMES[settings.provider]
+    cfg.communicator.verbose = settings.comm_stats
+
+
+def random_bytes() -> int:
+    """Bytes this party has drawn from its keyed streams so far (every stream)."""
+    return drawn_bytes() + (DEALER.stream.drawn_bytes if DEALER.stream else 0)
+
+
+def dealer_provider() -> DealerProvider:
+    """The online provider of a session with a dealer."""
+    return DEALER
+
+
+truncation_stats = {"calls": 0, "elements": 0}
+_crypten_div_ = ArithmeticSharedTensor.div_
+
+
+def _integer_divisor(y: Any) -> int | None:
+    if isinstance(y, float) and int(y) == y:
+        return int(y)
+    if isinstance(y, int):
+        return y
+    if torch.is_tensor(y) and y.numel() > 0 and not (y.is_floating_point() and (y.frac() != 0).any()):
+        values = y.flatten().unique()
+        if values.numel() != 1:
+            raise ValueError("a share divides by one public integer; got a tensor of different integers")
+        return int(values[0])
+    return None
+
+
+def _div_(self: ArithmeticSharedTensor, y: Any) -> ArithmeticSharedTensor:
+    """CrypTen's ``div_``, with division by a public integer truncating by the session's
+    truncation mode (:mod:`~protocols.truncation`)."""
+    d = _integer_divisor(y)
+    if d is None:
+        return _crypten_div_(self, y)
+    if d < 0:
+        self.share = -self.share
+        d = -d
+    if d == 1:
+        return self
+    truncation_stats["calls"] += 1
+    truncation_stats["elements"] += self.share.numel()
+    if _SESSION["settings"].truncation == "local":
+        self.share = local_truncate(self.share, d)
+    else:
+        pair = crypten.mpc.get_default_provider().trunc_pair(self.share.size(), d)
+        self.share = exact_truncate(self.share, d, self.rank, pair, crypten_comm.get().all_reduce)
+    return self
+
+
+ArithmeticSharedTensor.div_ = _div_
