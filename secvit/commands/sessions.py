@@ -1,0 +1,142 @@
+"""The commands that run secure inference sessions: ``party``, ``demo``, ``infer``,
+``check`` and ``protocols`` (the cost table of the protocol registry)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from ..runtime.security import security_from_args
+from ..truncation_risk import describe
+from . import console
+
+__all__ = ["cmd_check", "cmd_demo", "cmd_infer", "cmd_party", "cmd_protocols"]
+
+
+def _party_role(rank: int, world_size: int) -> str:
+    return {0: "owner", 1: "client", world_size: "dealer"}.get(rank, "helper")
+
+
+def cmd_party(a: argparse.Namespace) -> int:
+    from protocols import backend
+
+    from ..checkpoint import load_meta, load_model
+    from ..inference import InferenceJob, secure_inference
+    from ..inputs import load_images
+    from ..runtime.party import run_dealer, run_party
+
+    role = _party_role(a.rank, a.world_size)
+    if a.role is not None and a.role != role:
+        raise ValueError(f"--role {a.role} does not match --rank {a.rank} (rank {a.rank} is the {role})")
+    if not 0 <= a.rank <= a.world_size or a.world_size < 2:
+        raise ValueError(f"--rank must be in [0, {a.world_size}] and --world-size >= 2")
+    settings = backend.MPCSettings(precision_bits=a.precision, timeout_s=a.timeout, **security_from_args(a))
+    backend.set_threads(a.threads)
+    if role == "dealer":
+        if settings.provider != "dealer":
+            raise ValueError(f"rank {a.rank} is the dealer, but --insecure-tfp lets party 0 deal")
+        run_dealer(a.world_size, a.rendezvous, settings)
+        return 0
+    if a.checkpoint is None:
+        raise ValueError("--checkpoint is required for the owner and the client")
+    job = InferenceJob(checkpoint=a.checkpoint, policy=a.policy, batch_size=a.batch_size, audit=a.audit,
+                       verbose=a.verbose, profile=a.profile)
+    if role == "owner":
+        job.model = load_model(a.checkpoint)[0]
+    elif role == "client":
+        job.images = load_images(a.input, load_meta(a.checkpoint), a.precision)[0]
+    result = run_party(lambda ctx: secure_inference(ctx, job), a.rank, a.world_size, a.rendezvous, settings)
+    if a.result:
+        Path(a.result).write_text(json.dumps(result))
+    return 0
+
+
+def _print_session(report: Any, json_path: str | None) -> int:
+    summary = report.summary()
+    table = Table(title=f"secure inference: {summary['model']}, 2 parties, {summary['provider']}")
+    for col in ("image", "label", "plaintext", "MPC", "max |logit diff|"):
+        table.add_column(col, justify="right")
+    for row in summary["per_image"]:
+        ok = row["plaintext"] == row["mpc"]
+        table.add_row(row["name"], "-" if row["label"] is None else str(row["label"]), str(row["plaintext"]),
+                      f"[{'green' if ok else 'red'}]{row['mpc']}[/]", f"{row['max_abs_logit_error']:.2e}")
+    console.print(table)
+    agree = round(summary["agreement"] * summary["images"])
+    console.print(
+        f"agreement {agree}/{summary['images']} · {summary['seconds_per_image']:.2f} s/image · "
+        f"{summary['bytes_per_image'] / 1e6:.1f} MB/image · {summary['rounds_per_forward']:.0f} rounds per forward "
+        f"pass of {summary['batch_size']} (per party, online; offline {summary['offline']['0']['seconds']:.1f} s)"
+    )
+    if summary["truncation_risk"]:
+        console.print(describe(summary["truncation_risk"]))
+    if json_path:
+        Path(json_path).write_text(json.dumps(summary, indent=2) + "\n")
+    return 0 if summary["agreement"] == 1.0 else 1
+
+
+def cmd_demo(a: argparse.Namespace) -> int:
+    from ..session import run_session
+
+    with console.status(f"running {a.n} images through 2 parties ..."):
+        report = run_session(a.checkpoint, [f"digits-test:{a.n}"], batch_size=a.batch_size, precision_bits=a.precision,
+                             port=a.port, **security_from_args(a))
+    return _print_session(report, a.json)
+
+
+def cmd_infer(a: argparse.Namespace) -> int:
+    from ..session import run_session
+
+    with console.status(f"running {len(a.images)} file(s) through 2 parties ..."):
+        report = run_session(a.checkpoint, a.images, batch_size=a.batch_size, precision_bits=a.precision, port=a.port,
+                             **security_from_args(a))
+    return _print_session(report, a.json)
+
+
+def cmd_check(a: argparse.Namespace) -> int:
+    from ..check import run_check
+
+    with console.status(f"checking {a.n} images in plaintext and emulation, {a.mpc_n} under MPC ..."):
+        report = run_check(a.checkpoint, a.policy, a.n, a.mpc_n, batch_size=a.batch_size, precision_bits=a.precision,
+                           split=a.split, **security_from_args(a))
+    table = Table(title=f"accuracy, policy {report['policy']}")
+    table.add_column("model")
+    table.add_column("accuracy", justify="right")
+    table.add_column("images", justify="right")
+    for key, images in (("original", report["images"]), ("reference", report["images"]),
+                        ("emulation", report["images"]), ("mpc", report["mpc_images"])):
+        table.add_row(key, f"{report['accuracy'][key]:.4f}", str(images))
+    console.print(table)
+    console.print(
+        f"MPC vs reference: agreement {report['agreement_mpc_vs_reference']:.4f}, max |logit err| "
+        f"{report['max_abs_logit_error_mpc_vs_reference']:.2e}; MPC vs emulation: agreement "
+        f"{report['agreement_mpc_vs_emulation']:.4f}, max |logit err| {report['max_abs_logit_error_mpc_vs_emulation']:.2e}"
+    )
+    console.print(describe(report["truncation"]))
+    if report["insecure"]:
+        console.print(f"[yellow]insecure run: {'; '.join(report['insecure'])}[/]")
+    if a.json:
+        Path(a.json).write_text(json.dumps(report, indent=2) + "\n")
+    return 0 if report["agreement_mpc_vs_reference"] == 1.0 else 1
+
+
+def cmd_protocols(a: argparse.Namespace) -> int:
+    from ..protocol_table import SHAPES, protocol_rows, to_markdown
+
+    rows = protocol_rows()
+    if a.format == "md":
+        print(to_markdown(rows))
+        return 0
+    table = Table(title="MPC protocols (per party, 2 parties, TFP; " +
+                  ", ".join(f"{k} on {'x'.join(map(str, v))}" for k, v in SHAPES.items()) + ")")
+    for col in ("protocol", "kind", "formula", "rounds", "B/elem", "max error", "range"):
+        table.add_column(col, justify="right" if col in ("rounds", "B/elem", "max error") else "left",
+                         no_wrap=col == "protocol")
+    for r in rows:
+        table.add_row(r["name"], r["kind"], r["formula"], str(r["rounds"]), f"{r['bytes_per_element']:.0f}",
+                      f"{r['max_error']:.1e}", f"[{r['range'][0]:g}, {r['range'][1]:g}]")
+    console.print(table)
+    return 0
