@@ -4,15 +4,12 @@ Accuracy on the checkpoint's images (the test split by default) of (a) the origi
 model, (b) the rewritten plaintext model (reference kernels), (c) the fixed-point
 emulation of the secure plan, and (d) real MPC on the first ``mpc_n`` of those images;
 top-1 agreement and max logit error of MPC against (b) and (c). The emulation also
-measures what the truncations risk: the largest shared integer truncated (exact
-truncation holds below 2^62) and the expected number of images per million that
-CrypTen's local truncation would corrupt (the sum of |x| / 2^64 over every truncated
-element of an image).
+measures what the truncations risk over all the images
+(:func:`~secvit.truncation_risk.truncation_risk`).
 """
 
 from __future__ import annotations
 
-import math
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -20,8 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from protocols.fixed_point import FixedPoint, TruncationStats
-from protocols.truncation import valid_magnitude
+from protocols.fixed_point import FixedPoint
 
 from .augment import translate
 from .checkpoint import build_model, load_model
@@ -29,6 +25,7 @@ from .data import load_dataset
 from .rewrite import load_policy, rewrite
 from .secure.emulation import emulate
 from .session import run_session
+from .truncation_risk import truncation_risk
 
 __all__ = ["SPLITS", "check_images", "run_check"]
 
@@ -58,16 +55,6 @@ def check_images(data: Any, split: str, n: int) -> tuple[torch.Tensor, torch.Ten
     if n > len(x):
         raise ValueError(f"the {split} split has {len(x)} images; asked for {n} (try --split all or augmented)")
     return x[:n], y[:n]
-
-
-def _truncation_risk(stats: TruncationStats, n: int, session: Any) -> dict[str, Any]:
-    return {"mode": session.truncation,
-            "elements_per_image_mpc": session.per_party_value("truncations", "elements"),
-            "elements_per_image_emulation": stats.elements / n,
-            "largest_magnitude_log2": math.log2(stats.largest) if stats.largest else None,
-            "exact_range_log2": math.log2(valid_magnitude() + 1),
-            "exact_corrupted_images_per_million": 0.0 if stats.exact_in_range else None,
-            "local_corrupted_images_per_million": 1e6 * min(1.0, stats.local_failures / n)}
 
 
 def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
@@ -105,7 +92,7 @@ def run_check(checkpoint: str, policy: str | None = None, n: int = 200, mpc_n: i
         images = Path(tmp) / "images.npy"
         np.save(images, raw[:mpc_n].numpy())
         session = run_session(checkpoint, [str(images)], provider, batch_size, precision_bits, policy=policy,
-                              truncation=truncation)
+                              truncation=truncation, risk=False)
     mpc = session.mpc
     return {
         "checkpoint": checkpoint,
@@ -126,5 +113,6 @@ def run_check(checkpoint: str, policy: str | None = None, n: int = 200, mpc_n: i
         "rounds_per_image_mpc": session.per_party("rounds"),
         "batch_size": batch_size,
         "rounds_per_forward_mpc": session.rounds_per_forward,
-        "truncation": _truncation_risk(fp.stats, n, session),
+        "truncation": {"elements_per_image_mpc": session.per_party_value("truncations", "elements"),
+                       **truncation_risk(fp.stats, n, session.truncation)},
     }

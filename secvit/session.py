@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from protocols.fixed_point import FixedPoint
+
 from .checkpoint import load_meta, load_model
 from .inputs import load_images
 from .rewrite import load_policy, rewrite
@@ -20,6 +22,8 @@ from .runtime.launcher import run_local
 from .runtime.netem import NetemLink
 from .runtime.roles import CLIENT
 from .runtime.security import party_flags as security_flags
+from .secure.emulation import emulate
+from .truncation_risk import truncation_risk
 
 __all__ = ["SessionReport", "run_session"]
 
@@ -37,6 +41,7 @@ class SessionReport:
     model: str
     truncation: str = "exact"
     batch_size: int = 8
+    risk: dict[str, Any] | None = None
 
     @property
     def forward_passes(self) -> int:
@@ -84,6 +89,7 @@ class SessionReport:
             "insecure": self.parties[CLIENT]["insecure"],
             "offline": {str(r): p["offline"] for r, p in self.parties.items()},
             "truncated_elements_per_image": self.per_party_value("truncations", "elements"),
+            "truncation_risk": self.risk,
             "random_bytes_per_image": self.per_party("random_bytes"),
             "parties": {str(r): {k: p[k] for k in ("seconds", "bytes", "rounds")} for r, p in self.parties.items()},
             "per_image": [
@@ -107,13 +113,16 @@ def run_session(
     party_flags: list[str] | None = None,
     link: NetemLink | None = None,
     truncation: str = "exact",
+    risk: bool = True,
 ) -> SessionReport:
     """Validate inputs, run owner and client (and dealer) processes, compare with plaintext.
 
     ``provider`` is ``dealer`` (a dealer process) or ``TFP`` (insecure: party 0 deals);
     ``truncation`` ``exact`` or ``local`` (insecure). ``policy`` rewrites the checkpoint's model first (all parties and the plaintext side);
     ``party_flags`` go to every party (e.g. ``--profile``); ``link`` runs them in network
-    namespaces (:func:`~secvit.runtime.netem.netem_link`).
+    namespaces (:func:`~secvit.runtime.netem.netem_link`). ``risk`` emulates the plan on the
+    same images first, to report what its truncations are expected to corrupt
+    (:func:`~secvit.truncation_risk.truncation_risk`).
 
     Raises:
         InputError, CheckpointError: before any party starts.
@@ -126,9 +135,20 @@ def run_session(
         model = rewrite(model, load_policy(policy))[0]
     with torch.no_grad():
         plaintext = model(images)
+    expected = _risk(model, images, precision_bits, truncation) if risk else None
     args = ["--checkpoint", checkpoint, "--batch-size", str(batch_size), "--precision", str(precision_bits),
             "--threads", str(threads), *(["--policy", policy] if policy else []), *security_flags(provider, truncation),
             *(party_flags or [])]
     parties = run_local(args, provider=provider, port=port, extra_args={CLIENT: ["--input", *inputs]}, link=link)
     mpc = torch.tensor(parties[CLIENT]["logits"])
-    return SessionReport(names, labels, plaintext, mpc, parties, provider, meta.model, truncation, batch_size)
+    return SessionReport(names, labels, plaintext, mpc, parties, provider, meta.model, truncation, batch_size, expected)
+
+
+_EMULATION_CHUNK = 64
+
+
+def _risk(model: torch.nn.Module, images: torch.Tensor, precision_bits: int, truncation: str) -> dict[str, Any]:
+    fp = FixedPoint(precision_bits)
+    for chunk in images.split(_EMULATION_CHUNK):
+        emulate(model, chunk, fp=fp)
+    return truncation_risk(fp.stats, len(images), truncation)

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import json
 
+import torch
+
+from protocols.fixed_point import TruncationStats
+from protocols.truncation import valid_magnitude
 from secvit import cli
 from secvit.check import run_check
+from secvit.truncation_risk import truncation_risk
 
 
 SHIPPED = "checkpoints/vit_lite_7_4_32-digits"
@@ -22,6 +27,17 @@ def test_check_four_way(tmp_path):
     assert report["agreement_mpc_vs_reference"] == 1.0 and report["agreement_mpc_vs_emulation"] == 1.0
     assert report["max_abs_logit_error_mpc_vs_emulation"] < 0.01
     assert report["mpc_images"] == 4 and report["images"] == 40
+
+
+def test_truncation_risk_from_the_emulated_magnitudes():
+    stats = TruncationStats()
+    stats.record(torch.tensor([2.0**40, 2.0**50]))  # local: (2^40 + 2^50) / 2^64 per image over 2 images
+    risk = truncation_risk(stats, 2, "local")
+    assert risk["expected_corrupted_images_per_million"] == risk["local_corrupted_images_per_million"]
+    assert abs(risk["local_corrupted_images_per_million"] - 1e6 * (2.0**40 + 2.0**50) / 2.0**64 / 2) < 1e-9
+    assert truncation_risk(stats, 2, "exact")["expected_corrupted_images_per_million"] == 0.0
+    stats.record(torch.tensor([float(valid_magnitude()) * 2]))  # beyond exact truncation's range: unknown
+    assert truncation_risk(stats, 2, "exact")["expected_corrupted_images_per_million"] is None
 
 
 def test_check_with_a_policy_predicts_mpc():

@@ -42,6 +42,9 @@ def test_demo_defaults_to_a_dealer_and_exact_truncation(tiny_ckpt, tmp_path):
     summary = json.loads(out.read_text())
     assert (summary["provider"], summary["truncation"], summary["insecure"]) == ("dealer", "exact", [])
     assert summary["truncated_elements_per_image"] > 0
+    risk = summary["truncation_risk"]  # the emulation predicts every truncation MPC ran, and none fails
+    assert risk["elements_per_image_emulation"] == summary["truncated_elements_per_image"]
+    assert risk["mode"] == "exact" and risk["expected_corrupted_images_per_million"] == 0.0
 
 
 def test_insecure_flags_are_reported(tiny_ckpt, tmp_path):
@@ -50,6 +53,8 @@ def test_insecure_flags_are_reported(tiny_ckpt, tmp_path):
                      "--json", str(out)]) == 0
     summary = json.loads(out.read_text())
     assert (summary["provider"], summary["truncation"]) == ("TFP", "local") and len(summary["insecure"]) == 2
+    risk = summary["truncation_risk"]
+    assert risk["expected_corrupted_images_per_million"] == risk["local_corrupted_images_per_million"] > 0
 
 
 def test_parties_that_disagree_stop_before_sharing_anything(tiny_ckpt):

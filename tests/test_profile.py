@@ -64,8 +64,10 @@ def test_profile_command_writes_json_csv_and_plot(tiny_ckpt, tmp_path, capsys):
     paths = {k: tmp_path / f"p.{k}" for k in ("json", "csv", "png")}
     assert cli.main(["profile", "--checkpoint", tiny_ckpt, "--n", "2", "--network", "wan", "--json", str(paths["json"]),
                      "--csv", str(paths["csv"]), "--plot", str(paths["png"])]) == 0
-    assert "per op kind" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "per op kind" in out and "truncation (exact)" in out
     report = json.loads(paths["json"].read_text())
+    assert report["truncation_risk"]["expected_corrupted_images_per_million"] == 0.0
     for rank, party in report["parties"].items():
         assert sum(n["parties"][rank]["bytes"] for n in report["nodes"]) == party["bytes"]
     rows = list(csv.DictReader(paths["csv"].open()))

@@ -9,6 +9,7 @@ from pathlib import Path
 from rich.console import Console
 
 from ..runtime.security import add_security_flags, security_from_args
+from ..truncation_risk import describe
 from .network import load_network, network_names
 
 __all__ = ["add_compare_parser", "add_pareto_parser", "add_profile_parser", "cmd_compare", "cmd_pareto", "cmd_profile"]
@@ -68,6 +69,8 @@ def cmd_profile(a: argparse.Namespace, console: Console) -> int:
                       "truncated")
         for reason in t["insecure"]:
             console.print(f"[yellow]insecure run: {reason}[/]")
+    if report.truncation_risk:
+        console.print(describe(report.truncation_risk))
     if report.netem:
         measured = report.netem["seconds"]
         console.print(f"measured in namespaces ({network.name}, {report.netem['shaper']}): {measured:.2f} s "

@@ -66,6 +66,7 @@ class ProfileReport:
     parties: dict[str, dict[str, float]]
     nodes: list[dict[str, Any]] = field(default_factory=list)
     netem: dict[str, float] | None = None
+    truncation_risk: dict[str, Any] | None = None
 
     @property
     def totals(self) -> dict[str, float]:
@@ -118,7 +119,8 @@ class ProfileReport:
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "policy": self.policy, "images": self.images, "batch_size": self.batch_size,
                 "network": self.network.to_dict(), "totals": self.totals, "parties": self.parties,
-                "by_kind": self.by_kind(), "by_layer": self.by_layer(), "netem": self.netem, "nodes": self.nodes}
+                "by_kind": self.by_kind(), "by_layer": self.by_layer(), "netem": self.netem,
+                "truncation_risk": self.truncation_risk, "nodes": self.nodes}
 
     def write_json(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=1))

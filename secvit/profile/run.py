@@ -35,7 +35,7 @@ def run_profile(checkpoint: str, policy: str | None = None, n: int = 4, batch_si
                for rank, report in result.parties.items()}
     policy_name = load_policy(policy).name if policy else (meta.extra.get("policy") or {}).get("name", "exact")
     return ProfileReport(meta.model, policy_name, result.images, batch_size or n, net, parties,
-                         merge_parties(records, net))
+                         merge_parties(records, net), truncation_risk=result.risk)
 
 
 def measure_under_netem(checkpoint: str, policy: str | None, n: int, network: NetworkProfile,
@@ -48,7 +48,7 @@ def measure_under_netem(checkpoint: str, policy: str | None, n: int, network: Ne
     """
     with netem_link(network) as link:
         result = session.run_session(checkpoint, [f"digits-test:{n}"], provider, n, threads=threads, policy=policy,
-                                     link=link, truncation=truncation)
+                                     link=link, truncation=truncation, risk=False)
     parties = result.parties.values()
     return {"network": network.name, "shaper": link.shaper, "seconds": max(p["seconds"] for p in parties),
             "bytes": max(p["bytes"] for p in parties), "rounds": max(p["rounds"] for p in parties)}
