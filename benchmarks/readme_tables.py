@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -164,42 +165,53 @@ def netem_table(paths: list[Path]) -> str:
     return "\n".join(rows)
 
 
-def check_table(paths: list[Path]) -> str:
+def _reports_table(paths: list[Path], intro: Callable[[dict], str], header: str, row: Callable[[dict], str],
+                   left: int = 1) -> str:
+    """One markdown row per JSON report, under ``intro(first report)`` and ``header``
+    (the first ``left`` columns left-aligned, the rest right-aligned)."""
     if not paths:
         return ""
-    first = json.loads(paths[0].read_text())
-    rows = ["`secvit check` on the shipped checkpoints (accuracy on the digits test split; MPC on the first "
-            f"images of it; 2 parties, {first.get('provider', 'TFP')}):", "",
-            "| checkpoint | policy | original | rewritten (reference) | emulation | MPC | MPC vs reference | "
-            "MPC vs emulation: max abs logit error |",
-            "|---|---|---:|---:|---:|---:|---:|---:|"]
-    for path in paths:
-        r = json.loads(path.read_text())
-        a = r["accuracy"]
-        rows.append(f"| {Path(r['checkpoint']).name} | {r['policy']} | {a['original']:.4f} | {a['reference']:.4f} "
-                    f"({r['images']}) | {a['emulation']:.4f} | {a['mpc']:.4f} ({r['mpc_images']}) | "
-                    f"{r['agreement_mpc_vs_reference']:.0%} agree | {r['max_abs_logit_error_mpc_vs_emulation']:.1e} |")
-    return "\n".join(rows)
+    reports = [json.loads(path.read_text()) for path in paths]
+    columns = header.count(" | ") + 1
+    align = "|" + "---|" * left + "---:|" * (columns - left)
+    return "\n".join([intro(reports[0]), "", header, align, *map(row, reports)])
+
+
+def _check_row(r: dict) -> str:
+    a = r["accuracy"]
+    return (f"| {Path(r['checkpoint']).name} | {r['policy']} | {a['original']:.4f} | {a['reference']:.4f} "
+            f"({r['images']}) | {a['emulation']:.4f} | {a['mpc']:.4f} ({r['mpc_images']}) | "
+            f"{r['agreement_mpc_vs_reference']:.0%} agree | {r['max_abs_logit_error_mpc_vs_emulation']:.1e} |")
+
+
+def check_table(paths: list[Path]) -> str:
+    return _reports_table(
+        paths,
+        lambda first: ("`secvit check` on the shipped checkpoints (accuracy on the digits test split; MPC on the "
+                       f"first images of it; 2 parties, {first.get('provider', 'TFP')}):"),
+        "| checkpoint | policy | original | rewritten (reference) | emulation | MPC | MPC vs reference | "
+        "MPC vs emulation: max abs logit error |",
+        _check_row, left=2)
+
+
+def _sample_row(r: dict) -> str:
+    t = r["truncation"]
+    return (f"| {Path(r['checkpoint']).name} | {r['mpc_images']:,} | {r['agreement_mpc_vs_reference']:.2%} | "
+            f"{r['max_abs_logit_error_mpc_vs_reference']:.1e} | {t['elements_per_image_mpc'] / 1e6:.2f} M | "
+            f"2^{t['largest_magnitude_log2']:.1f} (exact holds below 2^{t['exact_range_log2']:.0f}) | "
+            f"{t['local_corrupted_images_per_million']:,.0f} |")
 
 
 def mpc_sample_table(paths: list[Path]) -> str:
     """``secvit check --split augmented`` runs: many images under MPC, truncation risk."""
-    if not paths:
-        return ""
-    rows = ["Truncation under MPC at scale (`secvit check --split augmented --n 2000 --mpc-n 2000`: the 1,797 digits "
-            "then translated copies; 2 parties and a dealer, exact truncation, batches of "
-            f"{json.loads(paths[0].read_text())['batch_size']}; `make results`):", "",
-            "| checkpoint | images under MPC | agreement with the reference | max abs logit error | "
-            "truncated elements / image | largest truncated |x| | local truncation: corrupted images per million |",
-            "|---|---:|---:|---:|---:|---:|---:|"]
-    for path in paths:
-        r = json.loads(path.read_text())
-        t = r["truncation"]
-        rows.append(f"| {Path(r['checkpoint']).name} | {r['mpc_images']:,} | {r['agreement_mpc_vs_reference']:.2%} | "
-                    f"{r['max_abs_logit_error_mpc_vs_reference']:.1e} | {t['elements_per_image_mpc'] / 1e6:.2f} M | "
-                    f"2^{t['largest_magnitude_log2']:.1f} (exact holds below 2^{t['exact_range_log2']:.0f}) | "
-                    f"{t['local_corrupted_images_per_million']:,.0f} |")
-    return "\n".join(rows)
+    return _reports_table(
+        paths,
+        lambda first: ("Truncation under MPC at scale (`secvit check --split augmented --n 2000 --mpc-n 2000`: the "
+                       "1,797 digits then translated copies; 2 parties and a dealer, exact truncation, batches of "
+                       f"{first['batch_size']}; `make results`):"),
+        "| checkpoint | images under MPC | agreement with the reference | max abs logit error | "
+        "truncated elements / image | largest truncated |x| | local truncation: corrupted images per million |",
+        _sample_row)
 
 
 def dealer_table(path: Path) -> str:
