@@ -113,6 +113,6 @@ def run_check(checkpoint: str, policy: str | None = None, n: int = 200, mpc_n: i
         "rounds_per_image_mpc": session.per_party("rounds"),
         "batch_size": batch_size,
         "rounds_per_forward_mpc": session.rounds_per_forward,
-        "truncation": {"elements_per_image_mpc": session.per_party_value("truncations", "elements"),
+        "truncation": {"elements_per_image_mpc": session.per_party("truncations", "elements"),
                        **truncation_risk(fp.stats, n, session.truncation)},
     }

@@ -64,13 +64,10 @@ class SessionReport:
     def abs_errors(self) -> torch.Tensor:
         return (self.plaintext - self.mpc).abs().amax(-1)
 
-    def per_party(self, key: str) -> float:
-        """The largest per-party figure (bytes, rounds, seconds) per image."""
-        return max(p[key] for p in self.parties.values()) / self.images
-
-    def per_party_value(self, key: str, field: str) -> float:
-        """The largest per-party ``report[key][field]`` per image."""
-        return max(p[key][field] for p in self.parties.values()) / self.images
+    def per_party(self, key: str, field: str | None = None) -> float:
+        """The largest per-party figure per image: ``report[key]`` (bytes, rounds,
+        seconds), or ``report[key][field]``."""
+        return max(p[key] if field is None else p[key][field] for p in self.parties.values()) / self.images
 
     def summary(self) -> dict[str, Any]:
         """The JSON report: headline figures first, then per-image rows and per-party totals."""
@@ -88,7 +85,7 @@ class SessionReport:
             "truncation": self.truncation,
             "insecure": self.parties[CLIENT]["insecure"],
             "offline": {str(r): p["offline"] for r, p in self.parties.items()},
-            "truncated_elements_per_image": self.per_party_value("truncations", "elements"),
+            "truncated_elements_per_image": self.per_party("truncations", "elements"),
             "truncation_risk": self.risk,
             "random_bytes_per_image": self.per_party("random_bytes"),
             "parties": {str(r): {k: p[k] for k in ("seconds", "bytes", "rounds")} for r, p in self.parties.items()},
@@ -144,11 +141,7 @@ def run_session(
     return SessionReport(names, labels, plaintext, mpc, parties, provider, meta.model, truncation, batch_size, expected)
 
 
-_EMULATION_CHUNK = 64
-
-
 def _risk(model: torch.nn.Module, images: torch.Tensor, precision_bits: int, truncation: str) -> dict[str, Any]:
     fp = FixedPoint(precision_bits)
-    for chunk in images.split(_EMULATION_CHUNK):
-        emulate(model, chunk, fp=fp)
+    emulate(model, images, fp=fp)
     return truncation_risk(fp.stats, len(images), truncation)

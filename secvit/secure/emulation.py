@@ -117,8 +117,11 @@ class _Emulator(fx.Interpreter):
 
 
 @torch.no_grad()
-def emulate(model: nn.Module, x: torch.Tensor, precision_bits: int = 16, fp: FixedPoint | None = None) -> torch.Tensor:
+def emulate(model: nn.Module, x: torch.Tensor, precision_bits: int = 16, fp: FixedPoint | None = None,
+            chunk: int = 64) -> torch.Tensor:
     """Logits that MPC would compute for ``x``, predicted in plaintext (``fp``: the
-    arithmetic to use, e.g. to read its truncation statistics afterwards)."""
+    arithmetic to use, e.g. to read its truncation statistics afterwards), ``chunk``
+    images at a time (float64 activations of thousands of images would not fit)."""
     fp = fp or FixedPoint(precision_bits)
-    return _Emulator(trace(model.eval()), fp).run(fp.encode(x)).float()
+    emulator = _Emulator(trace(model.eval()), fp)
+    return torch.cat([emulator.run(fp.encode(part)).float() for part in x.split(chunk)])
