@@ -6,8 +6,8 @@ m = b + ReLU(a - b) over halves (ceil(log2 N) comparison layers; CrypTen's ``max
 also builds a one-hot argmax that softmax never uses). exp(x) for x = s - max s <= 0 by
 (1 + z + z^2/2)^(2^7), z = x / 2^7: the second-order Taylor base instead of CrypTen's
 (1 + x/2^8)^(2^8), whose relative error x^2 / 2^9 (5% at x = -5) dominated the exact
-checkpoint's logit error (0.05 over 2,000 images; 0.003 with this base, one round more:
-z^2 and its halving cost 3 rounds, one squaring fewer saves 2). Relative error
+checkpoint's logit error (0.054 over 2,000 images under MPC; 0.0066 with this base, one
+round more: z^2 and its halving cost 3 rounds, one squaring fewer saves 2). Relative error
 |x|^3 / (6 4^7) + 2^7 ulp; valid for x >= -242 (the base stays below 0.9 for
 z >= -1.89; the shipped checkpoints' rows reach -73).
 The row sum S is pinned to [1, N] by the max subtraction (the max contributes exactly
