@@ -46,8 +46,8 @@ def demo_table(path: Path) -> str:
 def forward_table(path: Path) -> str:
     runs = json.loads(path.read_text())["benchmarks"]
     rows = [
-        "Secure forward of `vit_lite_7_4_32`, batch 1, 2 parties, TFP, loopback, 2 cores "
-        "(`make results`; per party):",
+        "Secure forward of `vit_lite_7_4_32`, batch 1, 2 forked parties, TFP (party 0 deals; exact truncation), "
+        "loopback, 2 cores (`make results`; per party):",
         "",
         "| implementation | seconds | MB | rounds | max abs logit error |",
         "|---|---:|---:|---:|---:|",
