@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CRYPTEN_IMPORT_POINT = ROOT / "protocols" / "backend" / "crypten_import.py"
+CRYPTEN_IMPORT_POINT = ROOT / "protocols" / "backend.py"
 
 
 def _imported_modules(path: Path) -> set[str]:

@@ -1,5 +1,24 @@
-"""Importing CrypTen 0.4.1 on current torch (the only file with ``import crypten``), and
-its fixed-point decoding fixed.
+"""The single import point of CrypTen, with the fixes secvit applies to it.
+
+Everything else in secvit gets crypten from here::
+
+    from protocols.backend import crypten
+
+This module imports CrypTen (the only place that does) and re-exports the session API of
+:mod:`protocols.mpc_runtime`, whose modules reach CrypTen through this one; importing it
+applies every fix:
+
+* here: CrypTen 0.4.1 imported on current torch, exact fixed-point decoding;
+* :mod:`~protocols.mpc_runtime.streams`: every ``torch.Generator`` CrypTen draws shares,
+  masks, triples or bits from replaced by a keyed AES-128-CTR stream; the session's key
+  agreement;
+* :mod:`~protocols.mpc_runtime.communicator`: no pickled objects from peers; one message
+  per opening between two parties;
+* :mod:`~protocols.mpc_runtime.settings`: :class:`MPCSettings`, the dealer (or, behind an
+  insecure flag, party 0) as the provider of correlated randomness, exact truncation;
+* :mod:`~protocols.mpc_runtime.session`: joining and leaving a session, the dealer's link,
+  counters;
+* :mod:`~protocols.mpc_runtime.dry_run`: the requests a computation makes, without running it.
 
 PyPI ``crypten==0.4.1`` imports ``torch.onnx._internal.registration`` (for its ONNX model
 converter), a module that current torch no longer has. The MPC core never uses it, so a
@@ -44,9 +63,6 @@ from crypten.config import cfg  # noqa: E402
 from crypten.encoder import FixedPointEncoder  # noqa: E402
 from crypten.mpc.primitives.arithmetic import ArithmeticSharedTensor  # noqa: E402
 
-__all__ = ["CPU", "ArithmeticSharedTensor", "DistributedCommunicator", "RANDOMNESS_MODULES", "cfg",
-           "count_communication", "crypten", "crypten_comm"]
-
 RANDOMNESS_MODULES = (crypten_rng, crypten_arithmetic, crypten_binary, crypten_tfp, crypten_ttp)
 """CrypTen's modules that bind its random-tensor functions at import."""
 
@@ -62,3 +78,57 @@ def _exact_decode(self: FixedPointEncoder, tensor: torch.Tensor | None) -> torch
 
 
 FixedPointEncoder.decode = _exact_decode
+
+# The session API, defined against the names above (its modules import them from here).
+from .mpc_runtime import communicator  # noqa: E402,F401  (applies the communicator fixes)
+from .mpc_runtime.dry_run import dry_run, truncations_of  # noqa: E402
+from .mpc_runtime.session import (  # noqa: E402
+    DEALER_COMMANDS,
+    barrier,
+    comm_stats,
+    dealer_rank,
+    gather_all,
+    init,
+    join_as_dealer,
+    recv_message,
+    reset_comm_stats,
+    send_message,
+    set_threads,
+    shutdown,
+    stop_dealer,
+)
+from .mpc_runtime.settings import (  # noqa: E402
+    MAX_PRECISION, MPCSettings, configure, dealer_provider, random_bytes, truncation_stats,
+)
+
+__all__ = [
+    "CPU",
+    "ArithmeticSharedTensor",
+    "DistributedCommunicator",
+    "RANDOMNESS_MODULES",
+    "count_communication",
+    "crypten_comm",
+    "DEALER_COMMANDS",
+    "MAX_PRECISION",
+    "MPCSettings",
+    "barrier",
+    "cfg",
+    "comm_stats",
+    "configure",
+    "crypten",
+    "dealer_provider",
+    "dealer_rank",
+    "dry_run",
+    "gather_all",
+    "init",
+    "join_as_dealer",
+    "random_bytes",
+    "recv_message",
+    "reset_comm_stats",
+    "send_message",
+    "set_threads",
+    "shutdown",
+    "stop_dealer",
+    "truncation_stats",
+    "truncations_of",
+]

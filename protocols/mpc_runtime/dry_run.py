@@ -10,7 +10,7 @@ import torch
 
 from ..preprocessing import Request
 from ..providers import ZeroStream
-from .crypten_import import CPU, DistributedCommunicator, cfg, crypten, crypten_comm
+from ..backend import CPU, DistributedCommunicator, cfg, crypten, crypten_comm
 from .settings import RECORDER, truncation_stats
 from .streams import STREAMS
 

@@ -15,7 +15,7 @@ import torch
 
 from ..providers import ZeroStream
 from ..randomness import KeyedStream, key_from_tensor, key_to_tensor, new_key
-from .crypten_import import CPU, RANDOMNESS_MODULES, crypten, crypten_comm
+from ..backend import CPU, RANDOMNESS_MODULES, crypten, crypten_comm
 
 __all__ = ["STREAMS", "agree_party_keys", "drawn_bytes", "install_streams"]
 

@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 
 from ..randomness import KeyedStream, key_from_tensor, key_to_tensor, new_key
-from .crypten_import import crypten, crypten_comm
+from ..backend import crypten, crypten_comm
 from .settings import DEALER, MPCSettings, configure
 from .streams import agree_party_keys
 

@@ -18,7 +18,7 @@ import torch
 
 from ..providers import DealerProvider, FirstPartyProvider, RecordingProvider
 from ..truncation import exact_truncate, local_truncate
-from .crypten_import import ArithmeticSharedTensor, cfg, crypten, crypten_comm
+from ..backend import ArithmeticSharedTensor, cfg, crypten, crypten_comm
 from .streams import drawn_bytes
 
 __all__ = ["DEALER", "MAX_PRECISION", "MPCSettings", "RECORDER", "configure", "dealer_provider",

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from .crypten_import import DistributedCommunicator, count_communication
+from ..backend import DistributedCommunicator, count_communication
 
 __all__ = ["all_reduce", "reduce"]
 
