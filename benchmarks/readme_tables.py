@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -165,33 +166,11 @@ def netem_table(paths: list[Path]) -> str:
     return "\n".join(rows)
 
 
-def _reports_table(paths: list[Path], intro: Callable[[dict], str], header: str, row: Callable[[dict], str],
-                   left: int = 1) -> str:
-    """One markdown row per JSON report, under ``intro(first report)`` and ``header``
-    (the first ``left`` columns left-aligned, the rest right-aligned)."""
-    if not paths:
-        return ""
-    reports = [json.loads(path.read_text()) for path in paths]
-    columns = header.count(" | ") + 1
-    align = "|" + "---|" * left + "---:|" * (columns - left)
-    return "\n".join([intro(reports[0]), "", header, align, *map(row, reports)])
-
-
 def _check_row(r: dict) -> str:
     a = r["accuracy"]
     return (f"| {Path(r['checkpoint']).name} | {r['policy']} | {a['original']:.4f} | {a['reference']:.4f} "
             f"({r['images']}) | {a['emulation']:.4f} | {a['mpc']:.4f} ({r['mpc_images']}) | "
             f"{r['agreement_mpc_vs_reference']:.0%} agree | {r['max_abs_logit_error_mpc_vs_emulation']:.1e} |")
-
-
-def check_table(paths: list[Path]) -> str:
-    return _reports_table(
-        paths,
-        lambda first: ("`secvit check` on the shipped checkpoints (accuracy on the digits test split; MPC on the "
-                       f"first images of it; 2 parties, {first.get('provider', 'TFP')}):"),
-        "| checkpoint | policy | original | rewritten (reference) | emulation | MPC | MPC vs reference | "
-        "MPC vs emulation: max abs logit error |",
-        _check_row, left=2)
 
 
 def _sample_row(r: dict) -> str:
@@ -202,16 +181,42 @@ def _sample_row(r: dict) -> str:
             f"{t['local_corrupted_images_per_million']:,.0f} |")
 
 
-def mpc_sample_table(paths: list[Path]) -> str:
-    """``secvit check --split augmented`` runs: many images under MPC, truncation risk."""
-    return _reports_table(
-        paths,
-        lambda first: ("Truncation under MPC at scale (`secvit check --split augmented --n 2000 --mpc-n 2000`: the "
-                       "1,797 digits then translated copies; 2 parties and a dealer, exact truncation, batches of "
-                       f"{first['batch_size']}; `make results`):"),
-        "| checkpoint | images under MPC | agreement with the reference | max abs logit error | "
-        "truncated elements / image | largest truncated |x| | local truncation: corrupted images per million |",
-        _sample_row)
+@dataclass(frozen=True)
+class ReportTable:
+    """One markdown row per JSON report matching ``pattern`` (``row``), under
+    ``intro(first report)`` and ``header``; the first ``left`` columns left-aligned."""
+
+    pattern: str
+    intro: Callable[[dict], str]
+    header: str
+    row: Callable[[dict], str]
+    left: int = 1
+
+    def render(self) -> str:
+        reports = [json.loads(path.read_text()) for path in sorted(RESULTS.glob(self.pattern))]
+        if not reports:
+            return ""
+        columns = self.header.count(" | ") + 1
+        align = "|" + "---|" * self.left + "---:|" * (columns - self.left)
+        return "\n".join([self.intro(reports[0]), "", self.header, align, *map(self.row, reports)])
+
+
+REPORT_TABLES = (
+    # `secvit check` on the test split
+    ReportTable("check_*.json",
+                lambda first: ("`secvit check` on the shipped checkpoints (accuracy on the digits test split; MPC on "
+                               f"the first images of it; 2 parties, {first.get('provider', 'TFP')}):"),
+                "| checkpoint | policy | original | rewritten (reference) | emulation | MPC | MPC vs reference | "
+                "MPC vs emulation: max abs logit error |", _check_row, left=2),
+    # `secvit check --split augmented`: many images under MPC, truncation risk
+    ReportTable("mpc2000_*.json",
+                lambda first: ("Truncation under MPC at scale (`secvit check --split augmented --n 2000 --mpc-n "
+                               "2000`: the 1,797 digits then translated copies; 2 parties and a dealer, exact "
+                               f"truncation, batches of {first['batch_size']}; `make results`):"),
+                "| checkpoint | images under MPC | agreement with the reference | max abs logit error | "
+                "truncated elements / image | largest truncated |x| | local truncation: corrupted images per "
+                "million |", _sample_row),
+)
 
 
 def dealer_table(path: Path) -> str:
@@ -288,8 +293,7 @@ def render() -> str:
     if (RESULTS / "secure_forward.json").exists():
         parts.append(forward_table(RESULTS / "secure_forward.json"))
         parts.append(policy_table(RESULTS / "secure_forward.json"))
-    parts.append(check_table(sorted(RESULTS.glob("check_*.json"))))
-    parts.append(mpc_sample_table(sorted(RESULTS.glob("mpc2000_*.json"))))
+    parts += [table.render() for table in REPORT_TABLES]
     if (RESULTS / "dealer.json").exists():
         parts.append(dealer_table(RESULTS / "dealer.json"))
     if (RESULTS / "secure_forward.json").exists():
