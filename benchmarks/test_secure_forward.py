@@ -68,7 +68,7 @@ def case() -> Case:
 
 
 def _measure(case: Case, setup: Setup, reference: nn.Module | None = None,
-             images: torch.Tensor | None = None) -> dict[str, Any]:
+             images: torch.Tensor | None = None, transport: str = "tls") -> dict[str, Any]:
     def party(rank: int) -> tuple[Any, float, int, int]:
         forward = setup(case, rank)
         backend.reset_comm_stats()
@@ -78,7 +78,7 @@ def _measure(case: Case, setup: Setup, reference: nn.Module | None = None,
         stats = backend.comm_stats()
         return out.get_plain_text(dst=1), seconds, stats["bytes"], stats["rounds"]
 
-    results = run_2pc(party)
+    results = run_2pc(party, transport=transport)
     logits = as_tensor(results[1][0])
     if reference is not None or images is not None:
         with torch.no_grad():
@@ -163,6 +163,29 @@ def test_batch_throughput(benchmark, case: Case, batch: int) -> None:
     result = benchmark.pedantic(_measure, args=(case, setup, None, images), rounds=1, iterations=1)
     benchmark.extra_info.update({"batch": batch, "images_per_second": batch / result["seconds"], **result})
     assert result["max_abs_logit_error"] < 0.05
+
+
+def test_channels_against_gloo(benchmark, case: Case) -> None:
+    """The engine forward (exact model, batch 1) on secvit's TLS channels and on CrypTen's
+    gloo communicator (with the same one-message openings), alternating in one run; the
+    best of three each."""
+    def run() -> dict[str, list[dict[str, Any]]]:
+        runs: dict[str, list[dict[str, Any]]] = {"gloo": [], "tls": []}
+        for _ in range(3):
+            for transport in runs:
+                runs[transport].append(_measure(case, _engine, transport=transport))
+        return runs
+
+    runs = benchmark.pedantic(run, rounds=1, iterations=1)
+    best = {t: min(r["seconds"] for r in results) for t, results in runs.items()}
+    ratio = best["tls"] / best["gloo"]
+    benchmark.extra_info.update({"label": "TLS channels vs gloo", "gloo_seconds": best["gloo"],
+                                 "tls_seconds": best["tls"], "ratio": ratio, "bytes": runs["tls"][0]["bytes"],
+                                 "rounds": runs["tls"][0]["rounds"],
+                                 "max_abs_logit_error": max(r["max_abs_logit_error"] for r in runs["tls"])})
+    print(f"\nforward on loopback: gloo {best['gloo']:.2f} s, TLS channels {best['tls']:.2f} s ({ratio:.2f}x)")
+    assert runs["tls"][0]["rounds"] == runs["gloo"][0]["rounds"] and runs["tls"][0]["bytes"] == runs["gloo"][0]["bytes"]
+    assert ratio <= 1.1
 
 
 def test_profiler_overhead(benchmark, case: Case) -> None:

@@ -12,12 +12,17 @@ applies every fix:
 * :mod:`~protocols.mpc_runtime.streams`: every ``torch.Generator`` CrypTen draws shares,
   masks, triples or bits from replaced by a keyed AES-128-CTR stream; the session's key
   agreement;
-* :mod:`~protocols.mpc_runtime.communicator`: no pickled objects from peers; one message
-  per opening between two parties;
+* :mod:`~protocols.mpc_runtime.keys`, :mod:`~protocols.mpc_runtime.channels`,
+  :mod:`~protocols.mpc_runtime.mesh`: TLS 1.3 channels with mutual certificate
+  authentication between every pair of processes;
+* :mod:`~protocols.mpc_runtime.channel_communicator`: CrypTen's communicator on those
+  channels (an opening between two parties is one simultaneous exchange); no pickles;
+* :mod:`~protocols.mpc_runtime.communicator`: the same rules for CrypTen's own gloo
+  communicator, which only the in-process benchmark baseline still runs on;
 * :mod:`~protocols.mpc_runtime.settings`: :class:`MPCSettings`, the dealer (or, behind an
   insecure flag, party 0) as the provider of correlated randomness, exact truncation;
-* :mod:`~protocols.mpc_runtime.session`: joining and leaving a session, the dealer's link,
-  counters;
+* :mod:`~protocols.mpc_runtime.session`: joining and leaving a session, the dealer's
+  messages, counters;
 * :mod:`~protocols.mpc_runtime.dry_run`: the requests a computation makes, without running it.
 
 PyPI ``crypten==0.4.1`` imports ``torch.onnx._internal.registration`` (for its ONNX model
@@ -81,11 +86,16 @@ FixedPointEncoder.decode = _exact_decode
 
 # The session API, defined against the names above (its modules import them from here).
 from .mpc_runtime import communicator  # noqa: E402,F401  (applies the communicator fixes)
+from .mpc_runtime.channels import ChannelError  # noqa: E402
 from .mpc_runtime.dry_run import dry_run, truncations_of  # noqa: E402
+from .mpc_runtime.keys import Keyring, KeyringError, make_keys  # noqa: E402
+from .mpc_runtime.mesh import MeshError  # noqa: E402
 from .mpc_runtime.session import (  # noqa: E402
     DEALER_COMMANDS,
+    Endpoint,
     barrier,
     comm_stats,
+    control_channels,
     dealer_rank,
     gather_all,
     init,
@@ -108,13 +118,19 @@ __all__ = [
     "RANDOMNESS_MODULES",
     "count_communication",
     "crypten_comm",
+    "ChannelError",
     "DEALER_COMMANDS",
+    "Endpoint",
+    "Keyring",
+    "KeyringError",
     "MAX_PRECISION",
+    "MeshError",
     "MPCSettings",
     "barrier",
     "cfg",
     "comm_stats",
     "configure",
+    "control_channels",
     "crypten",
     "dealer_provider",
     "dealer_rank",
@@ -122,6 +138,7 @@ __all__ = [
     "gather_all",
     "init",
     "join_as_dealer",
+    "make_keys",
     "random_bytes",
     "recv_message",
     "reset_comm_stats",

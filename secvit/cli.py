@@ -1,4 +1,4 @@
-"""``secvit`` command line: train, cache-logits, party, demo, infer, check, rewrite, inherit, compress,
+"""``secvit`` command line: train, cache-logits, party, keys, demo, infer, check, rewrite, inherit, compress,
 search, pipeline, protocols, models, profile, compare, pareto."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from .check import SPLITS
 from .commands import console
 from .commands.plaintext import (cmd_cache_logits, cmd_compress, cmd_inherit, cmd_models, cmd_pipeline, cmd_rewrite,
                                  cmd_search, cmd_train)
-from .commands.sessions import cmd_check, cmd_demo, cmd_infer, cmd_party, cmd_protocols
+from .commands.sessions import cmd_check, cmd_demo, cmd_infer, cmd_keys, cmd_party, cmd_protocols
 from .profile.commands import (add_compare_parser, add_pareto_parser, add_profile_parser, cmd_compare, cmd_pareto,
                                cmd_profile)
 from .runtime.security import add_security_flags
@@ -69,6 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rank", type=int, required=True, help="0: model owner, 1: client, W: the dealer")
     p.add_argument("--world-size", type=int, default=2, help="computing parties (the dealer not counted)")
     p.add_argument("--rendezvous", required=True, help="tcp://HOST:PORT where rank 0 listens")
+    p.add_argument("--keys", metavar="DIR", help="this party's partyR.key/.crt and every peer's partyS.crt "
+                   "(secvit keys); peers without a listed certificate are refused")
+    p.add_argument("--listen", metavar="HOST:PORT", help="where this party accepts higher ranks (default: the address "
+                   "it reaches rank 0 from, a free port)")
+    p.add_argument("--advertise", metavar="HOST:PORT", help="the address higher ranks should use for this party "
+                   "(NAT, port forwarding), if not --listen")
+    p.add_argument("--insecure-plaintext-channels", action="store_true",
+                   help="plain TCP instead of TLS: anyone on the path reads the seeds and shares (tests' control only)")
     p.add_argument("--role", choices=["owner", "client", "dealer"], help="checked against --rank")
     p.add_argument("--checkpoint", help="owner: the checkpoint; client: a directory with its meta.json")
     p.add_argument("--input", nargs="+", default=[], help="client: .npy/.png files or digits-test:N")
@@ -80,6 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", action="store_true", help="record per-node time, bytes and rounds in the report")
     p.add_argument("--audit", action="store_true", help=argparse.SUPPRESS)
     _add_mpc_args(p)
+
+    p = sub.add_parser("keys", help="make a party's TLS key and certificate (give the .crt to its peers)")
+    p.add_argument("--out", required=True, metavar="DIR", help="directory to write partyR.key and partyR.crt")
+    p.add_argument("--rank", type=int, required=True, help="the rank the certificate speaks for (0 owner, 1 client, "
+                   "W dealer)")
 
     p = sub.add_parser("demo", help="secure inference of digits test images, checked against plaintext")
     p.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT)
@@ -155,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "train": cmd_train, "cache-logits": cmd_cache_logits, "party": cmd_party, "demo": cmd_demo, "infer": cmd_infer,
+    "train": cmd_train, "cache-logits": cmd_cache_logits, "party": cmd_party, "keys": cmd_keys, "demo": cmd_demo, "infer": cmd_infer,
     "models": cmd_models, "protocols": cmd_protocols, "rewrite": cmd_rewrite, "check": cmd_check, "inherit": cmd_inherit,
     "compress": cmd_compress, "search": cmd_search, "pipeline": cmd_pipeline,
     "profile": lambda a: cmd_profile(a, console), "compare": lambda a: cmd_compare(a, console),
@@ -165,6 +178,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (2 for bad input, before any secret is shared)."""
+    from protocols.mpc_runtime.channels import ChannelError
+
     from .checkpoint import CheckpointError
     from .inputs import InputError
     from .runtime.launcher import PartyFailure
@@ -174,12 +189,15 @@ def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
     try:
         return COMMANDS[a.command](a)
-    except (InputError, CheckpointError, RendezvousError, PolicyError, ValueError, KeyError) as e:
+    except (InputError, CheckpointError, RendezvousError, PolicyError, ValueError, KeyError, FileExistsError) as e:
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"secvit: error: {message}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except PartyFailure as e:
         print(f"secvit: a party failed: {e}", file=sys.stderr)
+        return 1
+    except ChannelError as e:  # a malformed, oversized or missing frame: the session cannot go on
+        print(f"secvit: error: {e}", file=sys.stderr)
         return 1
 
 

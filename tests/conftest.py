@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import shutil
+import socket
+import tempfile
 from typing import Any, Callable
 
 import numpy as np
@@ -32,22 +37,65 @@ def _picklable(value: Any) -> Any:
     return value
 
 
-def run_2pc(fn: Callable[[int], Any], provider: str = "TFP") -> list[Any]:
-    """Run ``fn(rank)`` in two forked CrypTen parties; returns each party's result.
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
-    Tensors in results come back as numpy arrays (torch shared memory does not survive
-    the party process).
+
+def run_2pc(fn: Callable[[int], Any], transport: str = "tls", timeout_s: float = 600.0) -> list[Any]:
+    """Run ``fn(rank)`` in two forked parties (party 0 deals: TFP); returns each party's result.
+
+    ``transport`` is ``tls`` (secvit's channels, throwaway keys) or ``gloo`` (CrypTen's
+    own communicator: the benchmarks' baseline). Tensors in results come back as numpy
+    arrays (torch shared memory does not survive the party process).
     """
-    backend.configure(backend.MPCSettings(provider=provider))
+    settings = backend.MPCSettings(provider="TFP")
+    backend.configure(settings)
+    if transport == "gloo":
+        @crypten.mpc.run_multiprocess(world_size=2)
+        def party() -> Any:
+            torch.set_num_threads(1)
+            return _picklable(fn(crypten.comm.get().get_rank()))
 
-    @crypten.mpc.run_multiprocess(world_size=2)
-    def party() -> Any:
-        torch.set_num_threads(1)
-        return _picklable(fn(crypten.comm.get().get_rank()))
+        results = party()
+        assert results is not None, "a party failed (see the log above)"
+        return results
+    keys, port = tempfile.mkdtemp(prefix="secvit-keys-"), _free_port()
+    for rank in (0, 1):
+        backend.make_keys(keys, rank)
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
 
-    results = party()
-    assert results is not None, "a party failed (see the log above)"
-    return results
+    def child(rank: int) -> None:
+        try:
+            torch.set_num_threads(1)
+            backend.init(settings, rank, 2, backend.Endpoint(f"tcp://127.0.0.1:{port}", keys))
+            queue.put((rank, _picklable(fn(rank)), None))
+            backend.shutdown()
+        except BaseException as e:  # report, never hang the other party
+            queue.put((rank, None, f"{type(e).__name__}: {e}"))
+        finally:
+            queue.close()
+            queue.join_thread()  # the result must leave before os._exit
+            os._exit(0)
+
+    procs = [context.Process(target=child, args=(rank,)) for rank in (0, 1)]
+    for p in procs:
+        p.start()
+    results: dict[int, Any] = {}
+    try:
+        for _ in procs:
+            rank, value, error = queue.get(timeout=timeout_s)
+            assert error is None, f"party {rank} failed: {error}"
+            results[rank] = value
+    finally:
+        for p in procs:
+            p.join(timeout=10)
+            if p.is_alive():
+                p.kill()
+        shutil.rmtree(keys, ignore_errors=True)
+    return [results[0], results[1]]
 
 
 def as_tensor(value: Any) -> torch.Tensor:

@@ -117,14 +117,24 @@ def test_killed_party_stops_the_others(tiny_ckpt, tmp_path, victim, survivor, na
     assert f"lost {named}" in (tmp_path / f"party{survivor}.log").read_text()
 
 
-def test_port_in_use(tiny_ckpt, capsys):
+def _keys(directory, ranks) -> str:
+    from protocols.mpc_runtime.keys import make_keys
+
+    for rank in ranks:
+        make_keys(directory, rank)
+    return str(directory)
+
+
+def test_port_in_use(tiny_ckpt, capsys, tmp_path):
+    keys = _keys(tmp_path, (0, 1, 2))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
         with pytest.raises(RendezvousError, match=f"port {port} on 127.0.0.1 is already in use"):
             run_session(tiny_ckpt, ["digits-test:1"], port=port)
-        code = cli.main(["party", "--rank", "0", "--rendezvous", f"tcp://127.0.0.1:{port}", "--checkpoint", tiny_ckpt])
+        code = cli.main(["party", "--rank", "0", "--rendezvous", f"tcp://127.0.0.1:{port}", "--checkpoint", tiny_ckpt,
+                         "--keys", keys])
         assert code == 2 and "already in use" in capsys.readouterr().err
 
 
@@ -139,7 +149,7 @@ def test_three_terminals(tiny_ckpt, tmp_path):
     from secvit.runtime.launcher import free_port
 
     url = f"tcp://127.0.0.1:{free_port()}"
-    base = [sys.executable, "-m", "secvit", "party", "--rendezvous", url]
+    base = [sys.executable, "-m", "secvit", "party", "--rendezvous", url, "--keys", _keys(tmp_path / "keys", (0, 1, 2))]
     owner = subprocess.Popen([*base, "--rank", "0", "--role", "owner", "--checkpoint", tiny_ckpt])
     dealer = subprocess.Popen([*base, "--rank", "2", "--role", "dealer"])
     client = subprocess.run([*base, "--rank", "1", "--role", "client", "--checkpoint", tiny_ckpt, "--input",
@@ -152,7 +162,8 @@ def test_two_terminals_without_a_dealer_need_the_insecure_flag(tiny_ckpt, tmp_pa
     from secvit.runtime.launcher import free_port
 
     url = f"tcp://127.0.0.1:{free_port()}"
-    base = [sys.executable, "-m", "secvit", "party", "--rendezvous", url, "--checkpoint", tiny_ckpt, "--insecure-tfp"]
+    base = [sys.executable, "-m", "secvit", "party", "--rendezvous", url, "--checkpoint", tiny_ckpt, "--insecure-tfp",
+            "--keys", _keys(tmp_path / "keys", (0, 1))]
     owner = subprocess.Popen([*base, "--rank", "0", "--role", "owner"])
     client = subprocess.run([*base, "--rank", "1", "--role", "client", "--input", "digits-test:2",
                              "--result", str(tmp_path / "c.json")], timeout=120)

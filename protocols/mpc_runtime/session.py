@@ -1,143 +1,190 @@
-"""Joining, running and leaving a session: the parties' process group, the dealer's link
-to them, the few framed messages on that link, and communication counters."""
+"""Joining, running and leaving a session: the mesh of authenticated channels between
+every pair of processes (:mod:`.mesh`), CrypTen's communicator on it
+(:mod:`.channel_communicator`), the dealer's framed messages, and counters."""
 
 from __future__ import annotations
 
-import contextlib
-import datetime
-import functools
-import os
-from typing import Any, Iterator
+from pathlib import Path
+from typing import Callable
+from urllib.parse import urlparse
 
 import torch
-import torch.distributed as dist
 
 from ..randomness import KeyedStream, key_from_tensor, key_to_tensor, new_key
-from ..backend import crypten, crypten_comm
+from ..backend import crypten_comm
+from .channel_communicator import install, uninstall
+from .channels import Channel, Frame, exchange, tensor_bytes
+from .keys import Keyring
+from .mesh import Mesh, connect_mesh
 from .settings import DEALER, MPCSettings, configure
-from .streams import agree_party_keys
+from .streams import agree_party_keys, log_key
 
-__all__ = ["DEALER_COMMANDS", "barrier", "comm_stats", "dealer_rank", "gather_all", "init", "join_as_dealer",
-           "recv_message", "reset_comm_stats", "send_message", "set_threads", "shutdown", "stop_dealer"]
+__all__ = ["DEALER_COMMANDS", "Endpoint", "barrier", "comm_stats", "control_channels", "dealer_rank", "gather_all",
+           "init", "join_as_dealer", "recv_message", "reset_comm_stats", "send_message", "set_threads", "shutdown",
+           "stop_dealer"]
 
-_DEALER_LINK: dict[str, Any] = {}
-_DEALER_WAIT = datetime.timedelta(days=1)  # between batches; a lost peer is the watchdog's to find
 DEALER_COMMANDS = {"prepare": 1, "stop": 2}
+_SESSION: dict[str, Mesh | int] = {}
 
 
-def _environment(rank: int, world_size: int, rendezvous: str) -> None:
-    os.environ.update(
-        {"DISTRIBUTED_BACKEND": "gloo", "RENDEZVOUS": rendezvous, "WORLD_SIZE": str(world_size), "RANK": str(rank)}
-    )
+def _address(url: str) -> tuple[str, int]:
+    parsed = urlparse(url if "://" in url else f"tcp://{url}")
+    if parsed.scheme != "tcp" or not parsed.hostname or parsed.port is None:
+        raise ValueError(f"{url!r}: expected tcp://HOST:PORT or HOST:PORT")
+    return parsed.hostname, parsed.port
 
 
-@contextlib.contextmanager
-def _bounded_waits(timeout_s: float) -> Iterator[None]:
-    """CrypTen calls init_process_group without a timeout (gloo's default: 30 minutes);
-    bound every wait so that a lost party is noticed."""
-    original = dist.init_process_group
-    dist.init_process_group = functools.partial(original, timeout=datetime.timedelta(seconds=timeout_s))
-    try:
-        yield
-    finally:
-        dist.init_process_group = original
+class Endpoint:
+    """Where a process meets the others, and with which keys.
+
+    Args:
+        rendezvous: ``tcp://HOST:PORT`` where rank 0 listens.
+        keys: This process's key directory (:mod:`.keys`); None runs plain TCP channels
+            (insecure; only with ``MPCSettings(channels="plaintext")``).
+        listen: ``HOST:PORT`` this process accepts higher ranks on (default: the address
+            it reaches rank 0 from, a free port).
+        advertise: ``HOST:PORT`` the higher ranks should connect to instead (NAT, relays).
+        name: How errors name a rank.
+    """
+
+    def __init__(self, rendezvous: str, keys: str | Path | None, listen: str | None = None,
+                 advertise: str | None = None, name: Callable[[int], str] | None = None):
+        self.rendezvous = _address(rendezvous)
+        self.keys = keys
+        self.listen = _address(listen) if listen else None
+        self.advertise = _address(advertise) if advertise else None
+        self.name = name or (lambda r: f"party {r}")
+
+    def mesh(self, settings: MPCSettings, rank: int, total: int) -> Mesh:
+        """Form the session's mesh as ``rank`` of ``total`` processes."""
+        if (settings.channels == "tls") != (self.keys is not None):
+            raise ValueError("TLS channels need a key directory; plaintext channels take none")
+        keyring = Keyring.load(self.keys, rank, [r for r in range(total) if r != rank]) if self.keys else None
+        return connect_mesh(rank, total, self.rendezvous, keyring, settings.timeout_s, self.listen,
+                            self.advertise, self.name)
 
 
-def _join(settings: MPCSettings, rank: int, world_size: int, rendezvous: str) -> None:
+def _total(settings: MPCSettings, world_size: int) -> int:
+    return world_size + (settings.provider == "dealer")
+
+
+def _start(settings: MPCSettings, rank: int, world_size: int, endpoint: Endpoint) -> Mesh:
     configure(settings)
-    _environment(rank, world_size, rendezvous)
-    dealer = settings.provider == "dealer"
-    with _bounded_waits(settings.timeout_s):
-        crypten_comm._init(use_threads=False, init_ttp=dealer)
-    comm = crypten_comm.get()
-    comm.ttp_initialized = False  # CrypTen would pickle a "terminate" message to its own TTP server
-    if dealer:
-        _DEALER_LINK.update(group=dist.new_group(list(range(world_size + 1)), timeout=_DEALER_WAIT),
-                            rank=world_size)
+    mesh = endpoint.mesh(settings, rank, _total(settings, world_size))
+    _SESSION.update(mesh=mesh, world_size=world_size)
+    if settings.provider == "dealer":
+        _SESSION["dealer"] = world_size
+    return mesh
 
 
-def init(settings: MPCSettings, rank: int, world_size: int, rendezvous: str) -> None:
-    """Join the parties' process group, agree keyed streams, and (with a dealer) receive
+def init(settings: MPCSettings, rank: int, world_size: int, endpoint: Endpoint) -> None:
+    """Form the mesh, put CrypTen on it, agree keyed streams, and (with a dealer) receive
     this party's stream key from the dealer.
 
     Args:
-        settings: Settings shared by all parties.
+        settings: Settings shared by all processes.
         rank: This process's rank in [0, world_size).
         world_size: Number of computing parties (the dealer is not counted).
-        rendezvous: ``tcp://HOST:PORT`` (rank 0 listens) or ``file:///path``.
+        endpoint: Where and with which keys to meet the others.
     """
-    _join(settings, rank, world_size, rendezvous)
+    mesh = _start(settings, rank, world_size, endpoint)
+    install(mesh, world_size)
     agree_party_keys()
     if settings.provider == "dealer":
         key = torch.zeros(2, dtype=torch.int64)
-        dist.recv(key, src=_DEALER_LINK["rank"], group=_DEALER_LINK["group"])
+        _transfer({}, {world_size: [key]})
+        log_key("dealer", key_from_tensor(key))
         DEALER.stream = KeyedStream(key_from_tensor(key))
 
 
-def join_as_dealer(settings: MPCSettings, world_size: int, rendezvous: str) -> list[KeyedStream]:
+def join_as_dealer(settings: MPCSettings, world_size: int, endpoint: Endpoint) -> list[KeyedStream]:
     """Join as the dealer (rank ``world_size``), send each party a fresh stream key, and
     return the dealer's copies of the parties' streams."""
-    _join(settings, world_size, world_size, rendezvous)
+    _start(settings, world_size, world_size, endpoint)
     keys = [new_key() for _ in range(world_size)]
-    for rank, key in enumerate(keys):
-        dist.send(key_to_tensor(key), dst=rank, group=_DEALER_LINK["group"])
+    _transfer({rank: [key_to_tensor(key)] for rank, key in enumerate(keys)}, {})
     return [KeyedStream(k) for k in keys]
 
 
+def _mesh() -> Mesh:
+    if "mesh" not in _SESSION:
+        raise RuntimeError("no session: call init() or join_as_dealer() first")
+    return _SESSION["mesh"]
+
+
+def _transfer(sends: dict[int, list[torch.Tensor]], receives: dict[int, list[Frame | torch.Tensor]]) -> None:
+    """Uncounted tensors between any processes of the session (the dealer included)."""
+    mesh, keep = _mesh(), []
+    for peer, tensors in sends.items():
+        for t in tensors:
+            keep.append(t.contiguous())
+            mesh.data[peer].queue("tensor", tensor_bytes(keep[-1]))
+    for peer, items in receives.items():
+        for item in items:
+            mesh.data[peer].expect(item if isinstance(item, Frame) else Frame("tensor", tensor_bytes(item)))
+    exchange([mesh.data[p] for p in {*sends, *receives}], mesh.timeout_s)
+
+
 def send_message(command: str, data: torch.Tensor, dst: int) -> int:
-    """Send ``(command, flat int64 data)`` on the dealer's link; returns the bytes sent."""
+    """Send ``(command, flat int64 data)`` to ``dst``; returns the bytes sent."""
     flat = data.reshape(-1).to(torch.int64).contiguous()
-    dist.send(torch.tensor([DEALER_COMMANDS[command], flat.numel()]), dst=dst, group=_DEALER_LINK["group"])
-    if flat.numel():
-        dist.send(flat, dst=dst, group=_DEALER_LINK["group"])
+    _transfer({dst: [torch.tensor([DEALER_COMMANDS[command], flat.numel()]), flat]}, {})
     return 8 * (2 + flat.numel())
 
 
 def recv_message(src: int, max_elements: int) -> tuple[str, torch.Tensor]:
     """Receive one :func:`send_message` message, refusing unknown commands and sizes
-    above ``max_elements``."""
+    above ``max_elements`` (before reading them)."""
     header = torch.zeros(2, dtype=torch.int64)
-    dist.recv(header, src=src, group=_DEALER_LINK["group"])
+    body = Frame("tensor", limit=8 * max_elements)
+    _transfer({}, {src: [header, body]})
     code, n = header.tolist()
     names = {v: k for k, v in DEALER_COMMANDS.items()}
-    if code not in names or not 0 <= n <= max_elements:
+    if code not in names or n * 8 != len(body.payload):
         raise RuntimeError(f"malformed dealer message from rank {src}: command {code}, {n} elements")
-    data = torch.zeros(n, dtype=torch.int64)
-    if n:
-        dist.recv(data, src=src, group=_DEALER_LINK["group"])
-    return names[code], data
+    return names[code], torch.frombuffer(body.payload, dtype=torch.int64) if n else torch.zeros(0, dtype=torch.int64)
 
 
 def dealer_rank() -> int | None:
     """The dealer's rank in this session (None without a dealer)."""
-    return _DEALER_LINK.get("rank")
+    return _SESSION.get("dealer")
 
 
 def stop_dealer() -> None:
     """Rank 0 tells the dealer (if any) that the session is over."""
-    if _DEALER_LINK and dist.get_rank() == 0:
-        send_message("stop", torch.zeros(0, dtype=torch.int64), _DEALER_LINK["rank"])
+    if dealer_rank() is not None and _mesh().rank == 0:
+        send_message("stop", torch.zeros(0, dtype=torch.int64), dealer_rank())
+
+
+def control_channels() -> dict[int, Channel]:
+    """This process's control channels, by peer rank (the watchdog's alone)."""
+    return _mesh().control
 
 
 def shutdown() -> None:
-    """Leave the session (every process, after rank 0's :func:`stop_dealer`)."""
-    if crypten_comm.is_initialized():
-        _DEALER_LINK.clear()
-        crypten.uninit()
+    """Leave the session: close every channel, give CrypTen back its communicator."""
+    mesh = _SESSION.get("mesh")
+    _SESSION.clear()
+    uninstall()
+    if mesh is not None:
+        mesh.close()
 
 
 def gather_all(table: torch.Tensor) -> list[torch.Tensor]:
     """Every process's ``table`` (same shape and dtype), by rank: the computing parties
     and, in a session with a dealer, the dealer (uncounted: session set-up)."""
-    group = _DEALER_LINK["group"] if _DEALER_LINK else crypten_comm.get().main_group
-    out = [torch.zeros_like(table) for _ in range(dist.get_world_size(group))]
-    dist.all_gather(out, table, group=group)
+    mesh = _mesh()
+    out = [table if r == mesh.rank else torch.empty_like(table) for r in range(mesh.total)]
+    peers = [r for r in range(mesh.total) if r != mesh.rank]
+    _transfer({p: [table] for p in peers}, {p: [out[p]] for p in peers})
     return out
 
 
 def barrier() -> None:
     """Wait for every computing party (uncounted: it is not part of any protocol)."""
-    dist.barrier(group=crypten_comm.get().main_group)
+    mesh, empty = _mesh(), torch.zeros(0, dtype=torch.int64)
+    peers = [r for r in range(_SESSION["world_size"]) if r != mesh.rank]
+    _transfer({p: [empty] for p in peers}, {p: [torch.zeros(0, dtype=torch.int64)] for p in peers})
 
 
 def comm_stats() -> dict[str, float]:

@@ -26,6 +26,7 @@ __all__ = ["DEALER", "MAX_PRECISION", "MPCSettings", "RECORDER", "configure", "d
 
 Provider = Literal["dealer", "TFP"]
 Truncation = Literal["exact", "local"]
+Channels = Literal["tls", "plaintext"]
 DEALER = DealerProvider()
 RECORDER = RecordingProvider()
 _TFP = FirstPartyProvider()
@@ -51,6 +52,9 @@ class MPCSettings:
         truncation: ``exact`` (dealer's truncation pairs, one round, no failure in
             range) or ``local`` (CrypTen's: free, fails with probability |x| / 2^64 per
             element).
+        channels: ``tls`` (TLS 1.3 with mutual certificate authentication between every
+            pair of processes) or ``plaintext`` (plain TCP: anyone on the path reads the
+            seeds and shares; the capture test's control, behind ``--insecure-plaintext-channels``).
         comm_stats: Count bytes and rounds on the communicator (CrypTen's verbose mode).
         timeout_s: Longest wait for any single message before a party gives up.
     """
@@ -58,6 +62,7 @@ class MPCSettings:
     precision_bits: int = 16
     provider: Provider = "dealer"
     truncation: Truncation = "exact"
+    channels: Channels = "tls"
     comm_stats: bool = True
     timeout_s: float = 60.0
 
@@ -66,6 +71,8 @@ class MPCSettings:
             raise ValueError(f"provider must be one of {sorted(_PROVIDER_NAMES)}, got {self.provider!r}")
         if self.truncation not in MAX_PRECISION:
             raise ValueError(f"truncation must be one of {sorted(MAX_PRECISION)}, got {self.truncation!r}")
+        if self.channels not in ("tls", "plaintext"):
+            raise ValueError(f"channels must be tls or plaintext, got {self.channels!r}")
         top = MAX_PRECISION[self.truncation]
         if not 8 <= self.precision_bits <= top:
             raise ValueError(f"precision_bits must be in [8, {top}] with {self.truncation} truncation "
@@ -74,7 +81,8 @@ class MPCSettings:
     @property
     def shared(self) -> dict[str, Any]:
         """The settings every process of a session must agree on."""
-        return {"precision_bits": self.precision_bits, "provider": self.provider, "truncation": self.truncation}
+        return {"precision_bits": self.precision_bits, "provider": self.provider, "truncation": self.truncation,
+                "channels": self.channels}
 
     @property
     def insecure(self) -> list[str]:
@@ -84,6 +92,8 @@ class MPCSettings:
             out.append("TFP: party 0 deals every correlated value and can unmask every opening")
         if self.truncation == "local":
             out.append("local truncation: each element fails with probability |x| / 2^64")
+        if self.channels == "plaintext":
+            out.append("plaintext channels: anyone on the path reads the seeds and every share")
         return out
 
 

@@ -3,12 +3,17 @@
 Every function CrypTen draws shares, masks, triples or bits with is replaced in every
 module that imported it; the draws come from :class:`~protocols.randomness.KeyedStream`
 (AES-128-CTR) and a generator that is not one raises. :func:`agree_party_keys` (also run
-by ``crypten.init``) agrees the session's keys: sent in clear over the communicator until
-authenticated channels exist ([2 of 7]), so this is the one place to secure.
+by ``crypten.init``) agrees the session's keys over the communicator, i.e. the session's
+authenticated, encrypted channels.
+
+``SECVIT_KEYLOG=PATH`` (like TLS's ``SSLKEYLOGFILE``) appends every key that crossed a
+channel to ``PATH`` in hex: a debugging aid that gives away the session's secrets, used
+by the capture test to search the wire for them.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
@@ -17,7 +22,7 @@ from ..providers import ZeroStream
 from ..randomness import KeyedStream, key_from_tensor, key_to_tensor, new_key
 from ..backend import CPU, RANDOMNESS_MODULES, crypten, crypten_comm
 
-__all__ = ["STREAMS", "agree_party_keys", "drawn_bytes", "install_streams"]
+__all__ = ["STREAMS", "agree_party_keys", "drawn_bytes", "install_streams", "log_key"]
 
 STREAMS = ("prev", "next", "local", "global")
 
@@ -69,7 +74,17 @@ def agree_party_keys() -> None:
     else:
         keys["prev"] = keys["next"]
     keys["global"] = key_from_tensor(comm.broadcast(key_to_tensor(new_key()), 0))
+    for name in ("next", "prev", "global"):
+        log_key(name, keys[name])
     install_streams({name: KeyedStream(keys[name]) for name in STREAMS})
+
+
+def log_key(name: str, key: bytes) -> None:
+    """Append ``key`` to the file ``SECVIT_KEYLOG`` names, if it is set (debugging only)."""
+    path = os.environ.get("SECVIT_KEYLOG")
+    if path:
+        with open(path, "a") as f:
+            f.write(f"{os.getpid()} {name} {key.hex()}\n")
 
 
 def drawn_bytes() -> int:

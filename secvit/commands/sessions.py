@@ -14,7 +14,7 @@ from ..runtime.security import security_from_args
 from ..truncation_risk import describe
 from . import console
 
-__all__ = ["cmd_check", "cmd_demo", "cmd_infer", "cmd_party", "cmd_protocols"]
+__all__ = ["cmd_check", "cmd_demo", "cmd_infer", "cmd_keys", "cmd_party", "cmd_protocols"]
 
 
 def _party_role(rank: int, world_size: int) -> str:
@@ -28,18 +28,25 @@ def cmd_party(a: argparse.Namespace) -> int:
     from ..inference import InferenceJob, secure_inference
     from ..inputs import load_images
     from ..runtime.party import run_dealer, run_party
+    from ..runtime.roles import role_name
 
     role = _party_role(a.rank, a.world_size)
     if a.role is not None and a.role != role:
         raise ValueError(f"--role {a.role} does not match --rank {a.rank} (rank {a.rank} is the {role})")
     if not 0 <= a.rank <= a.world_size or a.world_size < 2:
         raise ValueError(f"--rank must be in [0, {a.world_size}] and --world-size >= 2")
-    settings = backend.MPCSettings(precision_bits=a.precision, timeout_s=a.timeout, **security_from_args(a))
+    channels = "plaintext" if a.insecure_plaintext_channels else "tls"
+    if (a.keys is None) == (channels == "tls"):
+        raise ValueError("--keys DIR is required (make keys with `secvit keys`)" if a.keys is None
+                         else "--keys and --insecure-plaintext-channels exclude each other")
+    settings = backend.MPCSettings(precision_bits=a.precision, timeout_s=a.timeout, channels=channels,
+                                   **security_from_args(a))
+    endpoint = backend.Endpoint(a.rendezvous, a.keys, a.listen, a.advertise, lambda r: role_name(r, a.world_size))
     backend.set_threads(a.threads)
     if role == "dealer":
         if settings.provider != "dealer":
             raise ValueError(f"rank {a.rank} is the dealer, but --insecure-tfp lets party 0 deal")
-        run_dealer(a.world_size, a.rendezvous, settings)
+        run_dealer(a.world_size, endpoint, settings)
         return 0
     if a.checkpoint is None:
         raise ValueError("--checkpoint is required for the owner and the client")
@@ -49,9 +56,17 @@ def cmd_party(a: argparse.Namespace) -> int:
         job.model = load_model(a.checkpoint)[0]
     elif role == "client":
         job.images = load_images(a.input, load_meta(a.checkpoint), a.precision)[0]
-    result = run_party(lambda ctx: secure_inference(ctx, job), a.rank, a.world_size, a.rendezvous, settings)
+    result = run_party(lambda ctx: secure_inference(ctx, job), a.rank, a.world_size, endpoint, settings)
     if a.result:
         Path(a.result).write_text(json.dumps(result))
+    return 0
+
+
+def cmd_keys(a: argparse.Namespace) -> int:
+    from protocols import backend
+
+    key, cert = backend.make_keys(a.out, a.rank)
+    print(f"wrote {key} (keep it on this host) and {cert} (copy it to every peer's key directory)")
     return 0
 
 

@@ -1,15 +1,16 @@
 """Network profiles and the latency model:
-compute + rounds x RTT + (bytes / 2) / bandwidth.
+compute + rounds x RTT / 2 + (bytes / 2) / bandwidth.
 
 Profiles are YAML files in ``configs/network/`` (``lan``, ``wan``) or any path with the
 keys ``name``, ``bandwidth_mbps`` and ``rtt_ms``. A party's ``bytes`` (CrypTen's count)
 are what it sends and receives; on a full-duplex link the two directions overlap, so
 the transfer time is half of them over the bandwidth. A round is one opening: both
-parties send their shares at once (:mod:`protocols.backend` replaces gloo's
-``all_reduce``, two dependent exchanges, 2 RTT per round) and a gloo message over TCP
-costs one round trip (:data:`ROUND_TRIPS_PER_ROUND`: the receiver's ready notice, then
-the data): measured through the delay line on ``wan`` (80 ms RTT), the test model's
-forward pass takes 1.0 RTT per round.
+parties send their shares at once on secvit's own channels
+(:mod:`protocols.mpc_runtime.channel_communicator`), and each waits only for the other's
+frame, one one-way delay (:data:`ROUND_TRIPS_PER_ROUND` = 0.5; gloo's ``all_reduce`` took
+two dependent exchanges, and a gloo message one round trip, as the receiver first sends
+a ready notice). Measured through the delay line on ``wan`` (80 ms RTT): see the
+README's estimate-versus-measurement table.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ __all__ = ["NETWORK_DIR", "ROUND_TRIPS_PER_ROUND", "NetworkError", "NetworkProfi
 
 NETWORK_DIR = Path(__file__).resolve().parents[2] / "configs" / "network"
 _KEYS = {"name", "bandwidth_mbps", "rtt_ms"}
-ROUND_TRIPS_PER_ROUND = 1
+ROUND_TRIPS_PER_ROUND = 0.5
 
 
 class NetworkError(ValueError):

@@ -1,7 +1,8 @@
 """Run all parties of a session on this machine, each as its own OS process.
 
 Each party is a ``python -m secvit party ...`` process, exactly what a user starts by
-hand on separate hosts; they meet over ``tcp://127.0.0.1:PORT``. The launcher watches
+hand on separate hosts; they meet over ``tcp://127.0.0.1:PORT``, each with a throwaway
+key and certificate made here for this session (``workdir/keys``). The launcher watches
 them: when one dies, the others are stopped and :class:`PartyFailure` names it.
 """
 
@@ -16,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from protocols.mpc_runtime.keys import make_keys
 
 from .netem import NetemLink
 from .party import check_port_free
@@ -50,6 +53,7 @@ def run_local(
     on_start: Any = None,
     workdir: Path | None = None,
     link: NetemLink | None = None,
+    plaintext_channels: bool = False,
 ) -> dict[int, dict[str, Any]]:
     """Start ``world_size`` parties (plus the dealer) and collect their reports.
 
@@ -66,6 +70,8 @@ def run_local(
             directory by default).
         link: Run each party in its network namespace (:mod:`secvit.runtime.netem`)
             instead of on loopback.
+        plaintext_channels: Run the channels over plain TCP (insecure: the capture
+            test's control) instead of TLS with throwaway keys.
 
     Returns:
         Each computing party's JSON report, by rank.
@@ -84,13 +90,19 @@ def run_local(
     else:
         check_port_free(host, port)
     workdir = Path(workdir or tempfile.mkdtemp(prefix="secvit-parties-"))
+    workdir.mkdir(parents=True, exist_ok=True)
     ranks = list(range(world_size)) + ([world_size] if provider == "dealer" else [])
     procs: dict[int, subprocess.Popen] = {}
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **(link.env if link else {})}
+    channel_args = ["--insecure-plaintext-channels"] if plaintext_channels else ["--keys", str(workdir / "keys")]
+    if not plaintext_channels:
+        for rank in ranks:
+            make_keys(workdir / "keys", rank)
     for rank in ranks:
         cmd = [*(link.prefix[OWNER if rank == world_size else rank] if link else []), sys.executable, "-m", "secvit", "party", "--rank", str(rank), "--world-size", str(world_size),
                "--rendezvous", f"tcp://{host}:{port}",
-               "--result", str(workdir / f"party{rank}.json"), *party_args, *(extra_args or {}).get(rank, [])]
+               "--result", str(workdir / f"party{rank}.json"), *channel_args, *party_args,
+               *(extra_args or {}).get(rank, [])]
         with open(workdir / f"party{rank}.log", "w") as log:
             procs[rank] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     if on_start is not None:

@@ -19,10 +19,11 @@ from typing import Iterator
 
 from ..profile.network import NetworkProfile
 
-__all__ = ["IFACE", "NetemError", "NetemLink", "netem_link", "shaper", "unavailable_reason"]
+__all__ = ["IFACE", "Host", "NetemError", "NetemLink", "host_network", "netem_link", "shaper", "unavailable_reason"]
 
 IFACE = "svnet0"  # the veth end's name inside each namespace (GLOO_SOCKET_IFNAME)
 _SUBNET = "10.231.0"
+_LAN = "10.232.0"
 
 
 class NetemError(RuntimeError):
@@ -147,5 +148,42 @@ def netem_link(network: NetworkProfile | None, tag: str | None = None) -> Iterat
         if line is not None:
             line.kill()
             line.wait()
+        for ns in made:
+            _run("ip", "netns", "del", ns)
+
+
+@dataclass(frozen=True)
+class Host:
+    """One emulated host: the command prefix that runs inside it, and its address."""
+
+    prefix: list[str]
+    address: str
+
+
+@contextlib.contextmanager
+def host_network(count: int, tag: str | None = None) -> Iterator[list[Host]]:
+    """``count`` hosts, each its own network namespace, on one unshaped LAN (a bridge in
+    a hub namespace): the README's multi-host examples run in them as written.
+
+    Raises:
+        NetemError: a step failed (what was made is removed).
+    """
+    tag = tag or str(os.getpid() % 100000)
+    hub, names = f"secvit{tag}hub", [f"secvit{tag}h{i}" for i in range(count)]
+    made: list[str] = []
+    try:
+        for ns in (hub, *names):
+            _check("ip", "netns", "add", ns)
+            made.append(ns)
+        _check("ip", "-n", hub, "link", "add", "br0", "type", "bridge")
+        _check("ip", "-n", hub, "link", "set", "br0", "up")
+        for i, ns in enumerate(names):
+            _check("ip", "-n", hub, "link", "add", f"port{i}", "type", "veth", "peer", "name", IFACE, "netns", ns)
+            _check("ip", "-n", hub, "link", "set", f"port{i}", "master", "br0", "up")
+            _check("ip", "-n", ns, "addr", "add", f"{_LAN}.{i + 1}/24", "dev", IFACE)
+            _check("ip", "-n", ns, "link", "set", IFACE, "up")
+            _check("ip", "-n", ns, "link", "set", "lo", "up")
+        yield [Host(["ip", "netns", "exec", ns], f"{_LAN}.{i + 1}") for i, ns in enumerate(names)]
+    finally:
         for ns in made:
             _run("ip", "netns", "del", ns)
