@@ -37,7 +37,10 @@ results: $(STAMP)
 	$(BIN)/python -m pytest benchmarks/test_protocols.py -q -m slow --benchmark-json=benchmarks/results/protocols.json
 	$(BIN)/python -m pytest benchmarks/test_model_policies.py -q -m slow --benchmark-json=benchmarks/results/model_policies.json
 	$(BIN)/secvit profile --n 4 --network wan --json benchmarks/results/profile_exact_wan.json --plot benchmarks/results/profile_exact_wan.png
-	-for p in exact mpcformer; do $(BIN)/secvit profile --policy $$p --n 1 --network wan --netem --json benchmarks/results/netem_$${p}_wan.json; done
+	-for p in exact mpcformer; do c=checkpoints/vit_lite_7_4_32-digits$$([ $$p = exact ] || echo -$$p); \
+	  $(BIN)/secvit profile --checkpoint $$c --n 1 --network wan --netem --json benchmarks/results/netem_$${p}_wan.json; \
+	  $(BIN)/secvit profile --checkpoint $$c --n 1 --network wan --netem --insecure-tfp --insecure-local-truncation \
+	    --json benchmarks/results/netem_$${p}_wan_tfp_local.json; done
 	$(BIN)/secvit compare --policies exact,mpcformer,mpcvit,relu,linear --n 4 --network wan --json benchmarks/results/compare_wan.json --plot benchmarks/results/compare_wan.png
 	$(BIN)/python benchmarks/readme_tables.py
 

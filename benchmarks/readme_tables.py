@@ -47,8 +47,8 @@ def demo_table(path: Path) -> str:
 def forward_table(path: Path) -> str:
     runs = json.loads(path.read_text())["benchmarks"]
     rows = [
-        "Secure forward of `vit_lite_7_4_32`, batch 1, 2 forked parties, TFP (party 0 deals; exact truncation), "
-        "loopback, 2 cores (`make results`; per party):",
+        "Secure forward of `vit_lite_7_4_32`, batch 1, 2 forked parties on secvit's TLS channels, TFP (party 0 "
+        "deals; exact truncation), loopback, 2 cores (`make results`; per party):",
         "",
         "| implementation | seconds | MB | rounds | max abs logit error |",
         "|---|---:|---:|---:|---:|",
@@ -77,6 +77,14 @@ def throughput_table(path: Path) -> str:
     rows += [f"| {i['batch']} | {i['seconds']:.2f} | {i['images_per_second']:.2f} | {i['rounds']} | "
              f"{i['bytes'] / i['batch'] / 1e6:.1f} |" for i in runs]
     return "\n".join(rows) if runs else ""
+
+
+def channels_line(path: Path) -> str:
+    runs = [r["extra_info"] for r in json.loads(path.read_text())["benchmarks"] if "tls_seconds" in r.get("extra_info", {})]
+    return "".join(f"The same engine forward on secvit's TLS channels against CrypTen's gloo communicator (with the same "
+                   f"one-message openings), loopback, alternating in one run, best of 3 each: {i['tls_seconds']:.2f} s "
+                   f"against {i['gloo_seconds']:.2f} s ({i['ratio']:.2f}x; {i['rounds']} rounds and "
+                   f"{i['bytes'] / 1e6:.1f} MB per party on both)." for i in runs)
 
 
 def overhead_line(path: Path) -> str:
@@ -153,13 +161,15 @@ def netem_table(paths: list[Path]) -> str:
     reports = [r for r in reports if r.get("netem")]
     if not reports:
         return ""
-    rows = ["Estimate vs measurement: `secvit profile --netem` runs the parties again in two network namespaces "
-            "joined by the shaped link (batch 1, per party):", "",
-            "| model | policy | network | rounds | MB | estimated s | measured s | estimate / measured | link |",
-            "|---|---|---|---:|---:|---:|---:|---:|---|"]
-    for r in reports:
+    rows = ["Estimate vs measurement: `secvit profile --netem` runs the parties again in network namespaces "
+            "joined by the shaped link (shipped checkpoints, batch 1, per party; a round costs one one-way delay "
+            "on secvit's channels):", "",
+            "| model | policy | setting | network | rounds | MB | estimated s | measured s | estimate / measured | link |",
+            "|---|---|---|---|---:|---:|---:|---:|---:|---|"]
+    for r in sorted(reports, key=lambda r: (bool(r["totals"]["insecure"]), r["policy"])):
         t, m, net = r["totals"], r["netem"], r["network"]
-        rows.append(f"| {r['model']} | {r['policy']} | {net['name']} ({net['bandwidth_mbps']:g} Mbit/s, "
+        setting = "TFP, local truncation (insecure)" if t["insecure"] else "dealer, exact truncation"
+        rows.append(f"| {r['model']} | {r['policy']} | {setting} | {net['name']} ({net['bandwidth_mbps']:g} Mbit/s, "
                     f"{net['rtt_ms']:g} ms) | {t['rounds']} | {t['bytes_per_party'] / 1e6:.1f} | "
                     f"{t['estimated_seconds']:.1f} | {m['seconds']:.1f} | {t['estimated_seconds'] / m['seconds']:.2f} | "
                     f"{m['shaper']} |")
@@ -292,6 +302,7 @@ def render() -> str:
         parts.append(demo_table(RESULTS / "demo.json"))
     if (RESULTS / "secure_forward.json").exists():
         parts.append(forward_table(RESULTS / "secure_forward.json"))
+        parts.append(channels_line(RESULTS / "secure_forward.json"))
         parts.append(policy_table(RESULTS / "secure_forward.json"))
     parts += [table.render() for table in REPORT_TABLES]
     if (RESULTS / "dealer.json").exists():

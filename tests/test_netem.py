@@ -31,7 +31,7 @@ def test_netem_wan_is_measured_next_to_the_estimate(tiny_ckpt):
     report = run_profile(tiny_ckpt, n=2, network=wan)
     measured = measure_under_netem(tiny_ckpt, None, 2, wan)
     assert measured["rounds"] == report.totals["rounds"]
-    assert 0.75 < report.totals["estimated_seconds"] / measured["seconds"] < 1.25
+    assert 0.9 < report.totals["estimated_seconds"] / measured["seconds"] < 1.1  # one one-way delay per round
 
 
 def test_netem_refused_with_the_reason_when_unavailable(tiny_ckpt, capsys):

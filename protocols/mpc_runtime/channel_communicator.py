@@ -22,7 +22,7 @@ from torch.distributed import ReduceOp
 
 from ..backend import crypten_comm
 from ..backend import count_communication as counted
-from .channels import Frame, exchange, tensor_bytes
+from .channels import transfer
 from .mesh import Mesh
 
 __all__ = ["ChannelCommunicator", "install", "uninstall"]
@@ -86,16 +86,7 @@ class ChannelCommunicator(crypten_comm.Communicator):
     # -- the one primitive
     def swap(self, sends: dict[int, list[torch.Tensor]], receives: dict[int, list[torch.Tensor]]) -> None:
         """Send ``sends[p]`` to each ``p`` and fill ``receives[p]`` from each ``p``, at once."""
-        keep = []
-        for peer, tensors in sends.items():
-            for t in tensors:
-                t = t.detach().contiguous()
-                keep.append(t)
-                self.mesh.data[peer].queue("tensor", tensor_bytes(t))
-        for peer, tensors in receives.items():
-            for t in tensors:
-                self.mesh.data[peer].expect(Frame("tensor", tensor_bytes(t)))
-        exchange([self.mesh.data[p] for p in {*sends, *receives}], self.mesh.timeout_s)
+        transfer(self.mesh.data, sends, receives, self.mesh.timeout_s)
 
     def _flush(self) -> None:
         posted, self._posted = self._posted, []

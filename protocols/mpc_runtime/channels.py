@@ -25,7 +25,7 @@ from typing import Any, Iterable
 
 import torch
 
-__all__ = ["Channel", "ChannelError", "Frame", "PeerClosed", "TAGS", "exchange", "tensor_bytes"]
+__all__ = ["Channel", "ChannelError", "Frame", "PeerClosed", "TAGS", "exchange", "tensor_bytes", "transfer"]
 
 _HEADER = struct.Struct("<IIQ")
 _MAGIC = 0x53564954  # "SVIT"
@@ -212,3 +212,18 @@ def exchange(channels: Iterable[Channel], timeout_s: float, receive: bool = True
                 progress |= c._write()
         if progress:
             last = time.monotonic()
+
+
+def transfer(channels: dict[int, Channel], sends: dict[int, list[torch.Tensor]],
+             receives: dict[int, list[torch.Tensor | Frame]], timeout_s: float) -> None:
+    """Send ``sends[p]`` to each peer ``p`` and receive ``receives[p]`` from each (tensors
+    filled in place, or :class:`Frame` objects for variable sizes), in one :func:`exchange`."""
+    keep = []
+    for peer, tensors in sends.items():
+        for t in tensors:
+            keep.append(t.detach().contiguous())
+            channels[peer].queue("tensor", tensor_bytes(keep[-1]))
+    for peer, items in receives.items():
+        for item in items:
+            channels[peer].expect(item if isinstance(item, Frame) else Frame("tensor", tensor_bytes(item)))
+    exchange([channels[p] for p in {*sends, *receives}], timeout_s)

@@ -13,7 +13,7 @@ import torch
 from ..randomness import KeyedStream, key_from_tensor, key_to_tensor, new_key
 from ..backend import crypten_comm
 from .channel_communicator import install, uninstall
-from .channels import Channel, Frame, exchange, tensor_bytes
+from .channels import Channel, Frame, transfer
 from .keys import Keyring
 from .mesh import Mesh, connect_mesh
 from .settings import DEALER, MPCSettings, configure
@@ -24,6 +24,7 @@ __all__ = ["DEALER_COMMANDS", "Endpoint", "barrier", "comm_stats", "control_chan
            "stop_dealer"]
 
 DEALER_COMMANDS = {"prepare": 1, "stop": 2}
+_DEALER_WAIT_S = 86400.0  # the dealer waits out a whole online phase; a lost peer is the watchdog's to find
 _SESSION: dict[str, Mesh | int] = {}
 
 
@@ -112,32 +113,28 @@ def _mesh() -> Mesh:
     return _SESSION["mesh"]
 
 
-def _transfer(sends: dict[int, list[torch.Tensor]], receives: dict[int, list[Frame | torch.Tensor]]) -> None:
+def _transfer(sends: dict[int, list[torch.Tensor]], receives: dict[int, list[Frame | torch.Tensor]],
+              timeout_s: float | None = None) -> None:
     """Uncounted tensors between any processes of the session (the dealer included)."""
-    mesh, keep = _mesh(), []
-    for peer, tensors in sends.items():
-        for t in tensors:
-            keep.append(t.contiguous())
-            mesh.data[peer].queue("tensor", tensor_bytes(keep[-1]))
-    for peer, items in receives.items():
-        for item in items:
-            mesh.data[peer].expect(item if isinstance(item, Frame) else Frame("tensor", tensor_bytes(item)))
-    exchange([mesh.data[p] for p in {*sends, *receives}], mesh.timeout_s)
+    mesh = _mesh()
+    transfer(mesh.data, sends, receives, mesh.timeout_s if timeout_s is None else timeout_s)
 
 
 def send_message(command: str, data: torch.Tensor, dst: int) -> int:
-    """Send ``(command, flat int64 data)`` to ``dst``; returns the bytes sent."""
+    """Send ``(command, flat int64 data)`` to ``dst`` on the dealer's link; returns the bytes sent."""
     flat = data.reshape(-1).to(torch.int64).contiguous()
-    _transfer({dst: [torch.tensor([DEALER_COMMANDS[command], flat.numel()]), flat]}, {})
+    _transfer({dst: [torch.tensor([DEALER_COMMANDS[command], flat.numel()]), flat]}, {}, _DEALER_WAIT_S)
     return 8 * (2 + flat.numel())
 
 
 def recv_message(src: int, max_elements: int) -> tuple[str, torch.Tensor]:
     """Receive one :func:`send_message` message, refusing unknown commands and sizes
-    above ``max_elements`` (before reading them)."""
+    above ``max_elements`` (before reading them). The dealer waits for the next batch's
+    table through a whole online phase: the wait is unbounded here, and the watchdog
+    ends it if a peer is lost."""
     header = torch.zeros(2, dtype=torch.int64)
     body = Frame("tensor", limit=8 * max_elements)
-    _transfer({}, {src: [header, body]})
+    _transfer({}, {src: [header, body]}, _DEALER_WAIT_S)
     code, n = header.tolist()
     names = {v: k for k, v in DEALER_COMMANDS.items()}
     if code not in names or n * 8 != len(body.payload):
