@@ -248,29 +248,36 @@ def _quad_emulate(x: torch.Tensor, fp: FixedPoint) -> torch.Tensor:
 
 
 register(Protocol(
-    "gelu.erf", "activation", gelu_erf_secure, lambda x: gelu_erf_reference(x, ERF_TERMS), gelu_erf_emulate,
-    "x (1 + erf(x / sqrt 2)) / 2, erf by 8 Maclaurin terms", "CrypTen (Knott et al., NeurIPS 2021)",
-    (-2.5, 2.5), 1e-3, _elementwise(lambda n: costs.square(n) + _tree_cost(n, ERF_TERMS) + costs.mul(n) * 2),
+    name="gelu.erf", kind="activation", secure=gelu_erf_secure,
+    reference=lambda x: gelu_erf_reference(x, ERF_TERMS), emulate=gelu_erf_emulate,
+    formula="x (1 + erf(x / sqrt 2)) / 2, erf by 8 Maclaurin terms", paper="CrypTen (Knott et al., NeurIPS 2021)",
+    valid_range=(-2.5, 2.5), tolerance=1e-3,
+    cost=_elementwise(lambda n: costs.square(n) + _tree_cost(n, ERF_TERMS) + costs.mul(n) * 2),
 ))
 register(Protocol(
-    "gelu.exact", "activation", gelu_tail_secure, torch.nn.functional.gelu, gelu_tail_emulate,
-    "x Phi(x); secure: ReLU(x) - exp(-x^2/2) P(|x| / 4)", "secvit (this project)", (-22.0, 22.0), 2e-3,
-    _elementwise(lambda n: costs.relu(n) + costs.square(n) + costs.exp(n) + _tree_cost(n, TAIL_DEGREE) + costs.mul(n)),
+    name="gelu.exact", kind="activation", secure=gelu_tail_secure, reference=torch.nn.functional.gelu,
+    emulate=gelu_tail_emulate, formula="x Phi(x); secure: ReLU(x) - exp(-x^2/2) P(|x| / 4)",
+    paper="secvit (this project)", valid_range=(-22.0, 22.0), tolerance=2e-3,
+    cost=_elementwise(lambda n: costs.relu(n) + costs.square(n) + costs.exp(n) + _tree_cost(n, TAIL_DEGREE) + costs.mul(n)),
 ))
 register(Protocol(
-    "gelu.poly", "activation", gelu_poly_secure, gelu_poly_reference, gelu_poly_emulate,
-    "0 | cubic | degree 6 | x, knots -4, -1.95, 3", "PUMA (Dong et al., 2023)", (-22.0, 22.0), 2e-3,
-    _elementwise(lambda n: costs.Cost(costs.CMP_ROUNDS, costs.CMP_BYTES * 3 * n) + _tree_cost(n, 6) + costs.mul(3 * n)),
+    name="gelu.poly", kind="activation", secure=gelu_poly_secure, reference=gelu_poly_reference,
+    emulate=gelu_poly_emulate, formula="0 | cubic | degree 6 | x, knots -4, -1.95, 3",
+    paper="PUMA (Dong et al., 2023)", valid_range=(-22.0, 22.0), tolerance=2e-3,
+    cost=_elementwise(lambda n: costs.Cost(costs.CMP_ROUNDS, costs.CMP_BYTES * 3 * n) + _tree_cost(n, 6) + costs.mul(3 * n)),
 ))
 register(Protocol(
-    "gelu.quad", "activation", _quad, lambda x: 0.125 * x**2 + 0.25 * x + 0.5, _quad_emulate,
-    "0.125 x^2 + 0.25 x + 0.5", "MPCFormer (Li et al., ICLR 2023)", (-8.0, 8.0), 1e-3, _elementwise(costs.square),
+    name="gelu.quad", kind="activation", secure=_quad, reference=lambda x: 0.125 * x**2 + 0.25 * x + 0.5,
+    emulate=_quad_emulate, formula="0.125 x^2 + 0.25 x + 0.5", paper="MPCFormer (Li et al., ICLR 2023)",
+    valid_range=(-8.0, 8.0), tolerance=1e-3, cost=_elementwise(costs.square),
 ))
 register(Protocol(
-    "gelu.relu", "activation", lambda x: x.relu(), torch.relu, lambda x, fp: fp.relu(fp.encode(x)),
-    "max(x, 0)", "common practice", (-22.0, 22.0), 1e-4, _elementwise(costs.relu),
+    name="gelu.relu", kind="activation", secure=lambda x: x.relu(), reference=torch.relu,
+    emulate=lambda x, fp: fp.relu(fp.encode(x)), formula="max(x, 0)", paper="common practice",
+    valid_range=(-22.0, 22.0), tolerance=1e-4, cost=_elementwise(costs.relu),
 ))
 register(Protocol(
-    "gelu.identity", "activation", lambda x: x, lambda x: x, lambda x, fp: fp.encode(x),
-    "x", "MPCViT+ (Zeng et al., ICCV 2023)", (-22.0, 22.0), 1e-4, _elementwise(lambda n: costs.Cost()),
+    name="gelu.identity", kind="activation", secure=lambda x: x, reference=lambda x: x,
+    emulate=lambda x, fp: fp.encode(x), formula="x", paper="MPCViT+ (Zeng et al., ICCV 2023)",
+    valid_range=(-22.0, 22.0), tolerance=1e-4, cost=_elementwise(lambda n: costs.Cost()),
 ))

@@ -148,12 +148,13 @@ def affine_norm_emulate(x: torch.Tensor, fp: FixedPoint, weight=None, bias=None,
 
 
 register(Protocol(
-    "norm.layer", "norm", layer_norm_secure, layer_norm_reference, layer_norm_emulate,
-    "(x - mu) (var + eps)^(-1/2) gamma + beta", "Ba et al. 2016; inverse sqrt by Goldschmidt steps",
-    (-4.0, 4.0), 5e-3, _layer_norm_cost,
+    name="norm.layer", kind="norm", secure=layer_norm_secure, reference=layer_norm_reference,
+    emulate=layer_norm_emulate, formula="(x - mu) (var + eps)^(-1/2) gamma + beta",
+    paper="Ba et al. 2016; inverse sqrt by Goldschmidt steps", valid_range=(-4.0, 4.0), tolerance=5e-3,
+    cost=_layer_norm_cost,
 ))
 register(Protocol(
-    "norm.affine", "norm", affine_norm_secure, affine_norm_reference, affine_norm_emulate,
-    "x a + b (per channel)", "MPCFormer (Li et al., ICLR 2023)", (-8.0, 8.0), 1e-3,
-    lambda shape: costs.mul(math.prod(shape), shape[-1]),
+    name="norm.affine", kind="norm", secure=affine_norm_secure, reference=affine_norm_reference,
+    emulate=affine_norm_emulate, formula="x a + b (per channel)", paper="MPCFormer (Li et al., ICLR 2023)",
+    valid_range=(-8.0, 8.0), tolerance=1e-3, cost=lambda shape: costs.mul(math.prod(shape), shape[-1]),
 ))

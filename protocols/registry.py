@@ -19,9 +19,9 @@ __all__ = ["KINDS", "Protocol", "get", "names", "protocols", "register"]
 KINDS = ("softmax", "activation", "norm")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Protocol:
-    """One MPC-friendly operation.
+    """One MPC-friendly operation (fields by keyword only).
 
     Attributes:
         name: Registry key, e.g. ``softmax.2quad``.

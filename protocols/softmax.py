@@ -251,25 +251,27 @@ def _relu_normalised_cost(shape: tuple[int, ...]) -> costs.Cost:
 
 
 register(Protocol(
-    "softmax.exact", "softmax", softmax_exact_secure, softmax_exact_reference, softmax_exact_emulate,
-    "exp(s - max s) / sum exp(s - max s)", "CrypTen (Knott et al., NeurIPS 2021)", (-8.0, 8.0), 1e-3, _exact_cost,
+    name="softmax.exact", kind="softmax", secure=softmax_exact_secure, reference=softmax_exact_reference,
+    emulate=softmax_exact_emulate, formula="exp(s - max s) / sum exp(s - max s)",
+    paper="CrypTen (Knott et al., NeurIPS 2021)", valid_range=(-8.0, 8.0), tolerance=1e-3, cost=_exact_cost,
 ))
 register(Protocol(
-    "softmax.relu", "softmax", _relu_secure, _relu_reference, _relu_emulate,
-    "ReLU(s) / (sum ReLU(s) + N 1e-2)", "MPCViT RSAttn (Zeng et al., ICCV 2023)", (-1.0, 8.0), 2e-3,
-    _relu_normalised_cost,
+    name="softmax.relu", kind="softmax", secure=_relu_secure, reference=_relu_reference, emulate=_relu_emulate,
+    formula="ReLU(s) / (sum ReLU(s) + N 1e-2)", paper="MPCViT RSAttn (Zeng et al., ICCV 2023)",
+    valid_range=(-1.0, 8.0), tolerance=2e-3, cost=_relu_normalised_cost,
 ))
 register(Protocol(
-    "softmax.2relu", "softmax", _two_relu_secure, _two_relu_reference, _two_relu_emulate,
-    "(ReLU(s) + 1e-2) / (sum ReLU(s) + N 1e-2)", "MPCFormer (Li et al., ICLR 2023)", (-1.0, 8.0), 2e-3,
-    _relu_normalised_cost,
+    name="softmax.2relu", kind="softmax", secure=_two_relu_secure, reference=_two_relu_reference,
+    emulate=_two_relu_emulate, formula="(ReLU(s) + 1e-2) / (sum ReLU(s) + N 1e-2)",
+    paper="MPCFormer (Li et al., ICLR 2023)", valid_range=(-1.0, 8.0), tolerance=2e-3, cost=_relu_normalised_cost,
 ))
 register(Protocol(
-    "softmax.2quad", "softmax", _quad_secure, _quad_reference, _quad_emulate,
-    "(s + 5)^2 / sum (s + 5)^2", "MPCFormer (Li et al., ICLR 2023)", (-8.0, 8.0), 2e-3,
-    lambda shape: costs.square(math.prod(shape)) + _normalise_cost(shape),
+    name="softmax.2quad", kind="softmax", secure=_quad_secure, reference=_quad_reference, emulate=_quad_emulate,
+    formula="(s + 5)^2 / sum (s + 5)^2", paper="MPCFormer (Li et al., ICLR 2023)", valid_range=(-8.0, 8.0),
+    tolerance=2e-3, cost=lambda shape: costs.square(math.prod(shape)) + _normalise_cost(shape),
 ))
 register(Protocol(
-    "softmax.scaling", "softmax", _scaling_secure, _scaling_reference, _scaling_emulate,
-    "s / N", "MPCViT ScaleAttn (Zeng et al., ICCV 2023)", (-8.0, 8.0), 1e-4, lambda shape: costs.Cost(),
+    name="softmax.scaling", kind="softmax", secure=_scaling_secure, reference=_scaling_reference,
+    emulate=_scaling_emulate, formula="s / N", paper="MPCViT ScaleAttn (Zeng et al., ICCV 2023)",
+    valid_range=(-8.0, 8.0), tolerance=1e-4, cost=lambda shape: costs.Cost(),
 ))

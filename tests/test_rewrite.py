@@ -47,6 +47,14 @@ def test_policy_replaces_every_module(policy: str):
     assert report.after and to_networkx(gm).number_of_nodes() == len(gm.graph.nodes)
 
 
+def test_a_rewritten_model_is_refused_with_what_to_do():
+    """Found as a user: `secvit profile --checkpoint <mpcformer checkpoint> --policy mpcformer` ended in
+    a StopIteration traceback."""
+    gm, _ = rewrite(_model(), load_policy("mpcformer"))
+    with pytest.raises(PolicyError, match="already rewritten .* plain checkpoint"):
+        rewrite(gm, load_policy("mpcformer"))
+
+
 def test_heterogeneous_heads_and_selection():
     policy = policy_from_dict({
         "attention": {"default": "softmax.scaling", "heads": {0: ["softmax.relu", "softmax.scaling"]},

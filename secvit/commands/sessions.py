@@ -17,10 +17,6 @@ from . import console
 __all__ = ["cmd_check", "cmd_demo", "cmd_infer", "cmd_keys", "cmd_party", "cmd_protocols"]
 
 
-def _party_role(rank: int, world_size: int) -> str:
-    return {0: "owner", 1: "client", world_size: "dealer"}.get(rank, "helper")
-
-
 def cmd_party(a: argparse.Namespace) -> int:
     from protocols import backend
 
@@ -28,9 +24,10 @@ def cmd_party(a: argparse.Namespace) -> int:
     from ..inference import InferenceJob, secure_inference
     from ..inputs import load_images
     from ..runtime.party import run_dealer, run_party
+    from ..runtime.roles import role as role_of
     from ..runtime.roles import role_name
 
-    role = _party_role(a.rank, a.world_size)
+    role = role_of(a.rank, a.world_size)
     if a.role is not None and a.role != role:
         raise ValueError(f"--role {a.role} does not match --rank {a.rank} (rank {a.rank} is the {role})")
     if not 0 <= a.rank <= a.world_size or a.world_size < 2:

@@ -15,6 +15,7 @@ from typing import Any
 import torch.fx as fx
 import torch.nn as nn
 
+from ..mpc_modules import MPCActivation, MPCAttention, MPCNorm
 from ..secure.tracing import trace
 from .graph import ATTENTION_TYPES, block_layers, op_counts, to_networkx
 from .passes import PASSES
@@ -22,6 +23,9 @@ from .passes.base import PassContext, PassResult
 from .policy import Policy, PolicyError, load_policy
 
 __all__ = ["Policy", "PolicyError", "RewriteReport", "load_policy", "rewrite", "to_networkx"]
+
+
+MPC_MODULES = (MPCAttention, MPCActivation, MPCNorm)
 
 
 @dataclass
@@ -43,8 +47,12 @@ def rewrite(model: nn.Module, policy: Policy) -> tuple[fx.GraphModule, RewriteRe
     """Rewrite a copy of ``model`` by ``policy``; the original is left untouched.
 
     Raises:
-        PolicyError: the policy names layers or heads the model does not have.
+        PolicyError: the policy names layers or heads the model does not have, or the
+            model is already rewritten (a policy applies to a plain model).
     """
+    if any(isinstance(m, MPC_MODULES) for m in model.modules()):
+        raise PolicyError(f"the model is already rewritten (it holds MPC modules); apply policy {policy.name!r} to "
+                          "the plain checkpoint it came from, or leave the policy out")
     model.train(model.training)  # same mode; drops timm's cached attention biases, which deepcopy refuses
     gm = trace(copy.deepcopy(model).eval(), extra_leaves=ATTENTION_TYPES)
     blocks = block_layers(gm)
