@@ -236,7 +236,7 @@ def build_model(meta: Meta) -> nn.Module:
 
         model = rewrite(model, policy_from_dict(meta.extra["policy"], source="meta.json"))[0]
     if meta.extra.get("gqa"):
-        from .compress.gqa import to_gqa
+        from .gqa import to_gqa
 
         model = to_gqa(model, int(meta.extra["gqa"]))
     return model.eval()

@@ -41,7 +41,7 @@ class TrainConfig:
     of training) distil from the ``teacher`` checkpoint; ``uskd`` needs no teacher;
     ``sparse`` replays the ``cached_logits`` file of ``secvit cache-logits``. ``gqa``
     groups the (rewritten) model's K/V heads into that many per layer before fine-tuning
-    (:mod:`secvit.compress.gqa`).
+    (:mod:`secvit.gqa`).
     """
 
     model: str = "vit_lite_7_4_32"
@@ -202,7 +202,7 @@ def train(cfg: TrainConfig, out: str | Path) -> dict:
         model = rewrite(model, policy)[0]
         extra["policy"] = policy.to_dict()
     if cfg.gqa is not None:
-        from .compress.gqa import to_gqa
+        from .gqa import to_gqa
 
         model = to_gqa(model, cfg.gqa)
         extra["gqa"] = cfg.gqa

@@ -10,7 +10,7 @@ import torch
 
 from secvit import cli
 from secvit.checkpoint import load_model
-from secvit.compress.gqa import to_gqa
+from secvit.gqa import to_gqa
 from secvit.models import create_model
 from secvit.mpc_modules import MPCAttention
 from secvit.rewrite import load_policy, rewrite

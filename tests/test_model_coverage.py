@@ -11,7 +11,7 @@ from secvit.rewrite import rewrite
 from secvit.rewrite.policy import policy_from_dict
 from secvit.secure.lowering import UnsupportedOpError
 from secvit.secure.plan import SecurePlan
-from secvit.secure.tracing import ATTENTION_TYPES
+from secvit.tracing import ATTENTION_TYPES
 
 from .conftest import secure_logits
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from secvit.models import create_model, list_models
-from secvit.secure.tracing import trace
+from secvit.tracing import trace
 
 
 @pytest.mark.parametrize("name", list_models())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from secvit.profile.network import load_network
+from secvit.network import load_network
 from secvit.runtime.netem import netem_link, unavailable_reason
 from secvit.session import run_session
 

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from secvit import cli
-from secvit.profile.network import NetworkError, NetworkProfile, load_network
+from secvit.network import NetworkError, NetworkProfile, load_network
 from secvit.profile.run import run_profile
 
 KINDS_OF_A_VIT = {"linear", "matmul", "softmax", "activation", "norm"}

@@ -116,7 +116,7 @@ def test_policy_survives_json():
 
 
 def test_unknown_policy_name():
-    with pytest.raises(PolicyError, match="built-in policies: exact"):
+    with pytest.raises(PolicyError, match="known: exact"):
         load_policy("nope")
 
 

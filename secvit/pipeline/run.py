@@ -50,7 +50,7 @@ def _stage_count(cfg: ExperimentConfig) -> int:
 def _preflight(cfg: ExperimentConfig) -> None:
     """Fail before the first stage on what would fail later: the teacher checkpoint, the
     students' policies, the network profile."""
-    from ..profile.network import load_network
+    from ..network import load_network
     from ..rewrite import load_policy
 
     if "checkpoint" in cfg.teacher:

@@ -10,7 +10,7 @@ from rich.console import Console
 
 from ..runtime.security import add_security_flags, security_from_args
 from ..truncation_risk import describe
-from .network import load_network, network_names
+from ..network import load_network, network_names
 
 __all__ = ["add_compare_parser", "add_pareto_parser", "add_profile_parser", "cmd_compare", "cmd_pareto", "cmd_profile"]
 

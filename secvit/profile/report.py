@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .network import NetworkProfile
+from ..network import NetworkProfile
 from .profiler import KINDS
 
 __all__ = ["ProfileReport", "merge_parties"]

@@ -6,7 +6,7 @@ from .. import session
 from ..checkpoint import load_meta
 from ..rewrite import load_policy
 from ..runtime.netem import netem_link
-from .network import NetworkProfile, load_network
+from ..network import NetworkProfile, load_network
 from .report import ProfileReport, merge_parties
 
 __all__ = ["measure_under_netem", "run_profile"]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..checkpoint import load_meta
-from .network import NetworkProfile
+from ..network import NetworkProfile
 
 __all__ = ["COST_TOLERANCE", "markdown", "pareto_front", "tradeoff_rows"]
 

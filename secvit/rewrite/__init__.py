@@ -16,7 +16,7 @@ import torch.fx as fx
 import torch.nn as nn
 
 from ..mpc_modules import MPCActivation, MPCAttention, MPCNorm
-from ..secure.tracing import trace
+from ..tracing import trace
 from .graph import ATTENTION_TYPES, block_layers, op_counts, to_networkx
 from .passes import PASSES
 from .passes.base import PassContext, PassResult

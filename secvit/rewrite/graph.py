@@ -9,7 +9,7 @@ import torch.fx as fx
 import torch.nn as nn
 
 from ..mpc_modules import MPCActivation, MPCAttention, MPCNorm
-from ..secure.tracing import ATTENTION_TYPES, LEAF_TYPES, SHAPE_SPECIALISED, leaf_modules
+from ..tracing import ATTENTION_TYPES, LEAF_TYPES, SHAPE_SPECIALISED, leaf_modules
 
 __all__ = ["ATTENTION_TYPES", "block_layers", "layer_of", "modules_of", "op_kind", "op_counts", "set_submodule",
            "to_networkx"]

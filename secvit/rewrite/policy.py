@@ -23,13 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from ..configs import CONFIG_DIR, read_config
 
 import protocols
 
 __all__ = ["POLICY_DIR", "PolicyError", "Policy", "Section", "load_policy"]
 
-POLICY_DIR = Path(__file__).resolve().parents[2] / "configs" / "policies"
+POLICY_DIR = CONFIG_DIR / "policies"
 _SECTIONS = {"attention": "softmax", "activation": "activation", "norm": "norm"}
 _DEFAULTS = {"attention": "softmax.exact", "activation": "gelu.exact", "norm": "norm.layer"}
 
@@ -156,14 +156,5 @@ def load_policy(spec: str | Path) -> Policy:
     Raises:
         PolicyError: unknown name, unreadable YAML or an invalid policy.
     """
-    path = Path(spec)
-    if not path.suffix:
-        path = POLICY_DIR / f"{spec}.yaml"
-    if not path.exists():
-        known = sorted(p.stem for p in POLICY_DIR.glob("*.yaml"))
-        raise PolicyError(f"policy {spec!r} not found; built-in policies: {', '.join(known)}")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise PolicyError(f"{path}: not valid YAML ({e})") from None
+    path, raw = read_config(spec, "policies", "policy", PolicyError)
     return policy_from_dict(raw, source=str(path), name=path.stem)

@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass
 from typing import Iterator
 
-from ..profile.network import NetworkProfile
+from ..network import NetworkProfile
 
 __all__ = ["IFACE", "Host", "NetemError", "NetemLink", "host_network", "netem_link", "shaper", "unavailable_reason"]
 

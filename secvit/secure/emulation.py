@@ -23,7 +23,7 @@ from protocols.fixed_point import FixedPoint
 
 from ..mpc_modules import MPCActivation, MPCAttention, MPCNorm, channels_last, head_groups
 from .lowering import PLAIN_GELU, PLAIN_NORM, PLAIN_SOFTMAX, UnsupportedOpError, lowering_for
-from .tracing import SHAPE_SPECIALISED, trace, trace_at
+from ..tracing import SHAPE_SPECIALISED, trace, trace_at
 
 __all__ = ["emulate"]
 

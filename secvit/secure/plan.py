@@ -18,7 +18,7 @@ from protocols.backend import crypten
 
 from ..runtime.roles import CLIENT, OWNER
 from .lowering import FUNCTIONS, METHODS, UnsupportedOpError, lowering_for
-from .tracing import NEEDS_REWRITE, SHAPE_SPECIALISED, leaf_modules, trace, trace_at
+from ..tracing import NEEDS_REWRITE, SHAPE_SPECIALISED, leaf_modules, trace, trace_at
 
 __all__ = ["NodeHook", "SecurePlan", "getattr_path"]
 

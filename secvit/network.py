@@ -16,14 +16,13 @@ README's estimate-versus-measurement table.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import yaml
+from .configs import CONFIG_DIR, read_config, shipped
 
 __all__ = ["NETWORK_DIR", "ROUND_TRIPS_PER_ROUND", "NetworkError", "NetworkProfile", "load_network", "network_names"]
 
-NETWORK_DIR = Path(__file__).resolve().parents[2] / "configs" / "network"
+NETWORK_DIR = CONFIG_DIR / "network"
 _KEYS = {"name", "bandwidth_mbps", "rtt_ms"}
 ROUND_TRIPS_PER_ROUND = 0.5
 
@@ -56,7 +55,7 @@ class NetworkProfile:
 
 def network_names() -> list[str]:
     """Names of the shipped profiles."""
-    return sorted(p.stem for p in NETWORK_DIR.glob("*.yaml"))
+    return shipped("network")
 
 
 def load_network(name_or_path: str) -> NetworkProfile:
@@ -65,16 +64,7 @@ def load_network(name_or_path: str) -> NetworkProfile:
     Raises:
         NetworkError: unknown name, unreadable file, missing or unknown keys, non-positive values.
     """
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = NETWORK_DIR / f"{name_or_path}.yaml"
-        if not path.exists():
-            raise NetworkError(f"unknown network {name_or_path!r}; known: {', '.join(network_names())} "
-                               "(or a YAML path)")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise NetworkError(f"{path}: {e}") from e
+    path, data = read_config(name_or_path, "network", "network", NetworkError)
     if not isinstance(data, dict) or set(data) != _KEYS:
         raise NetworkError(f"{path}: expected exactly the keys {sorted(_KEYS)}, got {sorted(data or {})}")
     profile = NetworkProfile(str(data["name"]), float(data["bandwidth_mbps"]), float(data["rtt_ms"]))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ..mpc_modules import MPCAttention
+from .mpc_modules import MPCAttention
 
 __all__ = ["to_gqa"]
 

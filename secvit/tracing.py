@@ -22,7 +22,7 @@ from timm.models.tiny_vit import Attention as TinyVitAttention
 from timm.models.tiny_vit import TinyVitBlock
 from torch.fx.experimental.meta_tracer import MetaTracer
 
-from ..mpc_modules import MPCActivation, MPCAttention, MPCNorm
+from .mpc_modules import MPCActivation, MPCAttention, MPCNorm
 
 __all__ = ["ATTENTION_TYPES", "LEAF_TYPES", "NEEDS_REWRITE", "SHAPE_SPECIALISED", "TraceError", "leaf_modules", "trace", "trace_at"]
 
