@@ -26,7 +26,7 @@ import torch.nn as nn
 
 from protocols import backend
 from secvit.checkpoint import Meta, build_model, load_model
-from secvit.cli import DEFAULT_CHECKPOINT
+from secvit.checkpoint import DEFAULT_CHECKPOINT
 from secvit.inputs import load_images
 from secvit.rewrite import load_policy, rewrite
 from secvit.secure.plan import SecurePlan

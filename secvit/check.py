@@ -26,6 +26,7 @@ from .rewrite import load_policy, rewrite
 from .secure.emulation import emulate
 from .session import run_session
 from .truncation_risk import truncation_risk
+from .errors import UsageError
 
 __all__ = ["SPLITS", "check_images", "run_check"]
 
@@ -42,7 +43,7 @@ def check_images(data: Any, split: str, n: int) -> tuple[torch.Tensor, torch.Ten
         ValueError: unknown split, or a real split with fewer than ``n`` images.
     """
     if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        raise UsageError(f"split must be one of {SPLITS}, got {split!r}")
     if split in ("test", "train"):
         x, y = (data.x_test, data.y_test) if split == "test" else (data.x_train, data.y_train)
     else:
@@ -53,7 +54,7 @@ def check_images(data: Any, split: str, n: int) -> tuple[torch.Tensor, torch.Ten
                         for o in range(side * side) if o != side * side // 2][: max(0, -(-n // len(x)) - 1)]
         x, y = torch.cat(copies), y.repeat(len(copies))
     if n > len(x):
-        raise ValueError(f"the {split} split has {len(x)} images; asked for {n} (try --split all or augmented)")
+        raise UsageError(f"the {split} split has {len(x)} images; asked for {n} (try --split all or augmented)")
     return x[:n], y[:n]
 
 

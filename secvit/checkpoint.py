@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 from .data import Normalization
 from .models import create_model, is_known
 from .models.registry import ModelFn, builtin_entry
+from .errors import SecvitError
 
 __all__ = ["MODEL_ARG_RULES", "TIMM_MODEL_ARGS", "VIT_LITE_ARGS", "ArgRule", "CheckpointError", "Meta",
            "allowed_model_args", "build_model", "load_meta", "load_model", "save_checkpoint"]
@@ -28,7 +29,11 @@ WEIGHTS = "model.safetensors"
 META = "meta.json"
 
 
-class CheckpointError(ValueError):
+DEFAULT_CHECKPOINT = str(Path(__file__).resolve().parents[1] / "checkpoints" / "vit_lite_7_4_32-digits")
+"""The shipped ViT-Lite trained on digits: the commands' default checkpoint."""
+
+
+class CheckpointError(SecvitError, ValueError):
     """A checkpoint is missing, incomplete or does not match its architecture."""
 
 

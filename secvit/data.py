@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from .errors import UsageError
 
 __all__ = ["Dataset", "Normalization", "load_dataset", "to_unit_range", "resize"]
 
@@ -70,7 +71,7 @@ def resize(x: torch.Tensor, size: int, channels: int) -> torch.Tensor:
     if x.shape[1] == 1 and channels > 1:
         x = x.repeat(1, channels, 1, 1)
     if x.shape[1] != channels:
-        raise ValueError(f"images have {x.shape[1]} channels; the model expects {channels}")
+        raise UsageError(f"images have {x.shape[1]} channels; the model expects {channels}")
     return x.clamp(0.0, 1.0)
 
 
@@ -86,17 +87,17 @@ def to_unit_range(x: np.ndarray) -> torch.Tensor:
     if x.ndim == 3:
         x = x[:, None]
     if x.ndim != 4:
-        raise ValueError(f"expected images of shape (N, H, W), (N, H, W, C) or (N, C, H, W); got {x.shape}")
+        raise UsageError(f"expected images of shape (N, H, W), (N, H, W, C) or (N, C, H, W); got {x.shape}")
     if x.shape[1] not in (1, 3) and x.shape[-1] in (1, 3):
         x = np.moveaxis(x, -1, 1)
     if x.dtype == np.uint8:
         return torch.from_numpy(x.astype(np.float32) / 255.0)
     x = x.astype(np.float32)
     if not np.isfinite(x).all():
-        raise ValueError("images contain NaN or Inf values")
+        raise UsageError("images contain NaN or Inf values")
     lo, hi = float(x.min()), float(x.max())
     if lo < 0.0 or hi > 1.0:
-        raise ValueError(f"expected float pixel values in [0, 1] (or uint8 0..255); got range [{lo:.4g}, {hi:.4g}]")
+        raise UsageError(f"expected float pixel values in [0, 1] (or uint8 0..255); got range [{lo:.4g}, {hi:.4g}]")
     return torch.from_numpy(x)
 
 
@@ -114,10 +115,10 @@ def _digits() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 def _npz(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     with np.load(path) as f:
         if "x" not in f or "y" not in f:
-            raise ValueError(f"{path}: expected arrays 'x' and 'y', found {sorted(f.files)}")
+            raise UsageError(f"{path}: expected arrays 'x' and 'y', found {sorted(f.files)}")
         x, y = f["x"], f["y"]
     if len(x) != len(y):
-        raise ValueError(f"{path}: {len(x)} images but {len(y)} labels")
+        raise UsageError(f"{path}: {len(x)} images but {len(y)} labels")
     rng = np.random.default_rng(DIGITS_SEED)
     order = rng.permutation(len(x))
     cut = int(round(len(x) * (1 - DIGITS_TEST_FRACTION)))
@@ -154,7 +155,7 @@ def load_dataset(spec: str, img_size: int, in_chans: int = 3) -> Dataset:
     elif kind == "cifar10" and arg:
         x_tr, x_te, y_tr, y_te = _cifar10(Path(arg))
     else:
-        raise ValueError(f"unknown data {spec!r}: expected 'digits', 'npz:PATH' or 'cifar10:DIR'")
+        raise UsageError(f"unknown data {spec!r}: expected 'digits', 'npz:PATH' or 'cifar10:DIR'")
     y_tr, y_te = torch.as_tensor(y_tr, dtype=torch.long), torch.as_tensor(y_te, dtype=torch.long)
     return Dataset(
         name=spec,

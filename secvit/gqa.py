@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 
 from .mpc_modules import MPCAttention
+from .errors import UsageError
 
 __all__ = ["to_gqa"]
 
@@ -43,10 +44,10 @@ def to_gqa(model: nn.Module, groups: int) -> nn.Module:
     """
     attentions = [m for m in model.modules() if isinstance(m, MPCAttention)]
     if not attentions:
-        raise ValueError("GQA converts MPCAttention modules: rewrite the model by a policy first")
+        raise UsageError("GQA converts MPCAttention modules: rewrite the model by a policy first")
     for attn in attentions:
         if groups < 1 or attn.num_heads % groups or attn.kv_heads != attn.num_heads:
-            raise ValueError(f"cannot group {attn.num_heads} heads (kv_heads {attn.kv_heads}) into {groups}")
+            raise UsageError(f"cannot group {attn.num_heads} heads (kv_heads {attn.kv_heads}) into {groups}")
     for attn in attentions:
         _convert(attn, groups)
     return model

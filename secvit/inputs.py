@@ -15,11 +15,12 @@ import torch
 
 from .checkpoint import Meta
 from .data import load_dataset, to_unit_range
+from .errors import SecvitError
 
 __all__ = ["InputError", "fixed_point_limit", "load_images", "prepare_images"]
 
 
-class InputError(ValueError):
+class InputError(SecvitError, ValueError):
     """The client's images cannot be used with this model."""
 
 

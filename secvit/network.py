@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .configs import CONFIG_DIR, read_config, shipped
+from .errors import SecvitError
 
 __all__ = ["NETWORK_DIR", "ROUND_TRIPS_PER_ROUND", "NetworkError", "NetworkProfile", "load_network", "network_names"]
 
@@ -27,7 +28,7 @@ _KEYS = {"name", "bandwidth_mbps", "rtt_ms"}
 ROUND_TRIPS_PER_ROUND = 0.5
 
 
-class NetworkError(ValueError):
+class NetworkError(SecvitError, ValueError):
     """A network profile is missing or malformed."""
 
 

@@ -24,6 +24,7 @@ from .distill.distillers import (Batch, Distiller, LogitDistiller, MPCFormerDist
 from .distill.losses import METHODS
 from .distill.sparse import LogitCache
 from .models import create_model
+from .errors import UsageError
 
 TEACHER_METHODS = ("kd", "nkd", "mpcformer")
 
@@ -66,12 +67,12 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.distill is not None and self.distill not in METHODS:
-            raise ValueError(f"unknown distillation {self.distill!r}; known: {', '.join(METHODS)}")
+            raise UsageError(f"unknown distillation {self.distill!r}; known: {', '.join(METHODS)}")
         needs_teacher = self.distill in TEACHER_METHODS
         if needs_teacher != (self.teacher is not None):
-            raise ValueError(f"--teacher goes with --distill {'|'.join(TEACHER_METHODS)} (and only with them)")
+            raise UsageError(f"--teacher goes with --distill {'|'.join(TEACHER_METHODS)} (and only with them)")
         if (self.distill == "sparse") != (self.cached_logits is not None):
-            raise ValueError("--distill sparse and --cached-logits go together")
+            raise UsageError("--distill sparse and --cached-logits go together")
 
 
 @torch.no_grad()
@@ -106,7 +107,7 @@ def _distiller(cfg: TrainConfig, model: nn.Module, data: Dataset) -> Distiller:
         return Distiller()
     teacher, meta = load_model(cfg.teacher)
     if meta.num_classes != data.num_classes or meta.data != cfg.data:
-        raise ValueError(f"teacher {cfg.teacher} was trained on {meta.data} ({meta.num_classes} classes); "
+        raise UsageError(f"teacher {cfg.teacher} was trained on {meta.data} ({meta.num_classes} classes); "
                          f"the student trains on {cfg.data} ({data.num_classes} classes)")
     if cfg.distill == "mpcformer":
         return MPCFormerDistiller(teacher, meta.normalization, model, cfg.stage1_share)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from secvit.checkpoint import load_model
-from secvit.cli import DEFAULT_CHECKPOINT
+from secvit.checkpoint import DEFAULT_CHECKPOINT
 from secvit.data import load_dataset
 from secvit.train import TrainConfig, evaluate, train
 

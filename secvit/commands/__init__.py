@@ -1,6 +1,7 @@
-"""The ``secvit`` subcommands' implementations (the parser is :mod:`secvit.cli`): each
-``cmd_*`` takes the parsed arguments and returns the exit code."""
+"""The ``secvit`` command groups: each module adds its commands' parsers
+(``add_parsers``) and implements them (each ``cmd_*`` takes the parsed arguments and
+returns the exit code)."""
 
-from rich.console import Console
+from ..console import console
 
-console = Console()
+__all__ = ["console"]

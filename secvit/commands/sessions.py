@@ -1,5 +1,6 @@
-"""The commands that run secure inference sessions: ``party``, ``demo``, ``infer``,
-``check`` and ``protocols`` (the cost table of the protocol registry)."""
+"""The commands that run secure inference sessions: ``party``, ``keys``, ``demo``,
+``infer``, ``check`` and ``protocols`` (the cost table of the protocol registry), and
+their parsers (:func:`add_parsers`)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ from typing import Any
 
 from rich.table import Table
 
-from ..runtime.security import security_from_args
+from ..check import SPLITS
+from ..errors import UsageError
+from ..runtime.security import add_security_flags, security_from_args
 from ..truncation_risk import describe
 from . import console
 
-__all__ = ["cmd_check", "cmd_demo", "cmd_infer", "cmd_keys", "cmd_party", "cmd_protocols"]
+__all__ = ["add_parsers", "cmd_check", "cmd_demo", "cmd_infer", "cmd_keys", "cmd_party", "cmd_protocols"]
 
 
 def cmd_party(a: argparse.Namespace) -> int:
@@ -29,24 +32,27 @@ def cmd_party(a: argparse.Namespace) -> int:
 
     role = role_of(a.rank, a.world_size)
     if a.role is not None and a.role != role:
-        raise ValueError(f"--role {a.role} does not match --rank {a.rank} (rank {a.rank} is the {role})")
+        raise UsageError(f"--role {a.role} does not match --rank {a.rank} (rank {a.rank} is the {role})")
     if not 0 <= a.rank <= a.world_size or a.world_size < 2:
-        raise ValueError(f"--rank must be in [0, {a.world_size}] and --world-size >= 2")
+        raise UsageError(f"--rank must be in [0, {a.world_size}] and --world-size >= 2")
     channels = "plaintext" if a.insecure_plaintext_channels else "tls"
     if (a.keys is None) == (channels == "tls"):
-        raise ValueError("--keys DIR is required (make keys with `secvit keys`)" if a.keys is None
+        raise UsageError("--keys DIR is required (make keys with `secvit keys`)" if a.keys is None
                          else "--keys and --insecure-plaintext-channels exclude each other")
-    settings = backend.MPCSettings(precision_bits=a.precision, timeout_s=a.timeout, channels=channels,
-                                   **security_from_args(a))
-    endpoint = backend.Endpoint(a.rendezvous, a.keys, a.listen, a.advertise, lambda r: role_name(r, a.world_size))
+    try:
+        settings = backend.MPCSettings(precision_bits=a.precision, timeout_s=a.timeout, channels=channels,
+                                       **security_from_args(a))
+        endpoint = backend.Endpoint(a.rendezvous, a.keys, a.listen, a.advertise, lambda r: role_name(r, a.world_size))
+    except ValueError as e:  # the settings' and addresses' own checks
+        raise UsageError(str(e)) from None
     backend.set_threads(a.threads)
     if role == "dealer":
         if settings.provider != "dealer":
-            raise ValueError(f"rank {a.rank} is the dealer, but --insecure-tfp lets party 0 deal")
+            raise UsageError(f"rank {a.rank} is the dealer, but --insecure-tfp lets party 0 deal")
         run_dealer(a.world_size, endpoint, settings)
         return 0
     if a.checkpoint is None:
-        raise ValueError("--checkpoint is required for the owner and the client")
+        raise UsageError("--checkpoint is required for the owner and the client")
     job = InferenceJob(checkpoint=a.checkpoint, policy=a.policy, batch_size=a.batch_size, audit=a.audit,
                        verbose=a.verbose, profile=a.profile)
     if role == "owner":
@@ -62,7 +68,10 @@ def cmd_party(a: argparse.Namespace) -> int:
 def cmd_keys(a: argparse.Namespace) -> int:
     from protocols import backend
 
-    key, cert = backend.make_keys(a.out, a.rank)
+    try:
+        key, cert = backend.make_keys(a.out, a.rank)
+    except FileExistsError as e:
+        raise UsageError(str(e)) from None
     print(f"wrote {key} (keep it on this host) and {cert} (copy it to every peer's key directory)")
     return 0
 
@@ -152,3 +161,76 @@ def cmd_protocols(a: argparse.Namespace) -> int:
                       f"{r['max_error']:.1e}", f"[{r['range'][0]:g}, {r['range'][1]:g}]")
     console.print(table)
     return 0
+
+
+def _add_mpc_args(p: argparse.ArgumentParser) -> None:
+    add_security_flags(p)
+    p.add_argument("--precision", type=int, default=16, help="fixed-point fractional bits (default 16)")
+    p.add_argument("--batch-size", type=int, default=8, help="images per encrypted forward pass")
+
+
+def _add_session_args(p: argparse.ArgumentParser) -> None:
+    _add_mpc_args(p)
+    p.add_argument("--json", metavar="PATH", help="write the report as JSON")
+    p.add_argument("--port", type=int, help="rendezvous port on 127.0.0.1 (default: a free one)")
+
+
+def add_parsers(sub: argparse._SubParsersAction, default_checkpoint: str) -> None:
+    """Add this group's commands (party, keys, demo, infer, check, protocols) to ``sub``."""
+    p = sub.add_parser("party", help="run one party of a secure inference session")
+    p.add_argument("--rank", type=int, required=True, help="0: model owner, 1: client, W: the dealer")
+    p.add_argument("--world-size", type=int, default=2, help="computing parties (the dealer not counted)")
+    p.add_argument("--rendezvous", required=True, help="tcp://HOST:PORT where rank 0 listens")
+    p.add_argument("--keys", metavar="DIR", help="this party's partyR.key/.crt and every peer's partyS.crt "
+                   "(secvit keys); peers without a listed certificate are refused")
+    p.add_argument("--listen", metavar="HOST:PORT", help="where this party accepts higher ranks (default: the address "
+                   "it reaches rank 0 from, a free port)")
+    p.add_argument("--advertise", metavar="HOST:PORT", help="the address higher ranks should use for this party "
+                   "(NAT, port forwarding), if not --listen")
+    p.add_argument("--insecure-plaintext-channels", action="store_true",
+                   help="plain TCP instead of TLS: anyone on the path reads the seeds and shares (tests' control only)")
+    p.add_argument("--role", choices=["owner", "client", "dealer"], help="checked against --rank")
+    p.add_argument("--checkpoint", help="owner: the checkpoint; client: a directory with its meta.json")
+    p.add_argument("--input", nargs="+", default=[], help="client: .npy/.png files or digits-test:N")
+    p.add_argument("--threads", type=int, default=1, help="torch threads of this party")
+    p.add_argument("--timeout", type=float, default=60.0, help="longest wait for a peer, seconds")
+    p.add_argument("--result", metavar="PATH", help="write this party's report as JSON")
+    p.add_argument("--policy", help="rewrite the checkpoint's model by this policy (public, same on all parties)")
+    p.add_argument("--verbose", action="store_true", help="print a line per stage")
+    p.add_argument("--profile", action="store_true", help="record per-node time, bytes and rounds in the report")
+    p.add_argument("--audit", action="store_true", help=argparse.SUPPRESS)
+    _add_mpc_args(p)
+    p.set_defaults(func=cmd_party)
+
+    p = sub.add_parser("keys", help="make a party's TLS key and certificate (give the .crt to its peers)")
+    p.add_argument("--out", required=True, metavar="DIR", help="directory to write partyR.key and partyR.crt")
+    p.add_argument("--rank", type=int, required=True, help="the rank the certificate speaks for (0 owner, 1 client, "
+                   "W dealer)")
+    p.set_defaults(func=cmd_keys)
+
+    p = sub.add_parser("demo", help="secure inference of digits test images, checked against plaintext")
+    p.add_argument("--checkpoint", default=default_checkpoint)
+    p.add_argument("--n", type=int, default=8, help="number of digits test images")
+    _add_session_args(p)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("infer", help="secure inference of your images (.png or .npy)")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--checkpoint", default=default_checkpoint)
+    _add_session_args(p)
+    p.set_defaults(func=cmd_infer)
+
+    p = sub.add_parser("check", help="accuracy: original vs rewritten vs fixed-point emulation vs real MPC")
+    p.add_argument("--checkpoint", default=default_checkpoint)
+    p.add_argument("--policy", help="rewrite by this policy (default: the checkpoint as it is)")
+    p.add_argument("--n", type=int, default=200, help="test images for the plaintext and emulated accuracies")
+    p.add_argument("--mpc-n", type=int, default=16, help="of those, images run under real MPC")
+    p.add_argument("--split", choices=SPLITS, default="test",
+                   help="images: test (default), train, all, or augmented (all, then translated copies)")
+    p.add_argument("--json", metavar="PATH", help="write the report as JSON")
+    _add_mpc_args(p)
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("protocols", help="the MPC protocol registry: formula, rounds, bytes, accuracy")
+    p.add_argument("--format", choices=["table", "md"], default="table")
+    p.set_defaults(func=cmd_protocols)

@@ -19,6 +19,7 @@ from ..checkpoint import Meta, load_model
 from ..data import load_dataset
 from ..train import TrainConfig, fit, save_evaluated
 from .reparam import branch_model, merge_model
+from ..errors import UsageError
 
 __all__ = ["MERGE_TOLERANCE", "compress_depth"]
 
@@ -39,7 +40,7 @@ def compress_depth(teacher_ckpt: str, out: str | Path, depth: int, epochs: int =
     """
     teacher, meta = load_model(teacher_ckpt)
     if meta.extra.get("policy"):
-        raise ValueError(f"{teacher_ckpt} is rewritten ({meta.extra['policy'].get('name')}); reparameterize the "
+        raise UsageError(f"{teacher_ckpt} is rewritten ({meta.extra['policy'].get('name')}); reparameterize the "
                          "plain teacher, then fine-tune the result with --policy")
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 from timm.models.vision_transformer import Block, VisionTransformer
+from ..errors import UsageError
 
 __all__ = ["Inheritance", "inherit"]
 
@@ -68,15 +69,15 @@ def inherit(teacher: VisionTransformer, student: VisionTransformer) -> Inheritan
         ValueError: the student is not a shallower / narrower copy of the teacher's design.
     """
     if not isinstance(teacher, VisionTransformer) or not isinstance(student, VisionTransformer):
-        raise ValueError("weight inheritance needs plain timm VisionTransformers (inherit before rewriting)")
+        raise UsageError("weight inheritance needs plain timm VisionTransformers (inherit before rewriting)")
     depth_t, depth_s = len(teacher.blocks), len(student.blocks)
     hidden_t, hidden_s = teacher.blocks[0].mlp.fc1.out_features, student.blocks[0].mlp.fc1.out_features
     if not 1 <= depth_s <= depth_t or hidden_s > hidden_t or teacher.embed_dim != student.embed_dim:
-        raise ValueError(f"student ({depth_s} blocks, MLP {hidden_s}, width {student.embed_dim}) is not a "
+        raise UsageError(f"student ({depth_s} blocks, MLP {hidden_s}, width {student.embed_dim}) is not a "
                          f"shallower/narrower teacher ({depth_t} blocks, MLP {hidden_t}, width {teacher.embed_dim})")
     t_attn, s_attn = teacher.blocks[0].attn, student.blocks[0].attn
     if s_attn.num_heads > t_attn.num_heads or s_attn.head_dim != t_attn.head_dim:
-        raise ValueError(f"student heads ({s_attn.num_heads} x {s_attn.head_dim}) are not a subset of the teacher's "
+        raise UsageError(f"student heads ({s_attn.num_heads} x {s_attn.head_dim}) are not a subset of the teacher's "
                          f"({t_attn.num_heads} x {t_attn.head_dim}): build the student with head_dim={t_attn.head_dim}")
     stride = depth_t // depth_s
     layers = [i * stride for i in range(depth_s)]

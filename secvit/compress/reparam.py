@@ -29,6 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from timm.models.vision_transformer import Block, VisionTransformer
+from ..errors import UsageError
 
 __all__ = ["BranchBlock", "branch_model", "depth_groups", "merge_model"]
 
@@ -41,7 +42,7 @@ def depth_groups(depth: int, groups: int) -> list[list[int]]:
         ValueError: ``groups`` is not in [1, depth].
     """
     if not 1 <= groups <= depth:
-        raise ValueError(f"cannot merge {depth} blocks into {groups}: the depth must be in [1, {depth}]")
+        raise UsageError(f"cannot merge {depth} blocks into {groups}: the depth must be in [1, {depth}]")
     size, extra = divmod(depth, groups)
     out, start = [], 0
     for g in range(groups):
@@ -63,7 +64,7 @@ def _check_plain(block: nn.Module) -> Block:
     plain = isinstance(block, Block) and block.attn.qkv.bias is not None and isinstance(block.mlp.act, nn.GELU) and all(
         isinstance(m, nn.Identity) for m in (block.ls1, block.ls2, block.attn.q_norm, block.attn.norm))
     if not plain:
-        raise ValueError("structural reparameterization needs plain timm ViT blocks (qkv bias, no layer scale, no "
+        raise UsageError("structural reparameterization needs plain timm ViT blocks (qkv bias, no layer scale, no "
                          "q/k norm, GELU MLP): reparameterize the teacher before rewriting it")
     return block
 
@@ -143,7 +144,7 @@ def branch_model(teacher: VisionTransformer, depth: int, ramp: float = 0.5) -> t
     (each group's teacher blocks become its branches, lambda rising over ``ramp`` of
     training); returns it and the groups."""
     if not isinstance(teacher, VisionTransformer):
-        raise ValueError("structural reparameterization needs a timm VisionTransformer")
+        raise UsageError("structural reparameterization needs a timm VisionTransformer")
     groups = depth_groups(len(teacher.blocks), depth)
     model = copy.deepcopy(teacher)
     model.blocks = nn.Sequential(*(BranchBlock([teacher.blocks[i] for i in g], ramp) for g in groups))

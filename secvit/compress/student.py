@@ -10,6 +10,7 @@ from ..data import load_dataset
 from ..models import create_model
 from ..train import save_evaluated
 from .inherit import inherit
+from ..errors import UsageError
 
 __all__ = ["inherit_checkpoint"]
 
@@ -25,7 +26,7 @@ def inherit_checkpoint(teacher_ckpt: str, out: str | Path, depth: int | None = N
     """
     teacher, meta = load_model(teacher_ckpt)
     if meta.extra.get("policy"):
-        raise ValueError(f"{teacher_ckpt} is rewritten ({meta.extra['policy'].get('name')}); inherit from the "
+        raise UsageError(f"{teacher_ckpt} is rewritten ({meta.extra['policy'].get('name')}); inherit from the "
                          "plain teacher, then fine-tune the student with --policy")
     overrides = {k: v for k, v in (("depth", depth), ("mlp_ratio", mlp_ratio)) if v is not None}
     if heads is not None:

@@ -29,6 +29,7 @@ from ..augment import random_shift, shift_from_seeds
 from .features import FeatureTap
 from .losses import kd_loss, nkd_loss, non_target_logits
 from .sparse import LogitCache, sparse_loss
+from ..errors import UsageError
 
 __all__ = ["Batch", "Distiller", "LogitDistiller", "MPCFormerDistiller", "SparseDistiller", "USKDDistiller"]
 
@@ -101,7 +102,7 @@ class MPCFormerDistiller(Distiller):
         self.t_tap, self.s_tap = FeatureTap(teacher), FeatureTap(student)
         self.t_layers, self.s_layers = self.t_tap.layers, self.s_tap.layers
         if self.t_layers < self.s_layers:
-            raise ValueError(f"the teacher ({self.t_layers} blocks) is shallower than the student ({self.s_layers})")
+            raise UsageError(f"the teacher ({self.t_layers} blocks) is shallower than the student ({self.s_layers})")
         self.stride = self.t_layers // self.s_layers
 
     def loss(self, logits: torch.Tensor, ce: torch.Tensor, batch: Batch) -> torch.Tensor:

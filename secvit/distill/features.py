@@ -15,6 +15,7 @@ from timm.models.vision_transformer import Attention
 
 from ..mpc_modules import MPCAttention
 from ..rewrite.graph import block_layers
+from ..errors import UsageError
 
 __all__ = ["FeatureTap", "attention_logits"]
 
@@ -49,7 +50,7 @@ class FeatureTap:
         attns = [f"{b}.attn" for b in blocks] if attention else []
         missing = [name for name in hidden + attns if name not in modules]
         if not blocks or missing:
-            raise ValueError(f"feature distillation needs a ViT with blocks.i.norm1/attn and norm (missing {missing})")
+            raise UsageError(f"feature distillation needs a ViT with blocks.i.norm1/attn and norm (missing {missing})")
         self.layers = len(blocks)
         self.hidden: list[torch.Tensor] = []
         self._attn_inputs: list[tuple[nn.Module, torch.Tensor]] = []

@@ -24,6 +24,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from ..augment import shift_from_seeds
+from ..errors import UsageError
 
 __all__ = ["LogitCache", "cache_logits", "rebuild", "sparse_loss"]
 
@@ -69,14 +70,14 @@ class LogitCache:
                 info = json.loads((f.metadata() or {})["info"])
                 return cls(f.get_tensor("seeds"), f.get_tensor("values"), f.get_tensor("indices"), info)
         except (OSError, KeyError, SafetensorError, json.JSONDecodeError) as e:
-            raise ValueError(f"{path}: not a logit cache written by secvit cache-logits ({e})") from None
+            raise UsageError(f"{path}: not a logit cache written by secvit cache-logits ({e})") from None
 
     def check(self, data: str, num_classes: int, samples: int, shift: int) -> None:
         """Raises:
             ValueError: the cache was made for other data or another augmentation."""
         made = (self.info["data"], self.info["num_classes"], self.seeds.shape[1], self.info["shift"])
         if made != (data, num_classes, samples, shift):
-            raise ValueError(f"logit cache made for data {made[0]} ({made[1]} classes, {made[2]} samples, shift "
+            raise UsageError(f"logit cache made for data {made[0]} ({made[1]} classes, {made[2]} samples, shift "
                              f"{made[3]}); this training is {data} ({num_classes} classes, {samples} samples, "
                              f"shift {shift})")
 
@@ -101,7 +102,7 @@ def cache_logits(teacher_ckpt: str, out: str | Path, top_k: int = 5, epochs: int
 
     teacher, meta = load_model(teacher_ckpt)
     if not 1 <= top_k <= meta.num_classes or epochs < 1:
-        raise ValueError(f"--top-k must be in [1, {meta.num_classes}] and --epochs >= 1")
+        raise UsageError(f"--top-k must be in [1, {meta.num_classes}] and --epochs >= 1")
     data = load_dataset(meta.data, meta.img_size, meta.in_chans)
     gen = torch.Generator().manual_seed(seed)
     n = len(data.x_train)

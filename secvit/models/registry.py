@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 import timm
 import torch.nn as nn
+from ..errors import UnknownNameError
 
 __all__ = ["builtin_entry", "create_model", "is_known", "list_models", "register_model"]
 
@@ -60,7 +61,7 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
         return timm.create_model(name, pretrained=False, **kwargs)
     close = [n for n in list_models() if n.split("_")[:2] == name.split("_")[:2]]
     hint = f"; did you mean one of {close}?" if close else ""
-    raise KeyError(
+    raise UnknownNameError(
         f"unknown model {name!r}: expected one of {list_models()} or a timm "
         f"{'/'.join(p + '*' for p in _TIMM_PREFIXES)} name{hint}"
     )

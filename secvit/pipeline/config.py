@@ -30,6 +30,7 @@ from typing import Any
 import yaml
 
 from ..train import TEACHER_METHODS, TrainConfig
+from ..errors import SecvitError
 
 __all__ = ["ExperimentConfig", "PipelineConfigError", "StudentSpec", "load_experiment"]
 
@@ -40,7 +41,7 @@ COMPRESS_KEYS = {"depth": ("depth", "epochs", "lr", "ramp", "distill", "temperat
                  "inherit": ("depth", "mlp_ratio", "heads")}
 
 
-class PipelineConfigError(ValueError):
+class PipelineConfigError(SecvitError, ValueError):
     """An experiment config that cannot run (names the file and the key)."""
 
 

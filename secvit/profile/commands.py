@@ -11,8 +11,9 @@ from rich.console import Console
 from ..runtime.security import add_security_flags, security_from_args
 from ..truncation_risk import describe
 from ..network import load_network, network_names
+from ..errors import UsageError
 
-__all__ = ["add_compare_parser", "add_pareto_parser", "add_profile_parser", "cmd_compare", "cmd_pareto", "cmd_profile"]
+__all__ = ["add_parsers", "cmd_compare", "cmd_pareto", "cmd_profile"]
 
 
 def _common(p: argparse.ArgumentParser, default_checkpoint: str) -> None:
@@ -25,7 +26,7 @@ def _common(p: argparse.ArgumentParser, default_checkpoint: str) -> None:
     p.add_argument("--plot", metavar="PATH.png", help="write the charts as PNG")
 
 
-def add_profile_parser(sub: argparse._SubParsersAction, default_checkpoint: str) -> None:
+def _add_profile_parser(sub: argparse._SubParsersAction, default_checkpoint: str) -> None:
     p = sub.add_parser("profile", help="per-node time, bytes and rounds of a secure run, with network estimates")
     _common(p, default_checkpoint)
     p.add_argument("--policy", help="rewrite the checkpoint's model by this policy first")
@@ -36,7 +37,7 @@ def add_profile_parser(sub: argparse._SubParsersAction, default_checkpoint: str)
                         "(tc netem, or a userspace delay line; root), and report measured next to estimated time")
 
 
-def add_compare_parser(sub: argparse._SubParsersAction, default_checkpoint: str) -> None:
+def _add_compare_parser(sub: argparse._SubParsersAction, default_checkpoint: str) -> None:
     p = sub.add_parser("compare", help="profile several policies on one checkpoint; one table and one plot")
     _common(p, default_checkpoint)
     p.add_argument("--policies", required=True, help="comma-separated policy names or YAML paths")
@@ -51,7 +52,7 @@ def cmd_profile(a: argparse.Namespace, console: Console) -> int:
 
     network = load_network(a.network)  # bad input fails before any party starts
     if a.netem and (reason := unavailable_reason()):
-        raise ValueError(f"--netem: {reason}")
+        raise UsageError(f"--netem: {reason}")
     with console.status(f"profiling {a.n} images under MPC ..."):
         report = run_profile(a.checkpoint, a.policy, a.n, network=network, **security_from_args(a), threads=a.threads)
     if a.netem:
@@ -119,7 +120,7 @@ def cmd_compare(a: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def add_pareto_parser(sub: argparse._SubParsersAction) -> None:
+def _add_pareto_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("pareto", help="test accuracy against measured secure cost over checkpoints (Pareto front)")
     p.add_argument("checkpoints", nargs="+", help="checkpoint directories (each with a recorded test accuracy)")
     p.add_argument("--names", help="comma-separated labels (default: directory names)")
@@ -137,7 +138,7 @@ def cmd_pareto(a: argparse.Namespace, console: Console) -> int:
     network = load_network(a.network)
     names = [s.strip() for s in a.names.split(",")] if a.names else None
     if names is not None and len(names) != len(a.checkpoints):
-        raise ValueError(f"--names gives {len(names)} labels for {len(a.checkpoints)} checkpoints")
+        raise UsageError(f"--names gives {len(names)} labels for {len(a.checkpoints)} checkpoints")
     with console.status(f"profiling {len(a.checkpoints)} checkpoints under MPC ..."):
         rows = tradeoff_rows(a.checkpoints, network, a.n, names)
     console.print(markdown(rows, network.name))
@@ -148,3 +149,15 @@ def cmd_pareto(a: argparse.Namespace, console: Console) -> int:
     if a.plot:
         plot_tradeoff(rows, network.name, a.plot)
     return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction, default_checkpoint: str) -> None:
+    """Add this group's commands (profile, compare, pareto) to ``sub``."""
+    from ..console import console
+
+    _add_profile_parser(sub, default_checkpoint)
+    _add_compare_parser(sub, default_checkpoint)
+    _add_pareto_parser(sub)
+    handlers = {"profile": cmd_profile, "compare": cmd_compare, "pareto": cmd_pareto}
+    for name, handler in handlers.items():
+        sub.choices[name].set_defaults(func=lambda a, handler=handler: handler(a, console))

@@ -14,6 +14,7 @@ from typing import Any
 
 from ..checkpoint import load_meta
 from ..network import NetworkProfile
+from ..errors import UsageError
 
 __all__ = ["COST_TOLERANCE", "markdown", "pareto_front", "tradeoff_rows"]
 
@@ -47,7 +48,7 @@ def tradeoff_rows(checkpoints: list[str], network: str | NetworkProfile, n: int 
     metas = [load_meta(c) for c in checkpoints]  # every checkpoint is valid before any party starts
     for ckpt, meta in zip(checkpoints, metas):
         if meta.extra.get("test_accuracy") is None:
-            raise ValueError(f"{ckpt}: meta.json records no test_accuracy")
+            raise UsageError(f"{ckpt}: meta.json records no test_accuracy")
     rows = []
     for i, (ckpt, meta) in enumerate(zip(checkpoints, metas)):
         report = run_profile(ckpt, None, n, network=network)

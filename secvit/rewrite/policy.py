@@ -26,6 +26,7 @@ from typing import Any
 from ..configs import CONFIG_DIR, read_config
 
 import protocols
+from ..errors import SecvitError
 
 __all__ = ["POLICY_DIR", "PolicyError", "Policy", "Section", "load_policy"]
 
@@ -34,7 +35,7 @@ _SECTIONS = {"attention": "softmax", "activation": "activation", "norm": "norm"}
 _DEFAULTS = {"attention": "softmax.exact", "activation": "gelu.exact", "norm": "norm.layer"}
 
 
-class PolicyError(ValueError):
+class PolicyError(SecvitError, ValueError):
     """A policy file or dict is malformed."""
 
 

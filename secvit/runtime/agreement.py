@@ -19,6 +19,7 @@ from typing import Any, Callable
 import torch
 
 from .roles import role_name
+from ..errors import SecvitError
 
 __all__ = ["FIELDS", "SessionMismatch", "check_agreement", "digest_table", "versions"]
 
@@ -26,7 +27,7 @@ FIELDS = ("settings", "versions", "architecture (meta.json)", "policy", "batch s
 _WORDS = 4  # 32 bytes of SHA-256 as int64 words
 
 
-class SessionMismatch(RuntimeError):
+class SessionMismatch(SecvitError, RuntimeError):
     """The processes of a session do not agree on something they must share."""
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from ..network import NetworkProfile
+from ..errors import SecvitError
 
 __all__ = ["IFACE", "Host", "NetemError", "NetemLink", "host_network", "netem_link", "shaper", "unavailable_reason"]
 
@@ -26,7 +27,7 @@ _SUBNET = "10.231.0"
 _LAN = "10.232.0"
 
 
-class NetemError(RuntimeError):
+class NetemError(SecvitError, RuntimeError):
     """Namespaces or qdiscs could not be set up."""
 
 

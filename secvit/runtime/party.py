@@ -18,11 +18,12 @@ from protocols.mpc_runtime.channels import PeerClosed
 from . import dealer
 from .roles import role_name
 from .watchdog import Watchdog
+from ..errors import SecvitError
 
 __all__ = ["PartyContext", "RendezvousError", "check_port_free", "run_dealer", "run_party"]
 
 
-class RendezvousError(RuntimeError):
+class RendezvousError(SecvitError, RuntimeError):
     """The parties could not meet (bad address, port in use, peer never came)."""
 
 

@@ -17,6 +17,7 @@ import yaml
 from ..mpc_modules import MPCAttention
 from ..rewrite.graph import block_layers, layer_of, set_submodule
 from .mixed import RELU, SCALING, MixedAttention
+from ..errors import UsageError
 
 __all__ = ["binarise", "policy_dict", "relax", "write_policy"]
 
@@ -27,7 +28,7 @@ def relax(model: nn.Module, tokens: int, lam: float, alpha_lr_scale: float = 1.0
     blocks = block_layers(model)
     found = [(path, m) for path, m in model.named_modules() if isinstance(m, MPCAttention)]
     if not found:
-        raise ValueError("the search relaxes MPCAttention modules: rewrite the model by a policy first")
+        raise UsageError("the search relaxes MPCAttention modules: rewrite the model by a policy first")
     mixed = []
     for path, attn in sorted(found, key=lambda pm: layer_of(pm[0], blocks) or 0):
         mixed.append(MixedAttention(attn, tokens, lam, alpha_lr_scale))
@@ -53,12 +54,12 @@ def binarise(alphas: list[list[float]], head_bytes: int, fraction: float | None 
         ValueError: not exactly one budget, or a fraction outside [0, 1].
     """
     if sum(b is not None for b in (fraction, max_bytes, max_rounds)) != 1:
-        raise ValueError("give exactly one budget: a fraction of heads, a byte budget or a round budget")
+        raise UsageError("give exactly one budget: a fraction of heads, a byte budget or a round budget")
     heads = [(layer, head) for layer, row in enumerate(alphas) for head in range(len(row))]
     ranked = sorted(heads, key=lambda lh: (-alphas[lh[0]][lh[1]], lh))
     if fraction is not None:
         if not 0.0 <= fraction <= 1.0:
-            raise ValueError(f"fraction {fraction} is not in [0, 1]")
+            raise UsageError(f"fraction {fraction} is not in [0, 1]")
         chosen = set(ranked[: round(fraction * len(heads))])
     elif max_bytes is not None:
         chosen = set(ranked[: min(len(heads), max_bytes // head_bytes) if head_bytes else len(heads)])
@@ -111,7 +112,7 @@ def run_search(checkpoint: str, out: str | Path, fraction: float | None = None, 
     from .mixed import head_cost, layer_rounds
 
     if sum(b is not None for b in (fraction, max_bytes, max_rounds)) != 1:
-        raise ValueError("give exactly one budget: --fraction, --max-mb or --max-rounds")
+        raise UsageError("give exactly one budget: --fraction, --max-mb or --max-rounds")
     base = load_policy(base_policy)
     model, meta = load_model(checkpoint)
     model = rewrite(model, base)[0]
