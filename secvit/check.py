@@ -22,11 +22,10 @@ from protocols.fixed_point import FixedPoint
 from .augment import translate
 from .checkpoint import build_model, load_model
 from .data import load_dataset
-from .rewrite import load_policy, rewrite
+from .errors import UsageError
 from .secure.emulation import emulate
 from .session import run_session
 from .truncation_risk import truncation_risk
-from .errors import UsageError
 
 __all__ = ["SPLITS", "check_images", "run_check"]
 
@@ -78,10 +77,10 @@ def run_check(checkpoint: str, policy: str | None = None, n: int = 200, mpc_n: i
     """Run the four-way comparison; returns the JSON report.
 
     Raises:
-        ValueError: ``split`` unknown or too small for ``n`` (before any party starts).
+        UsageError: ``split`` unknown or too small for ``n`` (before any party starts).
     """
     model, meta = load_model(checkpoint)
-    reference = rewrite(model, load_policy(policy))[0] if policy else model
+    reference = load_model(checkpoint, policy)[0] if policy else model
     data = load_dataset(meta.data, meta.img_size, meta.in_chans)
     mpc_n = min(mpc_n, n)
     raw, y = check_images(data, split, n)
@@ -111,7 +110,6 @@ def run_check(checkpoint: str, policy: str | None = None, n: int = 200, mpc_n: i
         "max_abs_logit_error_mpc_vs_emulation": float((mpc - emu_logits[:mpc_n]).abs().max()),
         "seconds_per_image_mpc": session.per_party("seconds"),
         "bytes_per_image_mpc": session.per_party("bytes"),
-        "rounds_per_image_mpc": session.per_party("rounds"),
         "batch_size": batch_size,
         "rounds_per_forward_mpc": session.rounds_per_forward,
         "truncation": {"elements_per_image_mpc": session.per_party("truncations", "elements"),

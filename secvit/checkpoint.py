@@ -230,31 +230,48 @@ def load_meta(ckpt: str | Path) -> Meta:
     return meta
 
 
-def build_model(meta: Meta) -> nn.Module:
-    """The checkpoint's architecture with freshly initialised (not loaded) weights;
-    rewritten by its policy when ``meta.json`` records one (an MPC-friendly model), and
-    its attention grouped (``gqa``: K/V heads per layer) when it records that."""
+def build_model(meta: Meta, policy: str | None = None) -> nn.Module:
+    """The checkpoint's architecture with freshly initialised (not loaded) weights: the one
+    way every caller rebuilds a model. It is rewritten by its policy when ``meta.json``
+    records one (an MPC-friendly model), its attention grouped (``gqa``: K/V heads per
+    layer) when it records that, and then rewritten by ``policy`` (a name or YAML path),
+    if given. Under ``torch.device("meta")`` it builds the client's skeleton (shapes, no
+    values).
+
+    Raises:
+        PolicyError: ``policy`` is unknown, or the checkpoint is already rewritten.
+    """
+    from .rewrite import rewrite
+    from .rewrite.policy import policy_from_dict
+
     model = create_model(meta.model, **meta.model_args).eval()
     if meta.extra.get("policy"):
-        from .rewrite import rewrite
-        from .rewrite.policy import policy_from_dict
-
         model = rewrite(model, policy_from_dict(meta.extra["policy"], source="meta.json"))[0]
     if meta.extra.get("gqa"):
         from .gqa import to_gqa
 
         model = to_gqa(model, int(meta.extra["gqa"]))
-    return model.eval()
+    return _with_policy(model.eval(), policy)
 
 
-def load_model(ckpt: str | Path) -> tuple[nn.Module, Meta]:
-    """Build the architecture and load the weights (float32, eval mode).
+def _with_policy(model: nn.Module, policy: str | None) -> nn.Module:
+    if policy is None:
+        return model
+    from .rewrite import load_policy, rewrite
+
+    return rewrite(model, load_policy(policy))[0].eval()
+
+
+def load_model(ckpt: str | Path, policy: str | None = None) -> tuple[nn.Module, Meta]:
+    """Build the architecture (:func:`build_model`, ``policy`` included) and load the
+    weights (float32, eval mode).
 
     Raises:
         CheckpointError: weights missing, corrupt, or not matching the architecture.
+        PolicyError: see :func:`build_model`.
     """
     meta = load_meta(ckpt)
-    model = build_model(meta)
+    model = build_model(meta)  # the checkpoint's own architecture: its weights fit it
     path = Path(ckpt) / WEIGHTS
     try:
         state = load_file(str(path))
@@ -267,7 +284,7 @@ def load_model(ckpt: str | Path) -> tuple[nn.Module, Meta]:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
         raise CheckpointError(f"{path}: weights do not match {meta.model}: {e}") from None
-    return model.eval(), meta
+    return _with_policy(model.eval(), policy), meta
 
 
 def save_checkpoint(model: nn.Module, meta: Meta, out: str | Path, dtype: torch.dtype = torch.float16) -> Path:

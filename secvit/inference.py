@@ -19,7 +19,7 @@ from protocols.backend import crypten
 
 from .checkpoint import build_model, load_meta, load_model
 from .profile.profiler import Profiler
-from .rewrite import load_policy, rewrite
+from .rewrite import load_policy
 from .runtime.agreement import check_agreement, versions
 from .runtime.audit import tensor_fingerprints
 from .runtime.dealer import OfflinePhase
@@ -38,7 +38,7 @@ class InferenceJob:
         checkpoint: Checkpoint directory; the client reads only its ``meta.json``.
         policy: Rewrite policy applied on top of the checkpoint (public; every party
             applies it to its own copy of the architecture).
-        model: The owner's loaded model (None on other parties).
+        model: The owner's loaded model, the policy applied (None on other parties).
         images: The client's normalised images (None on other parties).
         batch_size: Images per encrypted forward pass.
         audit: Record custody fingerprints in the result (tests).
@@ -76,15 +76,14 @@ def _agree(ctx: PartyContext, job: InferenceJob) -> None:
 
 
 def _build_plan(ctx: PartyContext, job: InferenceJob) -> tuple[SecurePlan, tuple[int, int, int]]:
+    """The owner's plan holds the weights (``job.model``, loaded with the policy); the
+    client's is built from ``meta.json`` on the ``meta`` device (shapes, no values)."""
     meta = load_meta(job.checkpoint)
     if ctx.rank == OWNER:
-        model = job.model if job.model is not None else load_model(job.checkpoint)[0]
+        model = job.model if job.model is not None else load_model(job.checkpoint, job.policy)[0]
     else:
         with torch.device("meta"):
-            model = build_model(meta)
-    if job.policy is not None:
-        with torch.device("meta" if ctx.rank != OWNER else "cpu"):
-            model = rewrite(model, load_policy(job.policy))[0]
+            model = build_model(meta, job.policy)
     return SecurePlan(model), (meta.in_chans, meta.img_size, meta.img_size)
 
 

@@ -17,7 +17,6 @@ from protocols.fixed_point import FixedPoint
 
 from .checkpoint import load_meta, load_model
 from .inputs import load_images
-from .rewrite import load_policy, rewrite
 from .runtime.launcher import run_local
 from .runtime.netem import NetemLink
 from .runtime.roles import CLIENT
@@ -77,7 +76,6 @@ class SessionReport:
             "max_abs_logit_error": float(self.abs_errors.max()),
             "seconds_per_image": self.per_party("seconds"),
             "bytes_per_image": self.per_party("bytes"),
-            "rounds_per_image": self.per_party("rounds"),
             "rounds_per_forward": self.rounds_per_forward,
             "batch_size": self.batch_size,
             "model": self.model,
@@ -127,9 +125,7 @@ def run_session(
     """
     meta = load_meta(checkpoint)
     images, labels, names = load_images(inputs, meta, precision_bits)
-    model, _ = load_model(checkpoint)
-    if policy is not None:
-        model = rewrite(model, load_policy(policy))[0]
+    model, _ = load_model(checkpoint, policy)
     with torch.no_grad():
         plaintext = model(images)
     expected = _risk(model, images, precision_bits, truncation) if risk else None

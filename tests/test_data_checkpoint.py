@@ -173,3 +173,20 @@ def test_vit_lite_args_are_its_parameters():
     assert VIT_LITE_ARGS == {p.name for p in params if p.kind is not p.VAR_KEYWORD}
     assert VIT_LITE_ARGS <= MODEL_ARG_RULES.keys()
     assert allowed_model_args("vit_lite_7_4_32") == VIT_LITE_ARGS
+
+
+def test_one_way_to_rebuild_a_model_with_a_policy(tiny_ckpt):
+    """Owner (weights) and client (meta-device skeleton) get the same rewritten structure
+    from the checkpoint and the policy, and the owner's equals rewriting the loaded model."""
+    from secvit.checkpoint import build_model, load_meta, load_model
+    from secvit.rewrite import load_policy, rewrite
+
+    owner, meta = load_model(tiny_ckpt, "mpcformer")
+    with torch.device("meta"):
+        client = build_model(load_meta(tiny_ckpt), "mpcformer")
+    assert [type(m).__name__ for m in owner.modules()] == [type(m).__name__ for m in client.modules()]
+    assert all(p.is_meta for p in client.parameters())
+    x = torch.randn(2, meta.in_chans, meta.img_size, meta.img_size)
+    by_hand = rewrite(load_model(tiny_ckpt)[0], load_policy("mpcformer"))[0]
+    with torch.no_grad():
+        assert torch.equal(owner(x), by_hand(x))

@@ -27,7 +27,7 @@ def test_session_agrees_with_plaintext(tiny_ckpt, provider):
     summary = report.summary()
     assert summary["agreement"] == 1.0 and summary["images"] == 5
     assert summary["max_abs_logit_error"] < 0.05
-    assert summary["rounds_per_image"] > 0 and summary["bytes_per_image"] > 0
+    assert summary["rounds_per_forward"] > 0 and summary["bytes_per_image"] > 0
     assert set(summary["parties"]) == {"0", "1"}
     if provider == "dealer":  # prepared offline: the owner received the corrections, the client nothing
         assert summary["insecure"] == [] and summary["offline"]["0"]["messages"] == 2 * 3
@@ -68,7 +68,7 @@ def test_demo_cli_json(tiny_ckpt, tmp_path):
     out = tmp_path / "demo.json"
     assert cli.main(["demo", "--checkpoint", tiny_ckpt, "--n", "3", "--json", str(out)]) == 0
     summary = json.loads(out.read_text())
-    for key in ("images", "agreement", "max_abs_logit_error", "seconds_per_image", "bytes_per_image", "rounds_per_image"):
+    for key in ("images", "agreement", "max_abs_logit_error", "seconds_per_image", "bytes_per_image", "rounds_per_forward"):
         assert key in summary
     assert summary["images"] == 3 and summary["agreement"] == 1.0
 

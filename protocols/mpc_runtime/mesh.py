@@ -182,7 +182,8 @@ def _connect(setup: _Setup, rank: int, address: Address, kind: str, listening: A
     try:
         _send_hello(channel, setup, kind, listening)
     except ChannelError as e:
-        raise MeshError(f"{setup.name(setup.rank)}: {where} refused this party ({e})") from None
+        raise MeshError(f"{setup.name(setup.rank)}: {where} ended the connection during set-up (did it refuse this "
+                        f"party's certificate?): {e}") from None
     return channel
 
 
@@ -273,7 +274,8 @@ def _form_as_peer(setup: _Setup, mesh: Mesh, rendezvous: Address, listen: Addres
         try:
             table = _recv_json(mesh.data[0], "table", setup)
         except ChannelError as e:
-            raise MeshError(f"{setup.name(setup.rank)}: {e} during set-up (was this party's certificate refused?)") from None
+            raise MeshError(f"{setup.name(setup.rank)}: {e} during set-up (did it refuse this party's "
+                            "certificate?)") from None
         for lower in range(1, setup.rank):
             if str(lower) not in table:
                 raise MeshError(f"{setup.name(setup.rank)}: party 0 sent no address for {setup.name(lower)}")

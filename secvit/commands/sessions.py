@@ -56,7 +56,7 @@ def cmd_party(a: argparse.Namespace) -> int:
     job = InferenceJob(checkpoint=a.checkpoint, policy=a.policy, batch_size=a.batch_size, audit=a.audit,
                        verbose=a.verbose, profile=a.profile)
     if role == "owner":
-        job.model = load_model(a.checkpoint)[0]
+        job.model = load_model(a.checkpoint, a.policy)[0]
     elif role == "client":
         job.images = load_images(a.input, load_meta(a.checkpoint), a.precision)[0]
     result = run_party(lambda ctx: secure_inference(ctx, job), a.rank, a.world_size, endpoint, settings)
