@@ -20,7 +20,7 @@ import torch
 from protocols.fixed_point import FixedPoint
 
 from .augment import translate
-from .checkpoint import build_model, load_model
+from .checkpoint import apply_policy, build_model, load_model
 from .data import load_dataset
 from .errors import UsageError
 from .secure.emulation import emulate
@@ -80,7 +80,7 @@ def run_check(checkpoint: str, policy: str | None = None, n: int = 200, mpc_n: i
         UsageError: ``split`` unknown or too small for ``n`` (before any party starts).
     """
     model, meta = load_model(checkpoint)
-    reference = load_model(checkpoint, policy)[0] if policy else model
+    reference = apply_policy(model, policy)
     data = load_dataset(meta.data, meta.img_size, meta.in_chans)
     mpc_n = min(mpc_n, n)
     raw, y = check_images(data, split, n)

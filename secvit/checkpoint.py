@@ -22,8 +22,8 @@ from .models import create_model, is_known
 from .models.registry import ModelFn, builtin_entry
 from .errors import SecvitError
 
-__all__ = ["MODEL_ARG_RULES", "TIMM_MODEL_ARGS", "VIT_LITE_ARGS", "ArgRule", "CheckpointError", "Meta",
-           "allowed_model_args", "build_model", "load_meta", "load_model", "save_checkpoint"]
+__all__ = ["DEFAULT_CHECKPOINT", "MODEL_ARG_RULES", "TIMM_MODEL_ARGS", "VIT_LITE_ARGS", "ArgRule", "CheckpointError",
+           "Meta", "allowed_model_args", "apply_policy", "build_model", "load_meta", "load_model", "save_checkpoint"]
 
 WEIGHTS = "model.safetensors"
 META = "meta.json"
@@ -251,10 +251,12 @@ def build_model(meta: Meta, policy: str | None = None) -> nn.Module:
         from .gqa import to_gqa
 
         model = to_gqa(model, int(meta.extra["gqa"]))
-    return _with_policy(model.eval(), policy)
+    return apply_policy(model.eval(), policy)
 
 
-def _with_policy(model: nn.Module, policy: str | None) -> nn.Module:
+def apply_policy(model: nn.Module, policy: str | None) -> nn.Module:
+    """``model`` rewritten by ``policy`` (a name or YAML path; None: ``model`` itself), the
+    last step of :func:`build_model` and :func:`load_model`."""
     if policy is None:
         return model
     from .rewrite import load_policy, rewrite
@@ -284,7 +286,7 @@ def load_model(ckpt: str | Path, policy: str | None = None) -> tuple[nn.Module, 
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
         raise CheckpointError(f"{path}: weights do not match {meta.model}: {e}") from None
-    return _with_policy(model.eval(), policy), meta
+    return apply_policy(model.eval(), policy), meta
 
 
 def save_checkpoint(model: nn.Module, meta: Meta, out: str | Path, dtype: torch.dtype = torch.float16) -> Path:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import shutil
-import socket
 import tempfile
 from typing import Any, Callable
 
@@ -15,6 +14,7 @@ import torch
 
 from protocols import backend
 from protocols.backend import crypten
+from secvit.runtime.launcher import free_port
 
 
 @pytest.fixture(scope="session")
@@ -37,12 +37,6 @@ def _picklable(value: Any) -> Any:
     return value
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def run_2pc(fn: Callable[[int], Any], transport: str = "tls", timeout_s: float = 600.0) -> list[Any]:
     """Run ``fn(rank)`` in two forked parties (party 0 deals: TFP); returns each party's result.
 
@@ -61,7 +55,7 @@ def run_2pc(fn: Callable[[int], Any], transport: str = "tls", timeout_s: float =
         results = party()
         assert results is not None, "a party failed (see the log above)"
         return results
-    keys, port = tempfile.mkdtemp(prefix="secvit-keys-"), _free_port()
+    keys, port = tempfile.mkdtemp(prefix="secvit-keys-"), free_port()
     for rank in (0, 1):
         backend.make_keys(keys, rank)
     context = multiprocessing.get_context("fork")

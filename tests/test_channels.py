@@ -14,12 +14,7 @@ import torch
 from protocols.mpc_runtime.channels import ChannelError, Frame, exchange, tensor_bytes
 from protocols.mpc_runtime.keys import Keyring, KeyringError, cert_path, make_keys
 from protocols.mpc_runtime.mesh import Mesh, MeshError, connect_mesh
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from secvit.runtime.launcher import free_port
 
 
 @pytest.fixture
@@ -60,7 +55,7 @@ def _mesh(keys: Path, total: int, port: int, timeout_s: float = 20.0) -> dict[in
 
 
 def test_three_processes_form_a_mesh_and_exchange_large_tensors_both_ways(keys):
-    meshes = _mesh(keys, 3, _port())
+    meshes = _mesh(keys, 3, free_port())
     n = 3_000_000  # 24 MB each way: more than any socket buffer, so sends and receives must interleave
 
     def swap(rank: int) -> dict[int, int]:
@@ -87,7 +82,7 @@ def test_an_unlisted_certificate_is_refused_and_the_session_still_forms(tmp_path
     make_keys(stranger, 1)  # a key of its own, for rank 1, that nobody listed
     for rank in (0, 2):
         (stranger / cert_path("", rank).name).write_text(cert_path(keys, rank).read_text())
-    port = _port()
+    port = free_port()
     owner = threading.Thread(target=lambda: results.update(
         owner=connect_mesh(0, 2, ("127.0.0.1", port), _keyring(keys, 0, 2), 20)))
     results: dict[str, Any] = {}
@@ -111,7 +106,7 @@ def test_a_listed_certificate_cannot_speak_for_another_rank(keys, tmp_path):
         (impostor / f"party2.{suffix}").write_bytes((keys / f"party1.{suffix}").read_bytes())
     for rank in (0, 1):
         (impostor / f"party{rank}.crt").write_bytes((keys / f"party{rank}.crt").read_bytes())
-    port = _port()
+    port = free_port()
     out = _in_threads({0: lambda: connect_mesh(0, 3, ("127.0.0.1", port), _keyring(keys, 0, 3), 6),
                        1: lambda: connect_mesh(1, 3, ("127.0.0.1", port), _keyring(keys, 1, 3), 6),
                        2: lambda: connect_mesh(2, 3, ("127.0.0.1", port), _keyring(impostor, 2, 3), 6)})
@@ -138,7 +133,7 @@ def test_port_in_use_is_one_line(keys):
 
 @pytest.fixture
 def pair(keys) -> tuple[Mesh, Mesh]:
-    meshes = _mesh(keys, 2, _port())
+    meshes = _mesh(keys, 2, free_port())
     yield meshes[0], meshes[1]
     for mesh in meshes.values():
         mesh.close()

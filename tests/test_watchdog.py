@@ -3,7 +3,6 @@ thread of this process; ``_lost`` records instead of ending the process)."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 
@@ -11,6 +10,7 @@ import pytest
 
 from protocols.mpc_runtime.keys import Keyring, make_keys
 from protocols.mpc_runtime.mesh import connect_mesh
+from secvit.runtime.launcher import free_port
 from secvit.runtime.watchdog import Watchdog
 
 # a reported loss ends the watchdog's thread with SystemExit, as os._exit would end the process
@@ -21,9 +21,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExc
 def meshes(tmp_path):
     for rank in range(3):
         make_keys(tmp_path, rank)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     out = {}
 
     def join(rank: int) -> None:

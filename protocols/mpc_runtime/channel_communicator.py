@@ -127,31 +127,28 @@ class ChannelCommunicator(crypten_comm.Communicator):
     # -- collectives (each one exchange)
     @counted
     def all_reduce(self, input: Any, op: Any = ReduceOp.SUM, batched: bool = False) -> Any:
-        mine = list(input) if batched else [input]
-        theirs = {p: [self._empty(t) for t in mine] for p in self.peers}
-        self.swap({p: mine for p in self.peers}, theirs)
-        out = [self._combine(op, t, [theirs[p][i] for p in self.peers]) for i, t in enumerate(mine)]
-        return out if batched else out[0]
+        return self._reduce(input, op, batched, {p: None for p in self.peers})
 
     @counted
     def reduce(self, input: Any, dst: int, op: Any = ReduceOp.SUM, batched: bool = False) -> Any:
-        mine = list(input) if batched else [input]
         if self.rank != dst:
-            self.swap({dst: mine}, {})
+            self.swap({dst: list(input) if batched else [input]}, {})
             return None
-        theirs = {p: [self._empty(t) for t in mine] for p in self.peers}
-        self.swap({}, theirs)
-        out = [self._combine(op, t, [theirs[p][i] for p in self.peers]) for i, t in enumerate(mine)]
-        return out if batched else out[0]
+        return self._reduce(input, op, batched, {})
 
-    @staticmethod
-    def _combine(op: Any, mine: torch.Tensor, theirs: list[torch.Tensor]) -> torch.Tensor:
+    def _reduce(self, input: Any, op: Any, batched: bool, sends: dict[int, None]) -> Any:
+        """Combine this party's tensors with every peer's (sending its own to ``sends``)."""
         if op not in _COMBINE:
             raise ValueError(f"reduction {op} is not supported (sum and xor are)")
-        out = mine.clone()
-        for t in theirs:
-            out = _COMBINE[op](out, t)
-        return out
+        mine = list(input) if batched else [input]
+        theirs = {p: [self._empty(t) for t in mine] for p in self.peers}
+        self.swap({p: mine for p in sends}, theirs)
+        out = []
+        for i, t in enumerate(mine):
+            for p in self.peers:  # each combination allocates: the inputs are never written
+                t = _COMBINE[op](t, theirs[p][i])
+            out.append(t)
+        return out if batched else out[0]
 
     @counted
     def broadcast(self, input: Any, src: int, group: Any = None, batched: bool = False) -> Any:
@@ -214,9 +211,7 @@ def install(mesh: Mesh, world_size: int) -> ChannelCommunicator:
 
 
 def uninstall() -> None:
-    """Close the channels and give CrypTen back its own communicator."""
-    if ChannelCommunicator.instance is not None:
-        ChannelCommunicator.instance.mesh.close()
-        ChannelCommunicator.instance = None
+    """Give CrypTen back its own communicator (the session closes the channels)."""
+    ChannelCommunicator.instance = None
     for name, fn in _CRYPTEN.items():
         setattr(crypten_comm, name, fn)

@@ -59,22 +59,21 @@ class Frame:
     limit: int = 0
     payload: memoryview | None = None
     _header: bytearray = field(default_factory=lambda: bytearray(_HEADER.size))
-    _view: memoryview | None = None
     _got: int = 0
 
     @property
     def complete(self) -> bool:
-        return self._view is not None and self._got == len(self._view)
+        return self.payload is not None and self._got == len(self.payload)
 
     def target(self) -> memoryview:
-        return self._view if self._view is not None else memoryview(self._header)
+        return self.payload if self.payload is not None else memoryview(self._header)
 
     def advance(self, n: int, peer: str) -> bool:
         """Account ``n`` received bytes; True once the whole frame is in."""
         self._got += n
-        if self._view is None and self._got == _HEADER.size:
+        if self.payload is None and self._got == _HEADER.size:
             self._start_payload(peer)
-        return self._view is not None and self._got == len(self._view)
+        return self.complete
 
     def _start_payload(self, peer: str) -> None:
         magic, tag, length = _HEADER.unpack(self._header)
@@ -86,7 +85,7 @@ class Frame:
         if self.buffer is None and length > self.limit:
             raise ChannelError(f"oversized frame from {peer}: {length} bytes, at most {self.limit} accepted")
         self.payload = self.buffer if self.buffer is not None else memoryview(bytearray(length))
-        self._view, self._got = self.payload, 0
+        self._got = 0
 
 
 class Channel:
@@ -218,11 +217,9 @@ def transfer(channels: dict[int, Channel], sends: dict[int, list[torch.Tensor]],
              receives: dict[int, list[torch.Tensor | Frame]], timeout_s: float) -> None:
     """Send ``sends[p]`` to each peer ``p`` and receive ``receives[p]`` from each (tensors
     filled in place, or :class:`Frame` objects for variable sizes), in one :func:`exchange`."""
-    keep = []
     for peer, tensors in sends.items():
         for t in tensors:
-            keep.append(t.detach().contiguous())
-            channels[peer].queue("tensor", tensor_bytes(keep[-1]))
+            channels[peer].queue("tensor", tensor_bytes(t.detach().contiguous()))  # the view keeps t alive
     for peer, items in receives.items():
         for item in items:
             channels[peer].expect(item if isinstance(item, Frame) else Frame("tensor", tensor_bytes(item)))

@@ -120,7 +120,8 @@ class Keyring:
         try:
             ctx.load_cert_chain(self.cert_file, self.key_file)
         except ssl.SSLError as e:
-            raise KeyringError(f"{self.key_file} / {self.cert_file}: not a matching key and certificate ({e.reason})") from None
+            raise KeyringError(f"{self.key_file} / {self.cert_file}: not a matching key and certificate "
+                               f"({e.reason})") from None
         ctx.load_verify_locations(cadata="".join(self.peers.values()))
         return ctx
 

@@ -75,7 +75,7 @@ class _Setup:
             raise MeshError(f"{self.name(self.rank)}: the session did not form within {self.timeout_s:.0f} s")
         return left
 
-    def wrap(self, sock: socket.socket, server: bool, address: str) -> socket.socket:
+    def wrap(self, sock: socket.socket, server: bool) -> socket.socket:
         if self.keyring is None:
             return sock
         sock.settimeout(self.remaining())
@@ -119,7 +119,7 @@ def _accept(listener: socket.socket, setup: _Setup, wanted: set[tuple[int, str]]
             continue  # remaining() raises once the deadline is past
         address = f"{host}:{port}"
         try:
-            sock = setup.wrap(sock, True, address)
+            sock = setup.wrap(sock, True)
             channel = Channel(sock, address, address)
             hello = _recv_json(channel, "hello", setup)
             rank = setup.peer_rank(sock, int(hello.get("rank", -1)))
@@ -156,14 +156,14 @@ def _connect(setup: _Setup, rank: int, address: Address, kind: str, listening: A
     while True:
         try:
             sock = socket.create_connection(address, timeout=min(5.0, setup.remaining()))
-        except (ConnectionRefusedError, socket.timeout, OSError) as e:
-            if not isinstance(e, (ConnectionRefusedError, socket.timeout)) and e.errno not in _RETRY_ERRNOS:
+        except OSError as e:  # nobody listens yet (refused, unreachable, timed out): retry until the deadline
+            if not isinstance(e, socket.timeout) and e.errno not in _RETRY_ERRNOS:
                 raise MeshError(f"{setup.name(setup.rank)} cannot reach {where}: {e.strerror or e}") from None
             time.sleep(0.1)
             setup.remaining()
             continue
         try:
-            sock = setup.wrap(sock, False, where)
+            sock = setup.wrap(sock, False)
             break
         except (ssl.SSLEOFError, ConnectionError, socket.timeout) as e:
             sock.close()
@@ -202,7 +202,7 @@ def _listen(address: Address, setup: _Setup) -> socket.socket:
     except OSError as e:
         sock.close()
         raise MeshError(f"{setup.name(setup.rank)} cannot listen on {address[0]}:{address[1]}: "
-                        f"{'port already in use' if e.errno == 98 else e.strerror}") from None
+                        f"{'port already in use' if e.errno == errno.EADDRINUSE else e.strerror}") from None
     sock.listen(2 * setup.total)
     return sock
 

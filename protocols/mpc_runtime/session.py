@@ -14,7 +14,7 @@ from ..randomness import KeyedStream, key_from_tensor, key_to_tensor, new_key
 from ..backend import crypten_comm
 from .channel_communicator import install, uninstall
 from .channels import Channel, Frame, transfer
-from .keys import Keyring
+from .keys import Keyring, KeyringError
 from .mesh import Mesh, connect_mesh
 from .settings import DEALER, MPCSettings, configure
 from .streams import agree_party_keys, log_key
@@ -59,7 +59,8 @@ class Endpoint:
     def mesh(self, settings: MPCSettings, rank: int, total: int) -> Mesh:
         """Form the session's mesh as ``rank`` of ``total`` processes."""
         if (settings.channels == "tls") != (self.keys is not None):
-            raise ValueError("TLS channels need a key directory; plaintext channels take none")
+            raise KeyringError("TLS channels need a key directory (--keys DIR; make keys with `secvit keys`)"
+                               if self.keys is None else "plaintext channels take no key directory")
         keyring = Keyring.load(self.keys, rank, [r for r in range(total) if r != rank]) if self.keys else None
         return connect_mesh(rank, total, self.rendezvous, keyring, settings.timeout_s, self.listen,
                             self.advertise, self.name)
@@ -94,8 +95,9 @@ def init(settings: MPCSettings, rank: int, world_size: int, endpoint: Endpoint) 
     if settings.provider == "dealer":
         key = torch.zeros(2, dtype=torch.int64)
         _transfer({}, {world_size: [key]})
-        log_key("dealer", key_from_tensor(key))
-        DEALER.stream = KeyedStream(key_from_tensor(key))
+        dealer_key = key_from_tensor(key)
+        log_key("dealer", dealer_key)
+        DEALER.stream = KeyedStream(dealer_key)
 
 
 def join_as_dealer(settings: MPCSettings, world_size: int, endpoint: Endpoint) -> list[KeyedStream]:

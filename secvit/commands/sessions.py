@@ -36,9 +36,6 @@ def cmd_party(a: argparse.Namespace) -> int:
     if not 0 <= a.rank <= a.world_size or a.world_size < 2:
         raise UsageError(f"--rank must be in [0, {a.world_size}] and --world-size >= 2")
     channels = "plaintext" if a.insecure_plaintext_channels else "tls"
-    if (a.keys is None) == (channels == "tls"):
-        raise UsageError("--keys DIR is required (make keys with `secvit keys`)" if a.keys is None
-                         else "--keys and --insecure-plaintext-channels exclude each other")
     try:
         settings = backend.MPCSettings(precision_bits=a.precision, timeout_s=a.timeout, channels=channels,
                                        **security_from_args(a))

@@ -93,13 +93,14 @@ def run_local(
     workdir.mkdir(parents=True, exist_ok=True)
     ranks = list(range(world_size)) + ([world_size] if provider == "dealer" else [])
     procs: dict[int, subprocess.Popen] = {}
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(link.env if link else {})}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     channel_args = ["--insecure-plaintext-channels"] if plaintext_channels else ["--keys", str(workdir / "keys")]
     if not plaintext_channels:
         for rank in ranks:
             make_keys(workdir / "keys", rank)
     for rank in ranks:
-        cmd = [*(link.prefix[OWNER if rank == world_size else rank] if link else []), sys.executable, "-m", "secvit", "party", "--rank", str(rank), "--world-size", str(world_size),
+        prefix = link.prefix[OWNER if rank == world_size else rank] if link else []
+        cmd = [*prefix, sys.executable, "-m", "secvit", "party", "--rank", str(rank), "--world-size", str(world_size),
                "--rendezvous", f"tcp://{host}:{port}",
                "--result", str(workdir / f"party{rank}.json"), *channel_args, *party_args,
                *(extra_args or {}).get(rank, [])]

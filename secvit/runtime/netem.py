@@ -22,7 +22,7 @@ from ..errors import SecvitError
 
 __all__ = ["IFACE", "Host", "NetemError", "NetemLink", "host_network", "netem_link", "shaper", "unavailable_reason"]
 
-IFACE = "svnet0"  # the veth end's name inside each namespace (GLOO_SOCKET_IFNAME)
+IFACE = "svnet0"  # the link's name inside each namespace
 _SUBNET = "10.231.0"
 _LAN = "10.232.0"
 
@@ -86,12 +86,11 @@ def unavailable_reason(shape: bool = True) -> str | None:
 
 @dataclass(frozen=True)
 class NetemLink:
-    """Where the parties run: a command prefix per rank, rank 0's address, the parties'
-    environment and what shapes the link (``tc netem``, ``delay line`` or ``none``)."""
+    """Where the parties run: a command prefix per rank, rank 0's address and what shapes
+    the link (``tc netem``, ``delay line`` or ``none``)."""
 
     prefix: dict[int, list[str]]
     host: str
-    env: dict[str, str]
     shaper: str
 
 
@@ -129,28 +128,42 @@ def netem_link(network: NetworkProfile | None, tag: str | None = None) -> Iterat
     kind = "none" if network is None else shaper()
     if kind is None:
         raise NetemError(unavailable_reason() or "no link shaper")
-    made: list[str] = []
     line: subprocess.Popen | None = None
+    with _namespaces(names):
+        try:
+            if kind == "delay line":
+                line = _delay_line(names, network)
+            else:
+                _veth(names, network)
+            for rank, ns in enumerate(names):
+                _bring_up(ns, f"{_SUBNET}.{rank + 1}")
+            yield NetemLink({rank: ["ip", "netns", "exec", ns] for rank, ns in enumerate(names)}, f"{_SUBNET}.1",
+                            kind)
+        finally:
+            if line is not None:
+                line.kill()
+                line.wait()
+
+
+@contextlib.contextmanager
+def _namespaces(names: list[str]) -> Iterator[None]:
+    """Create the network namespaces ``names``; remove those made, whatever happens."""
+    made: list[str] = []
     try:
         for ns in names:
             _check("ip", "netns", "add", ns)
             made.append(ns)
-        if kind == "delay line":
-            line = _delay_line(names, network)
-        else:
-            _veth(names, network)
-        for rank, ns in enumerate(names):
-            _check("ip", "-n", ns, "addr", "add", f"{_SUBNET}.{rank + 1}/24", "dev", IFACE)
-            _check("ip", "-n", ns, "link", "set", IFACE, "up")
-            _check("ip", "-n", ns, "link", "set", "lo", "up")
-        yield NetemLink({rank: ["ip", "netns", "exec", ns] for rank, ns in enumerate(names)}, f"{_SUBNET}.1",
-                        {"GLOO_SOCKET_IFNAME": IFACE}, kind)
+        yield
     finally:
-        if line is not None:
-            line.kill()
-            line.wait()
         for ns in made:
             _run("ip", "netns", "del", ns)
+
+
+def _bring_up(ns: str, address: str) -> None:
+    """Give namespace ``ns``'s link ``address`` (/24) and bring it and loopback up."""
+    _check("ip", "-n", ns, "addr", "add", f"{address}/24", "dev", IFACE)
+    _check("ip", "-n", ns, "link", "set", IFACE, "up")
+    _check("ip", "-n", ns, "link", "set", "lo", "up")
 
 
 @dataclass(frozen=True)
@@ -171,20 +184,11 @@ def host_network(count: int, tag: str | None = None) -> Iterator[list[Host]]:
     """
     tag = tag or str(os.getpid() % 100000)
     hub, names = f"secvit{tag}hub", [f"secvit{tag}h{i}" for i in range(count)]
-    made: list[str] = []
-    try:
-        for ns in (hub, *names):
-            _check("ip", "netns", "add", ns)
-            made.append(ns)
+    with _namespaces([hub, *names]):
         _check("ip", "-n", hub, "link", "add", "br0", "type", "bridge")
         _check("ip", "-n", hub, "link", "set", "br0", "up")
         for i, ns in enumerate(names):
             _check("ip", "-n", hub, "link", "add", f"port{i}", "type", "veth", "peer", "name", IFACE, "netns", ns)
             _check("ip", "-n", hub, "link", "set", f"port{i}", "master", "br0", "up")
-            _check("ip", "-n", ns, "addr", "add", f"{_LAN}.{i + 1}/24", "dev", IFACE)
-            _check("ip", "-n", ns, "link", "set", IFACE, "up")
-            _check("ip", "-n", ns, "link", "set", "lo", "up")
+            _bring_up(ns, f"{_LAN}.{i + 1}")
         yield [Host(["ip", "netns", "exec", ns], f"{_LAN}.{i + 1}") for i, ns in enumerate(names)]
-    finally:
-        for ns in made:
-            _run("ip", "netns", "del", ns)

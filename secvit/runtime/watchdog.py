@@ -92,9 +92,10 @@ class Watchdog:
             for peer, channel in watching.items():
                 if channel.sock in readable or channel._pending():
                     self._read(peer, channel, frames, heard)
-            for peer in watching:
-                if peer not in self.done and peer not in self._closed and time.monotonic() - heard[peer] > self.stale_s and not self._stop.is_set():
-                    self._lost(f"lost {role_name(peer, self.world_size)}: no heartbeat for {self.stale_s:.0f} s")
+            silent = [p for p in watching if p not in self.done | self._closed
+                      and time.monotonic() - heard[p] > self.stale_s]
+            if silent and not self._stop.is_set():
+                self._lost(f"lost {role_name(silent[0], self.world_size)}: no heartbeat for {self.stale_s:.0f} s")
 
     def _read(self, peer: int, channel: Channel, frames: dict[int, Frame], heard: dict[int, float]) -> None:
         while True:
