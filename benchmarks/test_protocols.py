@@ -65,5 +65,5 @@ def _measure(name: str) -> list[dict[str, Any]]:
 def test_protocol_cost(benchmark, name: str) -> None:
     rows = benchmark.pedantic(_measure, args=(name,), rounds=1, iterations=1)
     benchmark.extra_info.update({"protocol": name, "kind": protocols.get(name).kind, "sizes": rows})
-    declared = protocols.get(name).total_cost(tuple(_input(name, SIZES[-1])["x"].shape))
-    assert (rows[-1]["rounds"], rows[-1]["bytes"]) == (declared.rounds, declared.bytes)
+    counted = protocols.get(name).total_cost(tuple(_input(name, SIZES[-1])["x"].shape))
+    assert (rows[-1]["rounds"], rows[-1]["bytes"]) == (counted.rounds, counted.bytes)

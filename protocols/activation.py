@@ -41,14 +41,11 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Callable
 
 import numpy as np
 import torch
 
-from . import costs
-from .backend import crypten
-from .fixed_point import FixedPoint
+from .fixed_point import cat, stack
 from .registry import Protocol, register
 
 __all__ = [
@@ -77,30 +74,13 @@ def erf_series_coefficients(terms: int = ERF_TERMS) -> list[float]:
     return [scale * (-1) ** n / (math.factorial(n) * (2 * n + 1)) for n in range(terms + 1)]
 
 
-def _power_tree(u, terms: int, cat, mul):
+def _powers(u, terms: int):
     """Stack [u, u^2, ..., u^terms] along a new dim 0 in ceil(log2 terms) rounds."""
     powers = u.unsqueeze(0)
     while powers.size(0) < terms:
         need = min(powers.size(0), terms - powers.size(0))
-        powers = cat([powers, mul(powers[:need], powers[powers.size(0) - 1])])
+        powers = cat([powers, powers[:need] * powers[powers.size(0) - 1]])
     return powers
-
-
-def _powers(u, terms: int):
-    return _power_tree(u, terms, crypten.cat, lambda a, b: a * b)
-
-
-def _powers_emulate(u: torch.Tensor, terms: int, fp: FixedPoint) -> torch.Tensor:
-    return _power_tree(u, terms, torch.cat, fp.mul)
-
-
-def _tree_cost(n: int, terms: int) -> costs.Cost:
-    total, size = costs.Cost(), 1
-    while size < terms:
-        need = min(size, terms - size)
-        total += costs.mul(need * n, n)
-        size += need
-    return total
 
 
 def _coeff_column(coeffs: list[float] | tuple[float, ...], dims: int) -> torch.Tensor:
@@ -110,10 +90,6 @@ def _coeff_column(coeffs: list[float] | tuple[float, ...], dims: int) -> torch.T
 def _poly(powers, coeffs: list[float] | tuple[float, ...]):
     """sum_n coeffs[n] * w^n given the stacked powers [w, ..., w^k] (local)."""
     return (powers * _coeff_column(coeffs, powers.dim())).sum(0) + coeffs[0]
-
-
-def _poly_emulate(powers: torch.Tensor, coeffs, fp: FixedPoint) -> torch.Tensor:
-    return fp.mul_public(powers, _coeff_column(coeffs, powers.dim())).sum(0) + fp.encode(torch.tensor(coeffs[0]))
 
 
 def gelu_erf_secure(x, terms: int = ERF_TERMS):
@@ -165,24 +141,6 @@ def gelu_tail_reference(x: torch.Tensor, degree: int = TAIL_DEGREE) -> torch.Ten
     return (torch.relu(x).double() - (1 - a**2 / 512) ** 256 * p).to(x.dtype)
 
 
-def gelu_erf_emulate(x: torch.Tensor, fp: FixedPoint, terms: int = ERF_TERMS) -> torch.Tensor:
-    xe = fp.encode(x)
-    z = fp.mul_public(xe, 1.0 / _SQRT2)
-    s = ERF_RANGE**2
-    u = fp.mul_public(fp.square(z), 1.0 / s)
-    coeffs = [c * s**n for n, c in enumerate(erf_series_coefficients(terms))]
-    erf = fp.mul(z, _poly_emulate(_powers_emulate(u, terms, fp), coeffs, fp))
-    return fp.mul_public(fp.mul(xe, erf + 1.0), 0.5)
-
-
-def gelu_tail_emulate(x: torch.Tensor, fp: FixedPoint, degree: int = TAIL_DEGREE) -> torch.Tensor:
-    xe = fp.encode(x)
-    relu = fp.relu(xe)
-    w = fp.mul_public(relu * 2 - xe, 1.0 / TAIL_RANGE)
-    gauss = fp.exp(fp.mul_public(fp.square(xe), -0.5))
-    return relu - fp.mul(gauss, _poly_emulate(_powers_emulate(w, degree, fp), tail_coefficients(degree), fp))
-
-
 # ---- gelu.poly ------------------------------------------------------------------------
 
 POLY_KNOTS = (-4.0, -1.95, 3.0)
@@ -209,10 +167,10 @@ def _poly_pieces_padded() -> tuple[tuple[float, ...], tuple[float, ...]]:
 
 def gelu_poly_secure(x):
     """Piecewise-polynomial GELU of a CrypTensor (see the module docstring)."""
-    bits = crypten.stack([x - k for k in POLY_KNOTS]).ge(0)
+    bits = stack([x - k for k in POLY_KNOTS]).ge(0)
     powers = _powers(x * (1.0 / POLY_SCALE), 6)
     cubic, sextic = (_poly(powers, c) for c in _poly_pieces_padded())
-    pieces = crypten.stack([cubic, sextic - cubic, x - sextic])
+    pieces = stack([cubic, sextic - cubic, x - sextic])
     return (bits * pieces).sum(0)
 
 
@@ -223,61 +181,39 @@ def gelu_poly_reference(x: torch.Tensor) -> torch.Tensor:
     return torch.where(x < lo, 0.0, torch.where(x < mid, cubic, torch.where(x <= hi, sextic, x)))
 
 
-def gelu_poly_emulate(x: torch.Tensor, fp: FixedPoint) -> torch.Tensor:
-    xe = fp.encode(x)
-    bits = torch.stack([xe - fp.encode(torch.tensor(k)) >= 0 for k in POLY_KNOTS]).double()
-    powers = _powers_emulate(fp.mul_public(xe, 1.0 / POLY_SCALE), 6, fp)
-    cubic, sextic = (_poly_emulate(powers, c, fp) for c in _poly_pieces_padded())
-    return (bits * torch.stack([cubic, sextic - cubic, xe - sextic])).sum(0)
-
-
 # ---- registry ---------------------------------------------------------------------------
-
-
-def _elementwise(cost: Callable[[int], costs.Cost]) -> Callable[[tuple[int, ...]], costs.Cost]:
-    return lambda shape: cost(math.prod(shape))
 
 
 def _quad(x):
     return x.square() * 0.125 + x * 0.25 + 0.5
 
 
-def _quad_emulate(x: torch.Tensor, fp: FixedPoint) -> torch.Tensor:
-    xe = fp.encode(x)
-    return fp.mul_public(fp.square(xe), 0.125) + fp.mul_public(xe, 0.25) + 0.5
-
-
 register(Protocol(
     name="gelu.erf", kind="activation", secure=gelu_erf_secure,
-    reference=lambda x: gelu_erf_reference(x, ERF_TERMS), emulate=gelu_erf_emulate,
+    reference=lambda x: gelu_erf_reference(x, ERF_TERMS),
     formula="x (1 + erf(x / sqrt 2)) / 2, erf by 8 Maclaurin terms", paper="CrypTen (Knott et al., NeurIPS 2021)",
     valid_range=(-2.5, 2.5), tolerance=1e-3,
-    cost=_elementwise(lambda n: costs.square(n) + _tree_cost(n, ERF_TERMS) + costs.mul(n) * 2),
 ))
 register(Protocol(
     name="gelu.exact", kind="activation", secure=gelu_tail_secure, reference=torch.nn.functional.gelu,
-    emulate=gelu_tail_emulate, formula="x Phi(x); secure: ReLU(x) - exp(-x^2/2) P(|x| / 4)",
-    paper="secvit (this project)", valid_range=(-22.0, 22.0), tolerance=2e-3,
-    cost=_elementwise(lambda n: costs.relu(n) + costs.square(n) + costs.exp(n) + _tree_cost(n, TAIL_DEGREE) + costs.mul(n)),
+    formula="x Phi(x); secure: ReLU(x) - exp(-x^2/2) P(|x| / 4)", paper="secvit (this project)",
+    valid_range=(-22.0, 22.0), tolerance=2e-3,
 ))
 register(Protocol(
     name="gelu.poly", kind="activation", secure=gelu_poly_secure, reference=gelu_poly_reference,
-    emulate=gelu_poly_emulate, formula="0 | cubic | degree 6 | x, knots -4, -1.95, 3",
-    paper="PUMA (Dong et al., 2023)", valid_range=(-22.0, 22.0), tolerance=2e-3,
-    cost=_elementwise(lambda n: costs.Cost(costs.CMP_ROUNDS, costs.CMP_BYTES * 3 * n) + _tree_cost(n, 6) + costs.mul(3 * n)),
+    formula="0 | cubic | degree 6 | x, knots -4, -1.95, 3", paper="PUMA (Dong et al., 2023)",
+    valid_range=(-22.0, 22.0), tolerance=2e-3,
 ))
 register(Protocol(
     name="gelu.quad", kind="activation", secure=_quad, reference=lambda x: 0.125 * x**2 + 0.25 * x + 0.5,
-    emulate=_quad_emulate, formula="0.125 x^2 + 0.25 x + 0.5", paper="MPCFormer (Li et al., ICLR 2023)",
-    valid_range=(-8.0, 8.0), tolerance=1e-3, cost=_elementwise(costs.square),
+    formula="0.125 x^2 + 0.25 x + 0.5", paper="MPCFormer (Li et al., ICLR 2023)", valid_range=(-8.0, 8.0),
+    tolerance=1e-3,
 ))
 register(Protocol(
-    name="gelu.relu", kind="activation", secure=lambda x: x.relu(), reference=torch.relu,
-    emulate=lambda x, fp: fp.relu(fp.encode(x)), formula="max(x, 0)", paper="common practice",
-    valid_range=(-22.0, 22.0), tolerance=1e-4, cost=_elementwise(costs.relu),
+    name="gelu.relu", kind="activation", secure=lambda x: x.relu(), reference=torch.relu, formula="max(x, 0)",
+    paper="common practice", valid_range=(-22.0, 22.0), tolerance=1e-4,
 ))
 register(Protocol(
-    name="gelu.identity", kind="activation", secure=lambda x: x, reference=lambda x: x,
-    emulate=lambda x, fp: fp.encode(x), formula="x", paper="MPCViT+ (Zeng et al., ICCV 2023)",
-    valid_range=(-22.0, 22.0), tolerance=1e-4, cost=_elementwise(lambda n: costs.Cost()),
+    name="gelu.identity", kind="activation", secure=lambda x: x, reference=lambda x: x, formula="x",
+    paper="MPCViT+ (Zeng et al., ICCV 2023)", valid_range=(-22.0, 22.0), tolerance=1e-4,
 ))

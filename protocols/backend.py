@@ -56,6 +56,7 @@ def _install_onnx_registration_standin() -> None:
 _install_onnx_registration_standin()
 
 import crypten  # noqa: E402  (must follow the stand-in)
+import crypten.common.functions as crypten_functions  # noqa: E402
 import crypten.common.rng as crypten_rng  # noqa: E402
 import crypten.communicator as crypten_comm  # noqa: E402
 import crypten.mpc.primitives.arithmetic as crypten_arithmetic  # noqa: E402
@@ -118,6 +119,7 @@ __all__ = [
     "RANDOMNESS_MODULES",
     "count_communication",
     "crypten_comm",
+    "crypten_functions",
     "ChannelError",
     "DEALER_COMMANDS",
     "Endpoint",

@@ -2,21 +2,22 @@
 
 CrypTen counts 16 bytes per opened element per party (8-byte ring elements, both
 directions of the exchange). A Beaver product opens both masked operands (1 round);
-a square opens one; a comparison (``ge``/``ltz``: arithmetic-to-binary conversion and a
-carry circuit) takes 8 rounds and 432 bytes per element; ReLU adds the product by the
-bit. Each truncation (after a product, a product by a public float, or a division by a
-public integer) opens one masked tensor: 1 round, 16 bytes per element
-(:mod:`.truncation`); :meth:`Protocol.total_cost <protocols.registry.Protocol.total_cost>`
-adds them, counted from a dry run of the secure kernel. These constants were measured
-here and are asserted by ``tests/test_protocol_registry.py``.
+a square opens one; a comparison (``_ltz``: arithmetic-to-binary conversion and a carry
+circuit) takes 8 rounds and 432 bytes per element. Each truncation (after a product, a
+product by a public float, or a division by a public integer) opens one masked tensor:
+1 round, 16 bytes per element (:mod:`.truncation`). The emulation's tensor
+(:class:`~protocols.fixed_point.FixedPointTensor`) charges these as a kernel runs on it,
+which gives every protocol's cost
+(:meth:`Protocol.total_cost <protocols.registry.Protocol.total_cost>`); these constants
+were measured here and ``tests/test_protocol_registry.py`` asserts the counted cost of
+every protocol against a real run.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-__all__ = ["CMP_BYTES", "CMP_ROUNDS", "OPEN_BYTES", "Cost", "exp", "mul", "relu", "square", "truncation"]
+__all__ = ["CMP_BYTES", "CMP_ROUNDS", "OPEN_BYTES", "Cost", "mul", "square", "truncation"]
 
 OPEN_BYTES = 16
 CMP_ROUNDS, CMP_BYTES = 8, 432
@@ -32,9 +33,6 @@ class Cost:
     def __add__(self, other: "Cost") -> "Cost":
         return Cost(self.rounds + other.rounds, self.bytes + other.bytes)
 
-    def __mul__(self, k: int) -> "Cost":
-        return Cost(self.rounds * k, self.bytes * k)
-
 
 def truncation(calls: int, elements: int) -> Cost:
     """``calls`` exact truncations of ``elements`` elements in all."""
@@ -48,17 +46,3 @@ def mul(n_a: int, n_b: int | None = None) -> Cost:
 
 def square(n: int) -> Cost:
     return Cost(1, OPEN_BYTES * n)
-
-
-def relu(n: int) -> Cost:
-    """x * (x >= 0): one comparison and one product by the bit."""
-    return Cost(CMP_ROUNDS, CMP_BYTES * n) + mul(n)
-
-
-def exp(n: int, iters: int = 8) -> Cost:
-    """(1 + x / 2^iters)^(2^iters): ``iters`` squarings."""
-    return square(n) * iters
-
-
-def log2_ceil(n: int) -> int:
-    return math.ceil(math.log2(n)) if n > 1 else 0

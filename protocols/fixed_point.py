@@ -1,45 +1,66 @@
-"""Plaintext emulation of CrypTen's fixed-point arithmetic (2 parties).
+"""CrypTen's fixed-point arithmetic in plaintext: the tensor the secure kernels are emulated on.
 
-Values are float64 tensors on the grid 2^-p. CrypTen encodes by truncating x 2^p toward
-zero; a product of two encoded values (secret x secret, or secret x public float) is
-truncated back by 2^p. secvit's exact truncation (:mod:`protocols.truncation`) rounds
-down or up with probability by the remainder (unbiased, within one unit in the last
-place), so the emulation rounds to nearest. Division by a public integer ``d`` that is
-not a power of two is within two units. (CrypTen's local truncation, an insecure option,
-is within one unit too, except that each element fails outright with probability
-|x| / 2^64, which the emulation does not model.)
-Comparisons are exact. An emulation kernel written with these helpers predicts a secure
-kernel's output to a few units in the last place per operation.
+A :class:`FixedPointTensor` holds float64 values on the grid 2^-p and answers the
+CrypTensor interface the secure kernels and the secure plan use, doing what a 2-party
+CrypTensor does to its shared integers:
+
+* public numbers and float tensors are encoded as CrypTen encodes them (x 2^p truncated
+  toward zero, in the operand's own precision); a Python ``int`` multiplies without
+  encoding;
+* a product (secret x secret, or secret x encoded public), a square, a matmul, a
+  convolution is truncated back by 2^p, and a division by a public integer ``d`` truncates
+  by ``d``. secvit's exact truncation (:mod:`protocols.truncation`) rounds down or up with
+  probability by the remainder (unbiased, within one unit), so the emulation rounds to
+  nearest (within two units for ``d`` not a power of two). CrypTen's local truncation, an
+  insecure option, is within one unit too, except that each element fails outright with
+  probability |x| / 2^64, which :class:`TruncationStats` sums instead of drawing;
+* a comparison (``_ltz``) is exact and yields a bit of scale 1 (an "integral" tensor):
+  a product by it is not truncated, as in CrypTen's ReLU, x * (x >= 0).
+
+Everything else (shapes, indexing, ``ge``/``relu``/``exp``/``mean``/...) is CrypTen's own
+code: its generic functions, written against ``_tensor``, ``shallow_copy`` and the
+primitives above, are attached to this class as CrypTen attaches them to ``CrypTensor``.
+So a secure kernel run on a FixedPointTensor *is* its emulation, to a few units in the
+last place per operation; and since CrypTen runs the same operations one after the other,
+the openings it counts (:attr:`FixedPoint.cost`, :mod:`protocols.costs`) are the
+kernel's rounds and bytes per party.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Any, Sequence
 
 import torch
+import torch.nn.functional as F
 
-from .truncation import local_failure_rate, valid_magnitude
+from . import costs
+from .truncation import integer_divisor, local_failure_rate, valid_magnitude
 
-__all__ = ["FixedPoint", "TruncationStats"]
+__all__ = ["FixedPoint", "FixedPointTensor", "TruncationStats", "cat", "stack"]
 
 
 @dataclass
 class TruncationStats:
-    """What the truncations of an emulated run would risk.
+    """The truncations of an emulated run and what they would risk.
 
     Attributes:
+        calls: Truncations (one opening each under exact truncation).
         elements: Elements truncated.
         local_failures: Expected number of elements that CrypTen's local truncation would
             corrupt: the sum of |x| / 2^64 over the shared integers x truncated.
         largest: Largest |x| truncated (exact truncation holds below 2^62).
     """
 
+    calls: int = 0
     elements: int = 0
     local_failures: float = 0.0
     largest: float = 0.0
 
     def record(self, ring_abs: torch.Tensor) -> None:
-        """Count the truncation of shared integers of magnitudes ``ring_abs``."""
+        """Count one truncation of shared integers of magnitudes ``ring_abs``."""
+        self.calls += 1
         if ring_abs.numel():
             self.elements += ring_abs.numel()
             self.local_failures += float(local_failure_rate(ring_abs).sum())
@@ -52,47 +73,177 @@ class TruncationStats:
 
 
 class FixedPoint:
-    """Fixed-point helpers at ``precision_bits`` fractional bits; :attr:`stats` counts
-    the truncations they emulate."""
+    """The arithmetic at ``precision_bits`` fractional bits, and what a run on it counted:
+    :attr:`stats` (truncations) and :attr:`cost` (the openings of products and
+    comparisons, per party, 2 parties)."""
 
     def __init__(self, precision_bits: int = 16):
         self.scale = float(2**precision_bits)
         self.stats = TruncationStats()
+        self.cost = costs.Cost()
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """What ``crypten.cryptensor(x)`` holds: trunc(x 2^p) 2^-p (computed in float32)."""
-        return torch.trunc(x.float() * self.scale).double() / self.scale
+    def encode(self, x: Any, integral: bool = False) -> torch.Tensor:
+        """What CrypTen's encoder makes of a public value, as float64: trunc(x 2^p) 2^-p
+        (trunc(x) for an integral tensor's scale of 1)."""
+        scale = 1.0 if integral else self.scale
+        if isinstance(x, (int, float)):
+            return torch.tensor(math.trunc(x * scale) / scale, dtype=torch.float64)
+        if not x.is_floating_point():
+            return x.double()
+        return torch.trunc(x * scale).double() / scale
 
-    def _truncate(self, v: torch.Tensor, ring_abs: torch.Tensor | None = None) -> torch.Tensor:
+    def tensor(self, x: torch.Tensor) -> "FixedPointTensor":
+        """``x`` as a secret, as ``crypten.cryptensor(x)`` would hold it."""
+        return FixedPointTensor(self.encode(x), self)
+
+    def truncate(self, v: torch.Tensor, ring_abs: torch.Tensor | None = None) -> torch.Tensor:
         """``v`` back on the grid; ``ring_abs``: magnitudes of the shared integers truncated
         (by default those of a product of two encoded values, |v| 2^(2p))."""
         self.stats.record(v.abs() * self.scale**2 if ring_abs is None else ring_abs)
         return torch.round(v * self.scale) / self.scale
 
-    def mul(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """Product of two encoded values (secret x secret)."""
-        return self._truncate(a * b)
+    def total_cost(self) -> costs.Cost:
+        """Rounds and bytes per party of what ran, exact truncations included."""
+        return self.cost + costs.truncation(self.stats.calls, self.stats.elements)
 
-    def mul_public(self, a: torch.Tensor, c: float | torch.Tensor) -> torch.Tensor:
-        """Product by a public float or float tensor (CrypTen encodes it first)."""
-        return self._truncate(a * self.encode(torch.as_tensor(c, dtype=torch.float32)))
 
-    def square(self, a: torch.Tensor) -> torch.Tensor:
-        return self._truncate(a * a)
+class FixedPointTensor:
+    """A secret of a plaintext run: float64 values on the grid (``integral``: a bit or
+    integer of scale 1, as CrypTen's comparisons return)."""
 
-    def div_int(self, a: torch.Tensor, n: int) -> torch.Tensor:
-        """Division by a public integer (CrypTen truncates each share)."""
-        return self._truncate(a / n, a.abs() * self.scale)
+    def __init__(self, values: torch.Tensor, fp: FixedPoint, integral: bool = False):
+        self._tensor, self.fp, self.integral = values, fp, integral
 
-    def mean(self, a: torch.Tensor, dim: int = -1) -> torch.Tensor:
-        return self.div_int(a.sum(dim, keepdim=True), a.shape[dim])
+    # ---- what CrypTen's generic functions build on ----------------------------------
 
-    def exp(self, x: torch.Tensor, iters: int = 8) -> torch.Tensor:
-        """CrypTen's exp: (1 + x / 2^iters)^(2^iters) by ``iters`` squarings."""
-        y = self.div_int(x, 2**iters) + 1.0
-        for _ in range(iters):
-            y = self.square(y)
-        return y
+    def shallow_copy(self) -> "FixedPointTensor":
+        return FixedPointTensor(self._tensor, self.fp, self.integral)
 
-    def relu(self, x: torch.Tensor) -> torch.Tensor:
-        return x * (x >= 0)
+    def clone(self) -> "FixedPointTensor":
+        return FixedPointTensor(self._tensor.clone(), self.fp, self.integral)
+
+    def new(self, value: Any, **_: Any) -> "FixedPointTensor":
+        """A public value as a secret of this arithmetic."""
+        return self.fp.tensor(torch.as_tensor(value))
+
+    @property
+    def device(self) -> torch.device:
+        return self._tensor.device
+
+    @property
+    def shape(self) -> torch.Size:
+        return self._tensor.shape
+
+    def get_plain_text(self, dst: int | None = None) -> torch.Tensor:
+        """The values (float64; ``dst`` is accepted for the CrypTensor interface)."""
+        return self._tensor
+
+    def _like(self, values: torch.Tensor, integral: bool | None = None) -> "FixedPointTensor":
+        return FixedPointTensor(values, self.fp, self.integral if integral is None else integral)
+
+    def _encode(self, y: Any) -> torch.Tensor:
+        return self.fp.encode(y, self.integral)
+
+    def _product(self, values: torch.Tensor, other_integral: bool) -> "FixedPointTensor":
+        """A product's result: truncated unless one factor has scale 1."""
+        if self.integral or other_integral:
+            return self._like(values, self.integral and other_integral)
+        return self._like(self.fp.truncate(values), False)
+
+    def _open(self, cost: costs.Cost) -> None:
+        self.fp.cost += cost
+
+    # ---- primitives ------------------------------------------------------------------
+
+    def add(self, y: Any) -> "FixedPointTensor":
+        if isinstance(y, FixedPointTensor):
+            return self._like(self._tensor + y._tensor, self.integral and y.integral)
+        return self._like(self._tensor + self._encode(y))
+
+    def sub(self, y: Any) -> "FixedPointTensor":
+        return self.add(-y)
+
+    def neg(self) -> "FixedPointTensor":
+        return self._like(-self._tensor)
+
+    def mul(self, y: Any) -> "FixedPointTensor":
+        """Secret x secret: one Beaver opening of both operands; an ``int``: exact."""
+        if isinstance(y, int):
+            return self._like(self._tensor * y)
+        if isinstance(y, FixedPointTensor):
+            self._open(costs.mul(self._tensor.numel(), y._tensor.numel()))
+            return self._product(self._tensor * y._tensor, y.integral)
+        return self._product(self._tensor * self._encode(y), self.integral)
+
+    def div(self, y: Any) -> "FixedPointTensor":
+        """By a public integer: a truncation by it (none for 1); otherwise a product by the
+        public reciprocal (CrypTen's order)."""
+        d = integer_divisor(y)
+        if d is None:
+            if isinstance(y, FixedPointTensor):
+                return self.mul(y.reciprocal())
+            return self.mul(torch.tensor([y]).reciprocal() if isinstance(y, float) else y.reciprocal())
+        values = self._tensor if d > 0 else -self._tensor
+        if abs(d) == 1:
+            return self._like(values)
+        return self._like(self.fp.truncate(values / abs(d), values.abs() * self.fp.scale))
+
+    def square(self) -> "FixedPointTensor":
+        self._open(costs.square(self._tensor.numel()))
+        return self._product(self._tensor * self._tensor, self.integral)
+
+    def _bilinear(self, op: Any, y: Any, **kwargs: Any) -> "FixedPointTensor":
+        if isinstance(y, FixedPointTensor):
+            self._open(costs.mul(self._tensor.numel(), y._tensor.numel()))
+            return self._product(op(self._tensor, y._tensor, **kwargs), y.integral)
+        return self._product(op(self._tensor, self._encode(y), **kwargs), self.integral)
+
+    def matmul(self, y: Any) -> "FixedPointTensor":
+        return self._bilinear(torch.matmul, y)
+
+    def conv2d(self, kernel: Any, **kwargs: Any) -> "FixedPointTensor":
+        return self._bilinear(F.conv2d, kernel, **kwargs)
+
+    def _ltz(self) -> "FixedPointTensor":
+        """x < 0 as a bit of scale 1 (CrypTen: a comparison circuit)."""
+        self._open(costs.Cost(costs.CMP_ROUNDS, costs.CMP_BYTES * self._tensor.numel()))
+        return self._like((self._tensor < 0).double(), True)
+
+    __add__ = __radd__ = add
+    __sub__ = sub
+    __mul__ = __rmul__ = mul
+    __truediv__ = div
+    __matmul__ = matmul
+    __neg__ = neg
+
+    def __rsub__(self, y: Any) -> "FixedPointTensor":
+        return -self + y
+
+    def __repr__(self) -> str:
+        return f"FixedPointTensor({self._tensor!r}, integral={self.integral})"
+
+
+def _attach_crypten_functions() -> None:
+    """CrypTen's generic functions, as CrypTen attaches them to ``CrypTensor``."""
+    from .backend import crypten_functions
+
+    for module_name in crypten_functions.__all__:
+        module = getattr(crypten_functions, module_name)
+        for name in module.__all__:
+            if name not in FixedPointTensor.__dict__:
+                setattr(FixedPointTensor, name, getattr(module, name))
+
+
+_attach_crypten_functions()
+
+
+def cat(tensors: Sequence[Any], dim: int = 0) -> Any:
+    """``torch.cat`` of secrets of one kind (CrypTensors or FixedPointTensors)."""
+    tensors = list(tensors)
+    return type(tensors[0]).cat(tensors, dim=dim)
+
+
+def stack(tensors: Sequence[Any], dim: int = 0) -> Any:
+    """``torch.stack`` of secrets of one kind."""
+    tensors = list(tensors)
+    return type(tensors[0]).stack(tensors, dim=dim)

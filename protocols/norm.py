@@ -39,13 +39,10 @@ below v = 0.126.
 
 from __future__ import annotations
 
-import math
 
 import torch
 
-from . import costs
-from .backend import crypten
-from .fixed_point import FixedPoint
+from .fixed_point import stack
 from .registry import Protocol, register
 
 __all__ = ["LN_ITERS", "LN_VAR_SCALE", "inv_sqrt_goldschmidt", "layer_norm_reference", "layer_norm_secure"]
@@ -76,12 +73,12 @@ def layer_norm_secure(
 def inv_sqrt_goldschmidt(s, scale: float, shift: float = 0.0, iters: int = LN_ITERS):
     """1/sqrt(v) for v = s * scale + shift (s a positive CrypTensor, scale and shift public)."""
     v = s * scale + shift
-    e = _exp_squarings(crypten.stack([v * -0.5 - 0.2, v * -GUESS_DECAY]), GUESS_SQUARINGS)
+    e = _exp_squarings(stack([v * -0.5 - 0.2, v * -GUESS_DECAY]), GUESS_SQUARINGS)
     y = e[0] * 2.2 + 0.2 - v * GUESS_SLOPE + e[1] * GUESS_LIFT
     g, h = (s * y) * scale + y * shift, y * 0.5
     for _ in range(iters):
         r = 0.5 - g * h
-        gh = crypten.stack([g, h])
+        gh = stack([g, h])
         gh = gh + gh * r
         g, h = gh[0], gh[1]
     return h * 2.0
@@ -100,37 +97,6 @@ def layer_norm_reference(x: torch.Tensor, weight=None, bias=None, eps: float = 1
     return torch.nn.functional.layer_norm(x, x.shape[-1:], weight, bias, eps)
 
 
-def layer_norm_emulate(x: torch.Tensor, fp: FixedPoint, weight=None, bias=None, eps: float = 1e-5,
-                       iters: int = LN_ITERS, var_scale: float = LN_VAR_SCALE) -> torch.Tensor:
-    """Fixed-point twin of :func:`layer_norm_secure`."""
-    xe = fp.encode(x)
-    n = x.shape[-1]
-    centered = xe - fp.mean(xe)
-    s = fp.square(centered).sum(-1, keepdim=True)
-    scale, shift = var_scale / n, fp.encode(torch.tensor(eps * var_scale))
-    v = fp.mul_public(s, scale) + shift
-    e = torch.stack([fp.mul_public(v, -0.5) - fp.encode(torch.tensor(0.2)), fp.mul_public(v, -GUESS_DECAY)])
-    e = fp.exp(e, GUESS_SQUARINGS)
-    y = fp.mul_public(e[0], 2.2) + fp.encode(torch.tensor(0.2)) - fp.mul_public(v, GUESS_SLOPE)
-    y = y + fp.mul_public(e[1], GUESS_LIFT)
-    g = fp.mul_public(fp.mul(s, y), scale) + fp.mul_public(y, eps * var_scale)
-    h = fp.mul_public(y, 0.5)
-    for _ in range(iters):
-        r = fp.encode(torch.tensor(0.5)) - fp.mul(g, h)
-        g, h = g + fp.mul(g, r), h + fp.mul(h, r)
-    out = fp.mul(centered, fp.mul_public(fp.mul_public(h, 2.0), var_scale**0.5))
-    if weight is not None:
-        out = fp.mul(out, fp.encode(weight))
-    return out + fp.encode(bias) if bias is not None else out
-
-
-def _layer_norm_cost(shape: tuple[int, ...], affine: bool = True, iters: int = LN_ITERS) -> costs.Cost:
-    numel = math.prod(shape)
-    rows = numel // shape[-1]
-    inv_sqrt = costs.exp(2 * rows, GUESS_SQUARINGS) + costs.mul(rows) + (costs.mul(rows) + costs.mul(2 * rows, rows)) * iters
-    return costs.square(numel) + inv_sqrt + costs.mul(numel, rows) + (costs.mul(numel, shape[-1]) if affine else costs.Cost())
-
-
 def affine_norm_secure(x, weight=None, bias=None, **_):
     """x * a + b with the owner's per-channel a and b."""
     y = x * weight if weight is not None else x
@@ -142,19 +108,13 @@ def affine_norm_reference(x: torch.Tensor, weight=None, bias=None, **_) -> torch
     return y + bias if bias is not None else y
 
 
-def affine_norm_emulate(x: torch.Tensor, fp: FixedPoint, weight=None, bias=None, **_) -> torch.Tensor:
-    y = fp.mul(fp.encode(x), fp.encode(weight)) if weight is not None else fp.encode(x)
-    return y + fp.encode(bias) if bias is not None else y
-
-
 register(Protocol(
     name="norm.layer", kind="norm", secure=layer_norm_secure, reference=layer_norm_reference,
-    emulate=layer_norm_emulate, formula="(x - mu) (var + eps)^(-1/2) gamma + beta",
-    paper="Ba et al. 2016; inverse sqrt by Goldschmidt steps", valid_range=(-4.0, 4.0), tolerance=5e-3,
-    cost=_layer_norm_cost,
+    formula="(x - mu) (var + eps)^(-1/2) gamma + beta", paper="Ba et al. 2016; inverse sqrt by Goldschmidt steps",
+    valid_range=(-4.0, 4.0), tolerance=5e-3,
 ))
 register(Protocol(
     name="norm.affine", kind="norm", secure=affine_norm_secure, reference=affine_norm_reference,
-    emulate=affine_norm_emulate, formula="x a + b (per channel)", paper="MPCFormer (Li et al., ICLR 2023)",
-    valid_range=(-8.0, 8.0), tolerance=1e-3, cost=lambda shape: costs.mul(math.prod(shape), shape[-1]),
+    formula="x a + b (per channel)", paper="MPCFormer (Li et al., ICLR 2023)", valid_range=(-8.0, 8.0),
+    tolerance=1e-3,
 ))

@@ -1,18 +1,19 @@
-"""Protocol registry: every MPC-friendly kernel with its secure, reference and emulation forms.
+"""Protocol registry: every MPC-friendly kernel with its secure and reference forms.
 
 Entries declare, tests prove: ``tests/test_protocol_registry.py`` runs every entry
 (secure vs emulation, emulation vs reference on the declared range, measured rounds
-and bytes vs the declared cost).
+and bytes vs the counted cost).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
 
-from .costs import Cost, truncation
+from .costs import Cost
+from .fixed_point import FixedPoint
 
 __all__ = ["KINDS", "Protocol", "get", "names", "protocols", "register"]
 
@@ -23,46 +24,46 @@ KINDS = ("softmax", "activation", "norm")
 class Protocol:
     """One MPC-friendly operation (fields by keyword only).
 
+    The secure kernel is its only description of the arithmetic: :meth:`emulate` runs it
+    on :class:`~protocols.fixed_point.FixedPointTensor` secrets and :meth:`total_cost`
+    counts the openings that run makes.
+
     Attributes:
         name: Registry key, e.g. ``softmax.2quad``.
         kind: ``softmax`` (over the last dim), ``activation`` (elementwise) or ``norm``
             (over the last dim, optional per-channel weight and bias).
-        secure: Kernel on CrypTensors.
+        secure: Kernel on CrypTensors (or on anything with their interface).
         reference: Differentiable plaintext kernel (what training uses).
-        emulate: Plaintext kernel of the secure arithmetic, ``emulate(x, fp, ...)`` with
-            a :class:`~protocols.fixed_point.FixedPoint`.
         formula: One-line formula.
         paper: Where the method comes from.
         valid_range: Input interval on which ``tolerance`` holds.
         tolerance: Max abs error of emulation vs reference on ``valid_range``.
-        cost: Rounds and bytes per party (2 parties) of one call on a shape, without
-            truncations (:meth:`total_cost` adds them).
     """
 
     name: str
     kind: str
     secure: Callable[..., Any]
     reference: Callable[..., Any]
-    emulate: Callable[..., Any]
     formula: str
     paper: str
     valid_range: tuple[float, float]
     tolerance: float
-    cost: Callable[[tuple[int, ...]], Cost]
-    params: dict[str, Any] = field(default_factory=dict)
+
+    def emulate(self, x: torch.Tensor, fp: FixedPoint | None = None, **kwargs: Any) -> torch.Tensor:
+        """What the secure kernel computes for ``x`` (float64), in plaintext: the kernel
+        run on fixed-point secrets (``fp``: the arithmetic, e.g. to read its counts);
+        tensor keyword arguments (a norm's weight and bias) are secrets too."""
+        fp = fp or FixedPoint()
+        secrets = {k: fp.tensor(v) if torch.is_tensor(v) else v for k, v in kwargs.items()}
+        return self.secure(fp.tensor(x), **secrets).get_plain_text()
 
     def total_cost(self, shape: tuple[int, ...]) -> Cost:
-        """Rounds and bytes per party of one call on ``shape``: :attr:`cost` plus the
-        exact truncations the secure kernel runs (counted from a dry run of it)."""
-        from .backend import crypten, truncations_of
-
-        def call() -> None:
-            x = crypten.cryptensor(torch.zeros(shape), src=0)
-            extra = {} if self.kind != "norm" else {k: crypten.cryptensor(torch.ones(shape[-1]), src=0)
-                                                    for k in ("weight", "bias")}
-            self.secure(x, **extra)
-
-        return self.cost(shape) + truncation(*truncations_of(call))
+        """Rounds and bytes per party (2 parties, exact truncation) of one call on ``shape``,
+        counted from an emulated run of the secure kernel."""
+        fp = FixedPoint()
+        extra = {"weight": torch.ones(shape[-1]), "bias": torch.ones(shape[-1])} if self.kind == "norm" else {}
+        self.emulate(torch.zeros(shape), fp, **extra)
+        return fp.total_cost()
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

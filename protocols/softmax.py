@@ -40,8 +40,7 @@ import math
 
 import torch
 
-from . import costs
-from .fixed_point import FixedPoint
+from .fixed_point import cat
 from .registry import Protocol, register
 
 __all__ = ["reciprocal_steps", "softmax_exact_reference", "softmax_exact_secure"]
@@ -68,8 +67,8 @@ def _linear_guess(n: int) -> tuple[float, float]:
     return -b, b * (1 + n)
 
 
-def _max_tree(s, cat):
-    """Row maximum over the last dim by halving: m = b + ReLU(a - b) (works for both kinds)."""
+def _max_tree(s):
+    """Row maximum over the last dim by halving: m = b + ReLU(a - b)."""
     while s.size(-1) > 1:
         k = s.size(-1) // 2
         a, b, rest = s[..., :k], s[..., k : 2 * k], s[..., 2 * k :]
@@ -78,20 +77,13 @@ def _max_tree(s, cat):
     return s
 
 
-def _ensure_rows(n: int) -> None:
-    if n < 1:
-        raise ValueError("softmax over an empty dimension")
-
-
 # ---- softmax.exact ----------------------------------------------------------------
 
 
 def softmax_exact_secure(s):
     """Softmax of a CrypTensor over its last dim (every row in one batched op)."""
-    from .backend import crypten
-
     n = s.size(-1)
-    numerator = _exp_taylor_secure(s - _max_tree(s, crypten.cat))
+    numerator = _exp_taylor_secure(s - _max_tree(s))
     total = numerator.sum(-1, keepdim=True)
     slope, intercept = _linear_guess(n)
     y = total * slope + intercept
@@ -109,45 +101,9 @@ def _exp_taylor_secure(x):
     return y
 
 
-def _exp_taylor_emulate(x: torch.Tensor, fp: FixedPoint) -> torch.Tensor:
-    z = fp.div_int(x, 2**EXP_SQUARINGS)
-    y = z + fp.div_int(fp.square(z), 2) + 1.0
-    for _ in range(EXP_SQUARINGS):
-        y = fp.square(y)
-    return y
-
-
 def softmax_exact_reference(s: torch.Tensor) -> torch.Tensor:
     """Plaintext softmax over the last dim."""
     return torch.softmax(s, -1)
-
-
-def softmax_exact_emulate(s: torch.Tensor, fp: FixedPoint) -> torch.Tensor:
-    x = fp.encode(s)
-    n = x.shape[-1]
-    numerator = _exp_taylor_emulate(x - _max_tree(x, torch.cat), fp)
-    total = numerator.sum(-1, keepdim=True)
-    slope, intercept = _linear_guess(n)
-    y = fp.mul_public(total, slope) + fp.encode(torch.tensor(intercept))
-    for _ in range(reciprocal_steps(n)):
-        y = fp.mul(y, 2.0 - fp.mul(total, y))
-    return fp.mul(numerator, y)
-
-
-def _max_tree_cost(rows: int, n: int) -> costs.Cost:
-    total = costs.Cost()
-    while n > 1:
-        total += costs.relu(rows * (n // 2))
-        n = n - n // 2
-    return total
-
-
-def _exact_cost(shape: tuple[int, ...]) -> costs.Cost:
-    n = shape[-1]
-    numel = math.prod(shape)
-    rows = numel // n
-    exp = costs.square(numel) * (EXP_SQUARINGS + 1)
-    return _max_tree_cost(rows, n) + exp + costs.mul(rows) * (2 * reciprocal_steps(n)) + costs.mul(numel, rows)
 
 
 # ---- normalised replacements -----------------------------------------------------------
@@ -160,13 +116,6 @@ def _reciprocal_secure(r):
     return y
 
 
-def _reciprocal_emulate(r: torch.Tensor, fp: FixedPoint) -> torch.Tensor:
-    y = fp.mul_public(fp.exp(fp.encode(torch.tensor(0.5)) - r), 3.0) + fp.encode(torch.tensor(0.003))
-    for _ in range(RECIPROCAL_NR_STEPS):
-        y = fp.mul(y, 2.0 - fp.mul(r, y))
-    return y
-
-
 def _normalise_secure(q, scale: float, floor: float = 0.0, shift_numerator: bool = False):
     """q / (sum q + N floor), or (q + floor) / (sum q + N floor), through the row mean
     m = mean q + floor so that the reciprocal of ``scale`` m stays in its range."""
@@ -176,25 +125,9 @@ def _normalise_secure(q, scale: float, floor: float = 0.0, shift_numerator: bool
     return numerator * _reciprocal_secure(mean * scale) * (scale / n)
 
 
-def _normalise_emulate(q: torch.Tensor, fp: FixedPoint, scale: float, floor: float = 0.0,
-                       shift_numerator: bool = False):
-    n = q.shape[-1]
-    shift = fp.encode(torch.tensor(floor))
-    mean = fp.mean(q) + shift
-    numerator = q + shift if shift_numerator else q
-    inverse = _reciprocal_emulate(fp.mul_public(mean, scale), fp)
-    return fp.mul_public(fp.mul(numerator, inverse), scale / n)
-
-
 def _normalise_reference(q: torch.Tensor, floor: float = 0.0, shift_numerator: bool = False):
     numerator = q + floor if shift_numerator else q
     return numerator / (q.sum(-1, keepdim=True) + q.shape[-1] * floor)
-
-
-def _normalise_cost(shape: tuple[int, ...]) -> costs.Cost:
-    numel = math.prod(shape)
-    rows = numel // shape[-1]
-    return costs.exp(rows) + costs.mul(rows) * (2 * RECIPROCAL_NR_STEPS) + costs.mul(numel, rows)
 
 
 def _relu_secure(s):
@@ -205,21 +138,12 @@ def _relu_reference(s: torch.Tensor) -> torch.Tensor:
     return _normalise_reference(torch.relu(s), RELU_MEAN_FLOOR)
 
 
-def _relu_emulate(s: torch.Tensor, fp: FixedPoint) -> torch.Tensor:
-    return _normalise_emulate(fp.relu(fp.encode(s)), fp, RELU_RECIPROCAL_SCALE, RELU_MEAN_FLOOR)
-
-
 def _two_relu_secure(s):
     return _normalise_secure(s.relu(), RELU_RECIPROCAL_SCALE, RELU_MEAN_FLOOR, shift_numerator=True)
 
 
 def _two_relu_reference(s: torch.Tensor) -> torch.Tensor:
     return _normalise_reference(torch.relu(s), RELU_MEAN_FLOOR, shift_numerator=True)
-
-
-def _two_relu_emulate(s: torch.Tensor, fp: FixedPoint) -> torch.Tensor:
-    return _normalise_emulate(fp.relu(fp.encode(s)), fp, RELU_RECIPROCAL_SCALE, RELU_MEAN_FLOOR,
-                              shift_numerator=True)
 
 
 def _quad_secure(s):
@@ -230,10 +154,6 @@ def _quad_reference(s: torch.Tensor) -> torch.Tensor:
     return _normalise_reference((s + QUAD_SHIFT) ** 2)
 
 
-def _quad_emulate(s: torch.Tensor, fp: FixedPoint) -> torch.Tensor:
-    return _normalise_emulate(fp.square(fp.encode(s) + QUAD_SHIFT), fp, QUAD_RECIPROCAL_SCALE)
-
-
 def _scaling_secure(s):
     return s * (1.0 / s.size(-1))
 
@@ -242,36 +162,25 @@ def _scaling_reference(s: torch.Tensor) -> torch.Tensor:
     return s / s.shape[-1]
 
 
-def _scaling_emulate(s: torch.Tensor, fp: FixedPoint) -> torch.Tensor:
-    return fp.mul_public(fp.encode(s), 1.0 / s.shape[-1])
-
-
-def _relu_normalised_cost(shape: tuple[int, ...]) -> costs.Cost:
-    return costs.relu(math.prod(shape)) + _normalise_cost(shape)
-
-
 register(Protocol(
     name="softmax.exact", kind="softmax", secure=softmax_exact_secure, reference=softmax_exact_reference,
-    emulate=softmax_exact_emulate, formula="exp(s - max s) / sum exp(s - max s)",
-    paper="CrypTen (Knott et al., NeurIPS 2021)", valid_range=(-8.0, 8.0), tolerance=1e-3, cost=_exact_cost,
+    formula="exp(s - max s) / sum exp(s - max s)", paper="CrypTen (Knott et al., NeurIPS 2021)", valid_range=(-8.0, 8.0), tolerance=1e-3,
 ))
 register(Protocol(
-    name="softmax.relu", kind="softmax", secure=_relu_secure, reference=_relu_reference, emulate=_relu_emulate,
+    name="softmax.relu", kind="softmax", secure=_relu_secure, reference=_relu_reference,
     formula="ReLU(s) / (sum ReLU(s) + N 1e-2)", paper="MPCViT RSAttn (Zeng et al., ICCV 2023)",
-    valid_range=(-1.0, 8.0), tolerance=2e-3, cost=_relu_normalised_cost,
+    valid_range=(-1.0, 8.0), tolerance=2e-3,
 ))
 register(Protocol(
     name="softmax.2relu", kind="softmax", secure=_two_relu_secure, reference=_two_relu_reference,
-    emulate=_two_relu_emulate, formula="(ReLU(s) + 1e-2) / (sum ReLU(s) + N 1e-2)",
-    paper="MPCFormer (Li et al., ICLR 2023)", valid_range=(-1.0, 8.0), tolerance=2e-3, cost=_relu_normalised_cost,
+    formula="(ReLU(s) + 1e-2) / (sum ReLU(s) + N 1e-2)", paper="MPCFormer (Li et al., ICLR 2023)", valid_range=(-1.0, 8.0), tolerance=2e-3,
 ))
 register(Protocol(
-    name="softmax.2quad", kind="softmax", secure=_quad_secure, reference=_quad_reference, emulate=_quad_emulate,
+    name="softmax.2quad", kind="softmax", secure=_quad_secure, reference=_quad_reference,
     formula="(s + 5)^2 / sum (s + 5)^2", paper="MPCFormer (Li et al., ICLR 2023)", valid_range=(-8.0, 8.0),
-    tolerance=2e-3, cost=lambda shape: costs.square(math.prod(shape)) + _normalise_cost(shape),
+    tolerance=2e-3,
 ))
 register(Protocol(
-    name="softmax.scaling", kind="softmax", secure=_scaling_secure, reference=_scaling_reference,
-    emulate=_scaling_emulate, formula="s / N", paper="MPCViT ScaleAttn (Zeng et al., ICCV 2023)",
-    valid_range=(-8.0, 8.0), tolerance=1e-4, cost=lambda shape: costs.Cost(),
+    name="softmax.scaling", kind="softmax", secure=_scaling_secure, reference=_scaling_reference, formula="s / N",
+    paper="MPCViT ScaleAttn (Zeng et al., ICCV 2023)", valid_range=(-8.0, 8.0), tolerance=1e-4,
 ))

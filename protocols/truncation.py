@@ -31,13 +31,34 @@ preprocessing per element (two of them corrections sent by the dealer).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from .preprocessing import udiv
 
-__all__ = ["OFFSET_BITS", "exact_truncate", "local_failure_rate", "local_truncate", "valid_magnitude"]
+__all__ = ["OFFSET_BITS", "exact_truncate", "integer_divisor", "local_failure_rate", "local_truncate", "valid_magnitude"]
 
 OFFSET_BITS = 62
+
+
+def integer_divisor(y: Any) -> int | None:
+    """The public integer ``y`` divides by (CrypTen truncates by it), or None when ``y`` is
+    not one: an ``int``, an integral ``float``, or a tensor of one integral value.
+
+    Raises:
+        ValueError: a tensor of different integers (a share divides by one).
+    """
+    if isinstance(y, float) and int(y) == y:
+        return int(y)
+    if isinstance(y, int):
+        return y
+    if torch.is_tensor(y) and y.numel() > 0 and not (y.is_floating_point() and (y.frac() != 0).any()):
+        values = y.flatten().unique()
+        if values.numel() != 1:
+            raise ValueError("a share divides by one public integer; got a tensor of different integers")
+        return int(values[0])
+    return None
 
 
 def valid_magnitude() -> int:

@@ -1,7 +1,8 @@
 """The protocol registry as a table: formula, cost and accuracy of every entry.
 
-Costs are the declared ones for a ViT-Lite-sized call (softmax rows of N = 65 tokens,
-4 heads; activations and norms on 65 x 256), per party, 2 parties, TFP. Accuracy is the
+Costs are the counted ones (:meth:`~protocols.registry.Protocol.total_cost`) for a
+ViT-Lite-sized call (softmax rows of N = 65 tokens, 4 heads; activations and norms on
+65 x 256), per party, 2 parties, TFP. Accuracy is the
 emulation against the reference on the protocol's valid range (plaintext, no parties).
 """
 

@@ -17,36 +17,18 @@ from typing import Iterator
 import torch
 import torch.fx as fx
 import torch.nn as nn
-from timm.layers import Attention
-from timm.models.tiny_vit import Attention as TinyVitAttention
-from timm.models.tiny_vit import TinyVitBlock
 from torch.fx.experimental.meta_tracer import MetaTracer
 
-from .mpc_modules import MPCActivation, MPCAttention, MPCNorm
+from . import mpc_modules  # noqa: F401  (registers the MPC modules' ops)
+from .ops import leaf_types, module_op
 
-__all__ = ["ATTENTION_TYPES", "LEAF_TYPES", "NEEDS_REWRITE", "SHAPE_SPECIALISED", "TraceError", "leaf_modules", "trace", "trace_at"]
+__all__ = ["TraceError", "leaf_modules", "trace", "trace_at", "traced_per_shape"]
 
-LEAF_TYPES: tuple[type[nn.Module], ...] = (
-    nn.Linear,
-    nn.Conv2d,
-    nn.LayerNorm,
-    nn.GELU,
-    nn.ReLU,
-    nn.Dropout,
-    nn.Identity,
-    nn.BatchNorm2d,
-    MPCAttention,
-    MPCActivation,
-    MPCNorm,
-)
 
-SHAPE_SPECIALISED: tuple[type[nn.Module], ...] = (TinyVitBlock,)
-
-ATTENTION_TYPES: tuple[type[nn.Module], ...] = (Attention, TinyVitAttention)
-"""The timm attentions the rewriter replaces by :class:`MPCAttention`."""
-
-NEEDS_REWRITE: tuple[type[nn.Module], ...] = (TinyVitAttention,)
-"""Modules the secure engine runs only after the rewriter replaced them."""
+def traced_per_shape(m: nn.Module) -> bool:
+    """Whether ``m`` is a block traced again at each input shape (op table: ``per_shape``)."""
+    op = module_op(m)
+    return bool(op and op.per_shape)
 
 
 class TraceError(RuntimeError):
@@ -54,12 +36,8 @@ class TraceError(RuntimeError):
 
 
 class _Tracer(fx.Tracer):
-    def __init__(self, leaves: tuple[type[nn.Module], ...]):
-        super().__init__()
-        self.leaves = leaves
-
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return isinstance(m, self.leaves) or super().is_leaf_module(m, qualname)
+        return isinstance(m, leaf_types()) or super().is_leaf_module(m, qualname)
 
 
 class _ShapeTracer(MetaTracer):
@@ -72,7 +50,7 @@ class _ShapeTracer(MetaTracer):
     _in_leaf = False
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return isinstance(m, LEAF_TYPES) or super().is_leaf_module(m, qualname)
+        return isinstance(m, leaf_types()) or super().is_leaf_module(m, qualname)
 
     def call_module(self, m: nn.Module, forward, args, kwargs):
         if self._in_leaf:
@@ -87,27 +65,27 @@ class _ShapeTracer(MetaTracer):
             self._in_leaf = False
 
 
-def leaf_modules(module: nn.Module, leaves: tuple[type[nn.Module], ...] = LEAF_TYPES,
-                 prefix: str = "") -> Iterator[tuple[str, nn.Module]]:
-    """``(path, module)`` of the leaves inside ``module``, not descending into a leaf."""
+def leaf_modules(module: nn.Module, prefix: str = "") -> Iterator[tuple[str, nn.Module]]:
+    """``(path, module)`` of the leaves (the op table's module types) inside ``module``,
+    not descending into a leaf."""
     for name, child in module.named_children():
-        if isinstance(child, leaves):
+        if isinstance(child, leaf_types()):
             yield prefix + name, child
         else:
-            yield from leaf_modules(child, leaves, f"{prefix}{name}.")
+            yield from leaf_modules(child, f"{prefix}{name}.")
 
 
-def trace(model: nn.Module, extra_leaves: tuple[type[nn.Module], ...] = ()) -> fx.GraphModule:
+def trace(model: nn.Module) -> fx.GraphModule:
     """Trace ``model`` with its first forward argument symbolic and the rest at their defaults.
 
-    LayerNorm subclasses (timm's included), Linear, Conv2d, GELU, Dropout, Identity and
-    BatchNorm2d, the MPC modules and the :data:`SHAPE_SPECIALISED` blocks stay single
-    ``call_module`` nodes, so that passes and the secure lowering see them whole;
-    ``extra_leaves`` adds types (the rewriter keeps timm's attentions whole to replace them).
+    Every module type of the op table (:mod:`secvit.ops`: Linear, Conv2d, LayerNorm and
+    its subclasses, GELU, timm's attentions, the MPC modules, the blocks traced per
+    shape, ...) stays a single ``call_module`` node, so that the passes and the secure
+    plan see it whole.
     """
     params = list(inspect.signature(model.forward).parameters.values())[1:]
     concrete = {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
-    graph = _Tracer(LEAF_TYPES + SHAPE_SPECIALISED + extra_leaves).trace(model, concrete_args=concrete or None)
+    graph = _Tracer().trace(model, concrete_args=concrete or None)
     return fx.GraphModule(model, graph, model.__class__.__name__)
 
 

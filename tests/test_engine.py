@@ -7,7 +7,7 @@ import torch
 
 from protocols import backend
 from secvit.models import create_model, list_models
-from secvit.secure.lowering import UnsupportedOpError
+from secvit.ops import UnsupportedOpError
 from secvit.secure.plan import SecurePlan
 
 from .conftest import as_tensor, run_2pc

@@ -7,11 +7,12 @@ import pytest
 import torch
 
 from secvit.models import create_model, list_models
+from secvit.mpc_modules import MPC_MODULES
 from secvit.rewrite import rewrite
 from secvit.rewrite.policy import policy_from_dict
-from secvit.secure.lowering import UnsupportedOpError
+from secvit.ops import UnsupportedOpError
 from secvit.secure.plan import SecurePlan
-from secvit.tracing import ATTENTION_TYPES
+from secvit.rewrite.passes.attention import ATTENTION_TYPES
 
 from .conftest import secure_logits
 
@@ -65,7 +66,7 @@ def test_trace_rewrite_secure_forward(name: str):
     _trained_scale(model, size)
     attentions = [m for m in model.modules() if isinstance(m, ATTENTION_TYPES)]
     gm, report = rewrite(model, _policy(min(a.num_heads for a in attentions), len(attentions)))
-    assert all(p.changed for p in report.passes)
+    assert all(p.changed for p in report.passes if p.name != "replace_calls")  # timm calls no softmax function
     assert len(report.passes[0].changes) == len(attentions)
     x = torch.rand(1, 3, *size)
     with torch.no_grad():
@@ -73,7 +74,34 @@ def test_trace_rewrite_secure_forward(name: str):
     assert (secure_logits(gm, x) - ref).abs().max() < 0.05
 
 
-def test_tiny_vit_needs_a_rewrite_before_mpc():
+def test_a_plain_model_is_rewritten_exact_first():
+    """One route: the plan rewrites plain attentions, GELUs and LayerNorms (TinyViT's inside
+    its per-shape blocks included) by the exact policy; the model itself is untouched."""
     model = create_model("tiny_vit_5m_224", num_classes=10)
-    with pytest.raises(UnsupportedOpError, match="rewrite the model first"):
-        SecurePlan(model)
+    plan = SecurePlan(model)
+    assert not any(isinstance(m, MPC_MODULES) for m in model.modules())
+    protocols_used = {name for m in plan.model.modules() if isinstance(m, MPC_MODULES)
+                      for name in getattr(m, "head_protocols", [getattr(m, "protocol", None)])}
+    assert protocols_used == {"softmax.exact", "gelu.exact", "norm.layer"}
+    assert not any(isinstance(m, (torch.nn.GELU, torch.nn.LayerNorm, *ATTENTION_TYPES)) for m in plan.model.modules())
+
+
+class _OtherDimSoftmax(torch.nn.Module):
+    def forward(self, x):
+        return x.softmax(1)
+
+
+class _FunctionalNorm(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.ones(4))
+
+    def forward(self, x):
+        return torch.nn.functional.layer_norm(x, (4,), self.weight)
+
+
+@pytest.mark.parametrize("module, message", [(_OtherDimSoftmax(), "last dimension only"),
+                                             (_FunctionalNorm(), "use nn.LayerNorm")])
+def test_what_the_engine_refuses_is_named(module, message):
+    with pytest.raises(UnsupportedOpError, match=message):
+        SecurePlan(torch.nn.Sequential(torch.nn.Linear(4, 4), module))

@@ -1,4 +1,4 @@
-"""Every registered protocol: secure vs emulation, emulation vs reference, declared cost."""
+"""Every registered protocol: secure vs emulation, emulation vs reference, counted cost vs measured."""
 
 from __future__ import annotations
 
@@ -60,8 +60,8 @@ def test_protocol(name: str):
     reference = p.reference(x, **args)
     assert (as_tensor(secure).double() - emulated).abs().max() <= SECURE_VS_EMULATION
     assert (emulated - reference.double()).abs().max() <= p.tolerance
-    declared = p.total_cost(SHAPE)
-    assert (rounds, nbytes) == (declared.rounds, declared.bytes)
+    counted = p.total_cost(SHAPE)
+    assert (rounds, nbytes) == (counted.rounds, counted.bytes)
 
 
 def test_reference_kernels_are_differentiable():

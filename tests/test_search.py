@@ -77,7 +77,7 @@ def test_round_budget_counts_layers_by_the_registry():
 
     model = rewrite(create_model("vit_lite_2_2_32"), load_policy("relu"))[0]
     attn = next(m for m in model.modules() if isinstance(m, MPCAttention))
-    # the ReLU-softmax's declared rounds over scaling's, truncations included (the registry test measures them)
+    # the ReLU-softmax's counted rounds over scaling's, truncations included (the registry test measures them)
     shape = (1, 2, 65, 65)
     expected = protocols.get("softmax.relu").total_cost(shape).rounds - protocols.get("softmax.scaling").total_cost(shape).rounds
     assert layer_rounds(65, attn) == expected == 71

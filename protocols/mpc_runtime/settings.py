@@ -14,10 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import torch
 
 from ..providers import DealerProvider, FirstPartyProvider, RecordingProvider
-from ..truncation import exact_truncate, local_truncate
+from ..truncation import exact_truncate, integer_divisor, local_truncate
 from ..backend import ArithmeticSharedTensor, cfg, crypten, crypten_comm
 from .streams import drawn_bytes
 
@@ -122,23 +121,10 @@ truncation_stats = {"calls": 0, "elements": 0}
 _crypten_div_ = ArithmeticSharedTensor.div_
 
 
-def _integer_divisor(y: Any) -> int | None:
-    if isinstance(y, float) and int(y) == y:
-        return int(y)
-    if isinstance(y, int):
-        return y
-    if torch.is_tensor(y) and y.numel() > 0 and not (y.is_floating_point() and (y.frac() != 0).any()):
-        values = y.flatten().unique()
-        if values.numel() != 1:
-            raise ValueError("a share divides by one public integer; got a tensor of different integers")
-        return int(values[0])
-    return None
-
-
 def _div_(self: ArithmeticSharedTensor, y: Any) -> ArithmeticSharedTensor:
     """CrypTen's ``div_``, with division by a public integer truncating by the session's
     truncation mode (:mod:`~protocols.truncation`)."""
-    d = _integer_divisor(y)
+    d = integer_divisor(y)
     if d is None:
         return _crypten_div_(self, y)
     if d < 0:

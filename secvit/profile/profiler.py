@@ -2,7 +2,7 @@
 
 :class:`Profiler` wraps every node of a :class:`~secvit.secure.plan.SecurePlan` (its
 ``hook``) and every marked sub-step inside a lowered module
-(:func:`secvit.secure.regions.region`). Scopes nest; each record keeps only its *own*
+(:func:`secvit.ops.region`). Scopes nest; each record keeps only its *own*
 cost (its total minus its children's), so the records partition the run: their sums
 equal the communicator's totals exactly. Costs of the same key accumulate over batches.
 """
@@ -15,27 +15,16 @@ from dataclasses import asdict, dataclass
 from typing import Any, Callable, Iterator
 
 import torch.fx as fx
-import torch.nn as nn
 
 from protocols import backend
 
-from ..rewrite.graph import block_layers, layer_of, module_kind
-from ..secure.lowering import PLAIN_GELU, PLAIN_NORM, PLAIN_SOFTMAX
+from ..ops import function_op, listening, method_op, module_op
+from ..rewrite.graph import block_layers, layer_of
 from ..secure.plan import SecurePlan
-from ..secure.regions import listening
 
 __all__ = ["KINDS", "NodeRecord", "Profiler"]
 
 KINDS = ("linear", "matmul", "softmax", "activation", "norm", "other")
-
-
-def _module_protocol(module: nn.Module) -> str | None:
-    """The protocol a leaf runs under MPC (plain GELU and LayerNorm: the lowering's choice)."""
-    if isinstance(module, nn.GELU):
-        return PLAIN_GELU
-    if isinstance(module, nn.LayerNorm):
-        return PLAIN_NORM
-    return getattr(module, "protocol", None)
 
 
 @dataclass
@@ -96,15 +85,12 @@ class Profiler:
         if node.op == "call_module":
             module_path = prefix + str(node.target)
             module = self.plan.graph_module.get_submodule(module_path)
-            kind = module_kind(module)
-            kind = "other" if kind == "attention" else kind  # its own sub-steps carry the kinds
-            protocol = _module_protocol(module)
+            op = module_op(module)
+            kind = "other" if op.kind == "attention" else op.kind  # its own sub-steps carry the kinds
+            protocol = op.protocol(module)
         elif node.op in ("call_function", "call_method"):
-            name = str(getattr(node.target, "__name__", node.target))
-            if name in ("matmul", "bmm"):
-                kind = "matmul"
-            elif name == "softmax":
-                kind, protocol = "softmax", PLAIN_SOFTMAX
+            op = function_op(node.target) if node.op == "call_function" else method_op(node.target)
+            kind = op.kind if op else "other"
         else:
             return {"module": None, "layer": None, "kind": kind, "protocol": protocol}
         if module_path is None:  # a function inside a module: the innermost module it runs in

@@ -15,17 +15,14 @@ from typing import Any
 import torch.fx as fx
 import torch.nn as nn
 
-from ..mpc_modules import MPCActivation, MPCAttention, MPCNorm
+from ..mpc_modules import MPC_MODULES
 from ..tracing import trace
-from .graph import ATTENTION_TYPES, block_layers, op_counts, to_networkx
+from .graph import attention_heads, block_layers, op_counts, to_networkx
 from .passes import PASSES
 from .passes.base import PassContext, PassResult
 from .policy import Policy, PolicyError, load_policy
 
-__all__ = ["Policy", "PolicyError", "RewriteReport", "load_policy", "rewrite", "to_networkx"]
-
-
-MPC_MODULES = (MPCAttention, MPCActivation, MPCNorm)
+__all__ = ["Policy", "PolicyError", "RewriteReport", "load_policy", "rewrite", "rewrite_remaining", "to_networkx"]
 
 
 @dataclass
@@ -53,11 +50,21 @@ def rewrite(model: nn.Module, policy: Policy) -> tuple[fx.GraphModule, RewriteRe
     if any(isinstance(m, MPC_MODULES) for m in model.modules()):
         raise PolicyError(f"the model is already rewritten (it holds MPC modules); apply policy {policy.name!r} to "
                           "the plain checkpoint it came from, or leave the policy out")
+    return _rewritten(model, policy)
+
+
+def rewrite_remaining(model: nn.Module) -> fx.GraphModule:
+    """A copy of ``model`` whose plain ops that run under MPC only as MPC modules (GELU,
+    LayerNorm, softmax, timm's attentions) are rewritten by the ``exact`` policy; the MPC
+    modules it already holds keep their protocols. The secure plan's one route."""
+    return _rewritten(model, load_policy("exact"))[0]
+
+
+def _rewritten(model: nn.Module, policy: Policy) -> tuple[fx.GraphModule, RewriteReport]:
     model.train(model.training)  # same mode; drops timm's cached attention biases, which deepcopy refuses
-    gm = trace(copy.deepcopy(model).eval(), extra_leaves=ATTENTION_TYPES)
+    gm = trace(copy.deepcopy(model).eval())
     blocks = block_layers(gm)
-    policy.check(heads=[next(c.num_heads for c in gm.get_submodule(b).children() if isinstance(c, ATTENTION_TYPES))
-                        for b in blocks])
+    policy.check(heads=[attention_heads(gm.get_submodule(b)) for b in blocks])
     report = RewriteReport(policy.name, before=op_counts(gm))
     ctx = PassContext(policy, blocks)
     for run in PASSES:

@@ -8,11 +8,10 @@ import networkx as nx
 import torch.fx as fx
 import torch.nn as nn
 
-from ..mpc_modules import MPCActivation, MPCAttention, MPCNorm
-from ..tracing import ATTENTION_TYPES, LEAF_TYPES, SHAPE_SPECIALISED, leaf_modules
+from ..ops import kind_of, node_kind
+from ..tracing import leaf_modules, traced_per_shape
 
-__all__ = ["ATTENTION_TYPES", "block_layers", "layer_of", "modules_of", "op_kind", "op_counts", "set_submodule",
-           "to_networkx"]
+__all__ = ["attention_heads", "block_layers", "layer_of", "modules_of", "op_counts", "set_submodule", "to_networkx"]
 
 
 def set_submodule(root: nn.Module, path: str, new: nn.Module) -> None:
@@ -23,12 +22,13 @@ def set_submodule(root: nn.Module, path: str, new: nn.Module) -> None:
 
 def block_layers(root: nn.Module) -> list[str]:
     """Paths of the transformer blocks (modules holding an attention), in order."""
-    blocks = []
-    for path, module in root.named_modules():
-        children = list(module.children())
-        if any(isinstance(c, (*ATTENTION_TYPES, MPCAttention)) for c in children) and path:
-            blocks.append(path)
-    return blocks
+    return [path for path, module in root.named_modules()
+            if path and any(kind_of(c) == "attention" for c in module.children())]
+
+
+def attention_heads(block: nn.Module) -> int:
+    """The head count of a block's attention."""
+    return next(c.num_heads for c in block.children() if kind_of(c) == "attention")
 
 
 def modules_of(root: nn.Module, types: type[nn.Module] | tuple[type[nn.Module], ...]) -> list[tuple[str, nn.Module]]:
@@ -47,28 +47,6 @@ def layer_of(path: str, blocks: list[str]) -> int | None:
     return None
 
 
-def module_kind(m: nn.Module) -> str:
-    """``attention``, ``linear``, ``activation``, ``norm`` or ``other`` for a module."""
-    for kind, types in (("attention", (*ATTENTION_TYPES, MPCAttention)), ("linear", (nn.Linear, nn.Conv2d)),
-                        ("activation", (nn.GELU, nn.ReLU, MPCActivation)),
-                        ("norm", (nn.LayerNorm, nn.BatchNorm2d, MPCNorm))):
-        if isinstance(m, types):
-            return kind
-    return "other"
-
-
-def op_kind(gm: fx.GraphModule, node: fx.Node) -> str:
-    """``attention``, ``linear``, ``matmul``, ``softmax``, ``activation``, ``norm`` or ``other``."""
-    if node.op == "call_module":
-        return module_kind(gm.get_submodule(node.target))
-    name = str(getattr(node.target, "__name__", node.target))
-    if name in ("matmul", "bmm"):
-        return "matmul"
-    if name == "softmax":
-        return "softmax"
-    return "other"
-
-
 def _module_attrs(m: nn.Module) -> dict:
     attrs = {"module": type(m).__name__}
     protocol = getattr(m, "protocol", None) or getattr(m, "head_protocols", None)
@@ -83,12 +61,12 @@ def to_networkx(gm: fx.GraphModule) -> nx.DiGraph:
     (TinyViT's) is one node whose ``inner`` lists its modules' attributes."""
     g = nx.DiGraph()
     for node in gm.graph.nodes:
-        attrs = {"op": node.op, "target": str(node.target), "kind": op_kind(gm, node)}
+        attrs = {"op": node.op, "target": str(node.target), "kind": node_kind(gm, node)}
         if node.op == "call_module":
             m = gm.get_submodule(node.target)
             attrs |= _module_attrs(m)
-            if isinstance(m, SHAPE_SPECIALISED):
-                attrs["inner"] = [{"kind": module_kind(sub), **_module_attrs(sub)} for _, sub in leaf_modules(m, (*LEAF_TYPES, *ATTENTION_TYPES))]
+            if traced_per_shape(m):
+                attrs["inner"] = [{"kind": kind_of(sub), **_module_attrs(sub)} for _, sub in leaf_modules(m)]
         g.add_node(node.name, **attrs)
         for arg in node.all_input_nodes:
             g.add_edge(arg.name, node.name)

@@ -5,8 +5,8 @@ alpha_h * RSAttn + (1 - alpha_h) * ScaleAttn, i.e. ``softmax.relu`` and
 ``softmax.scaling`` reference kernels, all heads in one tensor op. The training loss adds
 ``lam`` * sum_h alpha_h * c_h / sum_h c_h (:meth:`MixedAttention.regularization`), with
 c_h the bytes per party of one head's ``softmax.relu`` under MPC minus those of
-``softmax.scaling`` (zero), taken from the protocol registry's declared costs, which the
-registry test proves equal to the measured ones. Bytes add up over heads; rounds do not
+``softmax.scaling`` (zero), taken from the protocol registry's costs (counted from an emulated run of the
+secure kernel), which the registry test proves equal to the measured ones. Bytes add up over heads; rounds do not
 (heads of one layer share their rounds): a round budget is met at binarisation, layer by
 layer (:func:`secvit.search.search.binarise`).
 """

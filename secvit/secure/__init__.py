@@ -1,1 +1,2 @@
-"""Secure execution: fx tracing, lowering to CrypTensors, the secure plan."""
+"""Secure execution: the secure plan (the traced model run node by node on secrets) and its
+fixed-point emulation."""

@@ -15,10 +15,12 @@ import torch.fx as fx
 import torch.nn as nn
 
 from protocols.backend import crypten
+from protocols.fixed_point import FixedPoint
 
+from ..ops import UnsupportedOpError, function_op, method_op, module_op
+from ..rewrite import rewrite_remaining
 from ..runtime.roles import CLIENT, OWNER
-from .lowering import FUNCTIONS, METHODS, UnsupportedOpError, lowering_for
-from ..tracing import NEEDS_REWRITE, SHAPE_SPECIALISED, leaf_modules, trace, trace_at
+from ..tracing import leaf_modules, trace, trace_at, traced_per_shape
 
 __all__ = ["NodeHook", "SecurePlan", "getattr_path"]
 
@@ -44,17 +46,20 @@ class _Interpreter(fx.Interpreter):
 
     def call_module(self, target: str, args: tuple, kwargs: dict) -> Any:
         module, path = self.fetch_attr(target), self.prefix + target
-        if isinstance(module, SHAPE_SPECIALISED):
+        op = module_op(module)
+        if op.per_shape:
             graph = self.plan.specialised(path, module, tuple(args[0].size()))
             return _Interpreter(self.plan, graph, self.hook, path + ".").run(*args, **kwargs)
-        return lowering_for(module).forward(module, self.plan.module_secrets(path), *args, **kwargs)
+        return op.secure(module, self.plan.module_secrets(path), *args, **kwargs)
 
     def call_function(self, target: Any, args: tuple, kwargs: dict) -> Any:
-        return FUNCTIONS.get(target, target)(*args, **kwargs)
+        op = function_op(target)
+        return (op.secure if op and op.secure else target)(*args, **kwargs)
 
     def call_method(self, target: str, args: tuple, kwargs: dict) -> Any:
-        if target in METHODS:
-            return METHODS[target](*args, **kwargs)
+        op = method_op(target)
+        if op and op.secure:
+            return op.secure(*args, **kwargs)
         self_obj, *rest = args
         if not hasattr(self_obj, target):
             raise UnsupportedOpError(f"CrypTensors have no method {target!r}")
@@ -64,38 +69,55 @@ class _Interpreter(fx.Interpreter):
 class SecurePlan:
     """A traced model whose secret tensors are CrypTensors shared by the model owner.
 
+    One route: plain ops that run under MPC only as MPC modules (GELU, LayerNorm,
+    softmax, timm's attentions) are first rewritten by the ``exact`` policy
+    (:func:`~secvit.rewrite.rewrite_remaining`); then every node must be an op the table
+    (:mod:`secvit.ops`) says how to run.
+
     Args:
         model: The plaintext model (owner) or a ``meta``-device skeleton of the same
-            architecture (client). Put it in eval mode first.
+            architecture (client).
+
+    Raises:
+        UnsupportedOpError: an op the secure engine cannot run, named with its reason.
     """
 
     def __init__(self, model: nn.Module):
-        self.model = model
-        self.graph_module = trace(model.eval())
-        self._by_module: dict[str, dict[str, Any]] = {}
+        self.model = model.eval()
+        self.graph_module = trace(self.model)
+        self._by_module: dict[str, dict[str, Any]] | None = None  # set by encrypt/emulate_weights
         self._specialised: dict[tuple[str, tuple[int, ...]], fx.GraphModule] = {}
-        self._check_supported()
+        if self._refusals():
+            self.model = rewrite_remaining(self.model)
+            self.graph_module = trace(self.model)
+        refusals = self._refusals()
+        if refusals:
+            raise UnsupportedOpError(refusals[0])
 
     def _node_leaves(self, node: fx.Node) -> list[tuple[str, nn.Module]]:
         """``(path, module)`` of the leaf modules a ``call_module`` node runs: itself, or
         those inside a block traced per shape."""
         module = self.graph_module.get_submodule(node.target)
-        if isinstance(module, SHAPE_SPECIALISED):
+        if traced_per_shape(module):
             return list(leaf_modules(module, prefix=node.target + "."))
         return [(node.target, module)]
 
-    def _leaves(self) -> Iterator[tuple[str, nn.Module]]:
+    def _refusals(self) -> list[str]:
+        """Why each node the secure engine cannot run is refused, in graph order."""
+        found = []
         for node in self.graph_module.graph.nodes:
             if node.op == "call_module":
-                yield from self._node_leaves(node)
-
-    def _check_supported(self) -> None:
-        for path, module in self.graph_module.named_modules():
-            if isinstance(module, NEEDS_REWRITE):
-                raise UnsupportedOpError(f"{path}: {type(module).__name__} runs under MPC only as MPCAttention; "
-                                         "rewrite the model first (a policy, e.g. 'exact')")
-        for _, module in self._leaves():
-            lowering_for(module)
+                for path, module in self._node_leaves(node):
+                    op = module_op(module)
+                    if op is None:
+                        found.append(f"{path}: no secure lowering for module type {type(module).__name__}")
+                    elif op.refused:
+                        found.append(f"{path}: {op.name} {op.refused}")
+            elif node.op in ("call_function", "call_method"):
+                op = function_op(node.target) if node.op == "call_function" else method_op(node.target)
+                if op is not None and op.refused:
+                    found.append(f"{node.name}: {op.name} {op.refused}")
+        return found
 
     def specialised(self, path: str, module: nn.Module, shape: tuple[int, ...]) -> fx.GraphModule:
         """The graph of the block at ``path`` for inputs of ``shape`` (traced once per shape)."""
@@ -110,7 +132,7 @@ class SecurePlan:
         seen: set[tuple[str, str]] = set()
         for node in self.graph_module.graph.nodes:
             if node.op == "call_module":
-                items = [(path, k, v) for path, m in self._node_leaves(node) for k, v in lowering_for(m).prepare(m).items()]
+                items = [(path, k, v) for path, m in self._node_leaves(node) for k, v in module_op(m).prepare(m).items()]
             elif node.op == "get_attr":
                 value = getattr_path(self.graph_module, node.target)
                 items = [("", node.target, value.detach())] if torch.is_floating_point(value) else []
@@ -126,9 +148,19 @@ class SecurePlan:
 
         Every party calls this; on parties other than ``owner`` only the shapes are used.
         """
+        self._load(lambda value: crypten.cryptensor(value.float() if rank == owner else torch.zeros(value.shape),
+                                                    src=owner))
+
+    def emulate_weights(self, fp: FixedPoint) -> None:
+        """Hold the owner's tensors as fixed-point secrets of ``fp``: the plan then runs in
+        plaintext on :class:`~protocols.fixed_point.FixedPointTensor` inputs and computes
+        what MPC computes (:func:`~secvit.secure.emulation.emulate`)."""
+        self._load(lambda value: fp.tensor(value.float()))
+
+    def _load(self, secret: Callable[[torch.Tensor], Any]) -> None:
+        self._by_module = {}
         for module, name, value in self.plaintext_secrets():
-            plain = value.float() if rank == owner else torch.zeros(value.shape)
-            self._by_module.setdefault(module, {})[name] = crypten.cryptensor(plain, src=owner)
+            self._by_module.setdefault(module, {})[name] = secret(value)
 
     def module_secrets(self, path: str) -> dict[str, Any]:
         """The encrypted tensors of the leaf module at ``path`` by name ("" holds the
@@ -147,8 +179,8 @@ class SecurePlan:
     def forward(self, x, hook: NodeHook | None = None):
         """Run the plan on an encrypted batch; ``hook(prefix, node, run)`` may wrap each
         node (``prefix``: "" or the path + "." of the per-shape block it belongs to)."""
-        if not self._by_module:
-            raise RuntimeError("encrypt_weights() must run before forward()")
+        if self._by_module is None:
+            raise RuntimeError("encrypt_weights() or emulate_weights() must run before forward()")
         return _Interpreter(self, self.graph_module, hook).run(x)
 
     __call__ = forward

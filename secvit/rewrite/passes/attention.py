@@ -4,12 +4,17 @@
 from __future__ import annotations
 
 import torch.fx as fx
+from timm.layers import Attention
+from timm.models.tiny_vit import Attention as TinyVitAttention
 
 from ...mpc_modules import MPCAttention
-from ..graph import ATTENTION_TYPES, modules_of, set_submodule
+from ..graph import modules_of, set_submodule
 from .base import PassContext, PassResult
 
-__all__ = ["replace_attention"]
+__all__ = ["ATTENTION_TYPES", "replace_attention"]
+
+ATTENTION_TYPES = (Attention, TinyVitAttention)
+"""The timm attentions this pass replaces by :class:`MPCAttention`."""
 
 
 def replace_attention(gm: fx.GraphModule, ctx: PassContext) -> PassResult:

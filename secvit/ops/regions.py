@@ -1,8 +1,8 @@
-"""Named sub-steps inside a lowered module, for the profiler.
+"""Named sub-steps inside a module's secure form, for the profiler.
 
 A leaf such as :class:`~secvit.mpc_modules.MPCAttention` runs several kinds of work
 (its projections are ``linear``, Q K^T and A V are ``matmul``, the softmax is the
-protocol's). The lowering marks them with :func:`region`; with no listener installed
+protocol's). Its secure form marks them with :func:`region`; with no listener installed
 (:func:`listening`) a region costs nothing.
 """
 

@@ -1,9 +1,4 @@
-"""MPC-friendly modules: plaintext ``nn.Module``s whose secure twins run under MPC.
-
-Each holds protocol names from the registry (:mod:`protocols`). In plaintext they run the
-protocols' differentiable reference kernels (training, accuracy); the secure lowering
-(:mod:`secvit.secure.lowering`) runs the same protocols' secure kernels.
-"""
+"""MPCAttention: multi-head attention with one softmax protocol per head, and its secure form."""
 
 from __future__ import annotations
 
@@ -13,8 +8,11 @@ import torch
 import torch.nn as nn
 
 import protocols
+from protocols.fixed_point import cat
 
-__all__ = ["MPCActivation", "MPCAttention", "MPCNorm", "channels_last", "head_groups"]
+from ..ops import UnsupportedOpError, module_op, region, register_module
+
+__all__ = ["MPCAttention", "head_groups"]
 
 
 def head_groups(head_protocols: list[str]) -> "OrderedDict[str, list[int]]":
@@ -120,47 +118,50 @@ class MPCAttention(nn.Module):
         return f"heads={self.head_protocols}{groups}"
 
 
-class MPCActivation(nn.Module):
-    """Elementwise activation by an ``activation``-kind protocol (replaces GELU)."""
-
-    def __init__(self, protocol: str):
-        super().__init__()
-        if protocols.get(protocol).kind != "activation":
-            raise ValueError(f"{protocol} is not an activation protocol")
-        self.protocol = protocol
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return protocols.get(self.protocol).reference(x)
-
-    def extra_repr(self) -> str:
-        return self.protocol
+def _attention_prepare(m: MPCAttention) -> dict[str, torch.Tensor]:
+    secrets = {f"{sub}.{k}": v for sub in ("qkv", "proj", "pre_norm")
+               for k, v in module_op(getattr(m, sub)).prepare(getattr(m, sub)).items()}
+    bias = m.logit_bias()  # the owner gathers its position biases by the public index
+    return secrets | ({"logit_bias": bias.detach()} if bias is not None else {})
 
 
-class MPCNorm(nn.Module):
-    """Normalisation by a ``norm``-kind protocol (replaces LayerNorm), over the last dim,
-    or over dim 1 for timm's channels-first ``LayerNorm2d`` (``channels_first``).
-
-    ``weight``/``bias`` start from the LayerNorm's affine (or none after folding).
-    """
-
-    def __init__(self, norm: nn.LayerNorm, protocol: str, channels_first: bool = False):
-        super().__init__()
-        if protocols.get(protocol).kind != "norm":
-            raise ValueError(f"{protocol} is not a norm protocol")
-        self.protocol, self.eps, self.channels_first = protocol, norm.eps, channels_first
-        self.weight = nn.Parameter(norm.weight.detach().clone()) if norm.weight is not None else None
-        self.bias = nn.Parameter(norm.bias.detach().clone()) if norm.bias is not None else None
-
-    def _normalise_last(self, x: torch.Tensor) -> torch.Tensor:
-        return protocols.get(self.protocol).reference(x, self.weight, self.bias, eps=self.eps)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return channels_last(self._normalise_last, x) if self.channels_first else self._normalise_last(x)
-
-    def extra_repr(self) -> str:
-        return f"{self.protocol}, affine={self.weight is not None}, channels_first={self.channels_first}"
+def _linear_of(s: dict, prefix: str, x):
+    """x W^T + b with the secrets ``{prefix}weight`` / ``{prefix}bias``."""
+    y = x.matmul(s[f"{prefix}weight"].t())
+    return y + s[f"{prefix}bias"] if f"{prefix}bias" in s else y
 
 
-def channels_last(fn, x):
-    """``fn`` over dim 1 of an NCHW tensor (plain or encrypted): permute to NHWC and back."""
-    return fn(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+@register_module(MPCAttention, kind="attention", prepare=_attention_prepare)
+def _secure_attention(m: MPCAttention, s: dict, x, attn_mask=None, is_causal: bool = False):
+    """The secure form; each step is a profiler region, each group of heads sharing a
+    protocol one batched op."""
+    if attn_mask is not None or is_causal:
+        raise UnsupportedOpError("attention masks are not supported under MPC")
+    b, n, _ = x.size()
+    if not isinstance(m.pre_norm, nn.Identity):
+        pre_norm = {k.removeprefix("pre_norm."): v for k, v in s.items() if k.startswith("pre_norm.")}
+        op = module_op(m.pre_norm)
+        op.check("pre_norm")
+        with region("pre_norm", "norm", op.protocol(m.pre_norm)):
+            x = op.secure(m.pre_norm, pre_norm, x)
+    with region("qkv", "linear"):
+        q, k, v = m.split_heads(_linear_of(s, "qkv.", x), b, n)
+    with region("q@k", "matmul"):
+        logits = (q * m.scale).matmul(k.transpose(-2, -1))
+    if "logit_bias" in s:
+        logits = logits + s["logit_bias"]
+    groups = head_groups(m.head_protocols)
+    if len(groups) == 1:
+        with region(m.head_protocols[0], "softmax", m.head_protocols[0]):
+            attn = protocols.get(m.head_protocols[0]).secure(logits)
+    else:  # one batched op per protocol, then the heads back in their order (public permutation)
+        order = [h for heads in groups.values() for h in heads]
+        parts = []
+        for name, heads in groups.items():
+            with region(name, "softmax", name):
+                parts.append(protocols.get(name).secure(logits.index_select(1, torch.tensor(heads))))
+        attn = cat(parts, dim=1).index_select(1, torch.argsort(torch.tensor(order)))
+    with region("attn@v", "matmul"):
+        out = attn.matmul(v).transpose(1, 2).reshape(b, n, m.num_heads * m.head_dim)
+    with region("proj", "linear"):
+        return _linear_of(s, "proj.", out)

@@ -1,0 +1,93 @@
+"""torch's and timm's modules, functions and methods in the op table.
+
+The secure forms below run on CrypTensors under MPC and on fixed-point tensors in
+emulation alike. Plain GELU, LayerNorm, softmax and timm's attentions have none: the
+secure plan rewrites them into secvit's MPC modules (the ``exact`` policy) first.
+"""
+
+from __future__ import annotations
+
+import operator
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from timm.layers import Attention
+from timm.models.tiny_vit import Attention as TinyVitAttention
+from timm.models.tiny_vit import TinyVitBlock
+
+from protocols.fixed_point import cat
+
+from .table import UnsupportedOpError, own_tensors, register_function, register_method, register_module
+
+__all__: list[str] = []
+
+_REWRITTEN = "runs under MPC only as {}; the secure plan rewrites it with the exact policy first"
+_LAST_DIM_SOFTMAX = "is rewritten to MPCSoftmax over the last dimension only; over another one it is not supported"
+
+
+def _identity(m: nn.Module, s: dict, x, *args, **kwargs):
+    return x
+
+
+@register_module(nn.Linear, kind="linear", prepare=own_tensors)
+def _linear(m: nn.Linear, s: dict, x):
+    y = x.matmul(s["weight"].t())
+    return y + s["bias"] if "bias" in s else y
+
+
+@register_module(nn.Conv2d, kind="linear", prepare=own_tensors)
+def _conv2d(m: nn.Conv2d, s: dict, x):
+    if m.padding_mode != "zeros" or isinstance(m.padding, str):
+        raise UnsupportedOpError(f"Conv2d with padding={m.padding!r}, mode={m.padding_mode!r} is not supported")
+    y = x.conv2d(s["weight"], stride=m.stride, padding=m.padding, dilation=m.dilation, groups=m.groups)
+    return y + s["bias"].view(1, -1, 1, 1) if "bias" in s else y
+
+
+def _batch_norm_prepare(m: nn.BatchNorm2d) -> dict[str, torch.Tensor]:
+    # Eval-mode BatchNorm is a per-channel affine map: the owner folds it in plaintext.
+    scale = (m.running_var + m.eps).rsqrt()
+    shift = -m.running_mean * scale
+    if m.affine:
+        scale, shift = scale * m.weight.detach(), shift * m.weight.detach() + m.bias.detach()
+    return {"scale": scale, "shift": shift}
+
+
+@register_module(nn.BatchNorm2d, kind="norm", prepare=_batch_norm_prepare)
+def _batch_norm(m: nn.BatchNorm2d, s: dict, x):
+    return x * s["scale"].view(1, -1, 1, 1) + s["shift"].view(1, -1, 1, 1)
+
+
+@register_module(nn.AdaptiveAvgPool2d)
+def _adaptive_avg_pool(m: nn.AdaptiveAvgPool2d, s: dict, x):
+    if m.output_size not in (1, (1, 1)):
+        raise UnsupportedOpError(f"AdaptiveAvgPool2d to {m.output_size}: only global pooling (1) is supported")
+    return x.mean(3, keepdim=True).mean(2, keepdim=True)
+
+
+register_module(nn.ReLU, kind="activation", secure=lambda m, s, x: x.relu())
+register_module(nn.Dropout, nn.Identity, secure=_identity)
+register_module(nn.Flatten, secure=lambda m, s, x: x.flatten(m.start_dim, m.end_dim))
+register_module(nn.GELU, kind="activation", refused=_REWRITTEN.format("MPCActivation"))
+register_module(nn.LayerNorm, kind="norm", refused=_REWRITTEN.format("MPCNorm") + " (over the last dimension only)")
+register_module(nn.Softmax, kind="softmax", refused=_LAST_DIM_SOFTMAX)
+register_module(Attention, TinyVitAttention, kind="attention", refused=_REWRITTEN.format("MPCAttention"))
+register_module(TinyVitBlock, secure=None, per_shape=True)  # pads and partitions windows by shape
+
+
+def _pad(x, pad, mode: str = "constant", value: float | None = None):
+    if mode != "constant":
+        raise UnsupportedOpError(f"padding mode {mode!r}: only constant padding is supported")
+    return x.pad(pad, value=value or 0.0)
+
+
+register_function(torch.cat, torch.concat, secure=lambda tensors, dim=0: cat(tensors, dim=dim))
+register_function(F.relu, kind="activation", secure=lambda x, inplace=False: x.relu())
+register_function(operator.matmul, torch.matmul, kind="matmul", secure=lambda a, b: a.matmul(b))
+register_function(F.pad, secure=_pad)
+register_function(torch.softmax, F.softmax, kind="softmax", refused=_LAST_DIM_SOFTMAX)
+register_function(F.gelu, kind="activation", refused=_REWRITTEN.format("MPCActivation"))
+register_function(F.layer_norm, kind="norm", refused="is not supported under MPC; use nn.LayerNorm (which is rewritten)")
+register_method("softmax", kind="softmax", refused=_LAST_DIM_SOFTMAX)
+register_method("matmul", "bmm", kind="matmul", secure=None)
+register_method("contiguous", secure=lambda x: x)  # CrypTensors are always contiguous
