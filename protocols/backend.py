@@ -118,6 +118,7 @@ __all__ = [
     "CPU",
     "ArithmeticSharedTensor",
     "DistributedCommunicator",
+    "FixedPointEncoder",
     "RANDOMNESS_MODULES",
     "count_communication",
     "crypten_comm",

@@ -5,8 +5,8 @@ CrypTensor interface the secure kernels and the secure plan use, doing what a 2-
 CrypTensor does to its shared integers:
 
 * public numbers and float tensors are encoded as CrypTen encodes them (x 2^p truncated
-  toward zero, in the operand's own precision); a Python ``int`` multiplies without
-  encoding;
+  toward zero, in the operand's own precision); a Python ``int``, or a ``float`` holding
+  an integer (secvit's patch of CrypTen's ``mul``), multiplies without encoding;
 * a product (secret x secret, or secret x encoded public), a square, a matmul, a
   convolution is truncated back by 2^p, and a division by a public integer ``d`` truncates
   by ``d``. secvit's exact truncation (:mod:`protocols.truncation`) rounds down or up with
@@ -36,9 +36,9 @@ import torch
 import torch.nn.functional as F
 
 from . import costs
-from .truncation import integer_divisor, local_failure_rate, valid_magnitude
+from .truncation import integer_divisor, local_failure_rate, public_integer, valid_magnitude
 
-__all__ = ["FixedPoint", "FixedPointTensor", "TruncationStats", "cat", "stack"]
+__all__ = ["FixedPoint", "FixedPointTensor", "TruncationStats", "cat", "on_grid", "stack"]
 
 
 @dataclass
@@ -167,7 +167,9 @@ class FixedPointTensor:
         return self._like(-self._tensor)
 
     def mul(self, y: Any) -> "FixedPointTensor":
-        """Secret x secret: one Beaver opening of both operands; an ``int``: exact."""
+        """Secret x secret: one Beaver opening of both operands; an ``int`` (or an integral
+        ``float``, as secvit's patch of CrypTen takes it): exact."""
+        y = public_integer(y)
         if isinstance(y, int):
             return self._like(self._tensor * y)
         if isinstance(y, FixedPointTensor):
@@ -235,6 +237,18 @@ def _attach_crypten_functions() -> None:
 
 
 _attach_crypten_functions()
+
+
+def on_grid(bits: Any) -> Any:
+    """A comparison's bits (scale 1) as the fixed-point values 0 and 1: their shares times
+    2^p, exact and local. Public non-integral factors then multiply them correctly."""
+    if isinstance(bits, FixedPointTensor):
+        return bits._like(bits._tensor, False)
+    from .backend import FixedPointEncoder
+
+    result = bits.clone()
+    result._tensor.encode_(FixedPointEncoder())
+    return result
 
 
 def cat(tensors: Sequence[Any], dim: int = 0) -> Any:

@@ -15,26 +15,27 @@ The inverse square root refines a guess y0 by ``iters`` Goldschmidt steps (Golds
 2004): g0 = v y0, h0 = y0 / 2, then r = 1/2 - g h, (g, h) <- (g + g r, h + h r), with
 1/sqrt(v) = 2 h. Each step converges like a Newton-Raphson step y <- y (3 - v y^2) / 2
 but costs 2 rounds instead of 3 (g r and h r are one batched product); all of it runs on
-one value per row (rounds, not bytes). The guess is CrypTen's
-2.2 exp(-(v/2 + 0.2)) + 0.2 - v/1024 with the slope halved to v/2048, plus
-4 exp(-4 v), which lifts it towards 1/sqrt(v) at small v, where CrypTen's stays at 2;
-both exponentials are one batched (1 + x/2^10)^(2^10) (10 squarings: valid for
-4 v < 2048). The halved slope keeps the guess positive, and below sqrt(3 / v) (where
-the iteration would diverge), up to v = 400 instead of 200; 8 steps reach relative error
-1.4e-7 on all of [0.0028, 384], i.e. (k = 3.2) row variances in [8.8e-4, 120]
-(CrypTen's 3 Newton-Raphson steps: [0.126, 126]). Trained ViTs need that span: the
-shipped ViT-Lite sees row variances from 9e-4 (the CLS row entering block 0) to 16, its
-MPCViT fine-tune up to 52, its MPCFormer fine-tune up to 63.7 (final norm, 2,000
-augmented digits; the former bound, 60, broke 4 of them).
+one value per row (rounds, not bytes). The guess comes from the range the kernel knows:
+v in [V_MIN, V_MAX] = [0.0028, 384] is cut at V_MIN 4^i (i = 1..8), one batched
+comparison of each row's v against the 8 knots (8 rounds) says which piece it is in, and
+y0 is that piece's 1/sqrt of its geometric middle (a product of the bits by public
+levels, which also gives y0 k eps and y0 / 2): within a factor sqrt(2) of 1/sqrt(v), so
+5 steps reach relative error 4.7e-7 on the whole range (the exponential guess this
+replaced, after CrypTen's, took 10 squarings and 8 steps). That range is
+(k = 3.2) row variances in [8.8e-4, 120] (CrypTen's 3 Newton-Raphson steps:
+[0.126, 126]). Trained ViTs need that span: the shipped ViT-Lite sees row variances from
+9e-4 (the CLS row entering block 0) to 16, its MPCViT fine-tune up to 52, its MPCFormer
+fine-tune up to 63.7 (final norm, 2,000 augmented digits). Beyond V_MAX the guess stays
+that of the top piece, which the iteration still corrects up to v of about 3 V_MAX.
 
 Fixed-point precision at small variances: v = 2.8e-3 holds only 183 units of 2^-16,
 and the random unit of every 2-party truncation would move the output by ~1e-2. So v
 enters the guess only; g0 = (S y0) k / n + y0 k eps takes S (n times more units) and the
 better guess (g0 ~ sqrt(v)), and the fixed point of the iteration is 1/sqrt of that
 precise v.
-Rounds: 1 (square) + 10 (exp) + 1 (g0) + 2 * iters + 1 (normalise) + 1 with a secret
-gamma: 30 with the defaults, against 20 for CrypTen's 3 Newton-Raphson steps, which fail
-below v = 0.126.
+Rounds (openings): 1 (square) + 8 (comparison) + 1 (g0) + 2 * iters + 1 (normalise)
++ 1 with a secret gamma: 22 with the defaults, plus one exact truncation after each
+product (:meth:`~protocols.registry.Protocol.total_cost` counts both).
 """
 
 from __future__ import annotations
@@ -43,15 +44,15 @@ from __future__ import annotations
 import torch
 
 from .fixed_point import stack
+from .range_guess import geometric_pieces, piecewise_constant
 from .registry import Protocol, register
 
 __all__ = ["LN_ITERS", "LN_VAR_SCALE", "inv_sqrt_goldschmidt", "layer_norm_reference", "layer_norm_secure"]
 
-LN_ITERS = 8
+LN_ITERS = 5
 LN_VAR_SCALE = 3.2
-GUESS_SQUARINGS = 10  # (1 + x/1024)^1024: exp(-4 v) stays valid up to v = 512
-GUESS_DECAY, GUESS_LIFT = 4.0, 4.0  # the guess's small-v term: 4 exp(-4 v)
-GUESS_SLOPE = 1.0 / 2048  # the guess's linear term (CrypTen: 1/1024)
+V_MIN, V_MAX = 0.0028, 384.0  # the range of v = k (var + eps) the inverse square root covers
+GUESS_KNOTS, _MIDDLES = geometric_pieces(V_MIN, V_MAX)  # pieces of ratio 4 in v
 
 
 def layer_norm_secure(
@@ -73,23 +74,15 @@ def layer_norm_secure(
 def inv_sqrt_goldschmidt(s, scale: float, shift: float = 0.0, iters: int = LN_ITERS):
     """1/sqrt(v) for v = s * scale + shift (s a positive CrypTensor, scale and shift public)."""
     v = s * scale + shift
-    e = _exp_squarings(stack([v * -0.5 - 0.2, v * -GUESS_DECAY]), GUESS_SQUARINGS)
-    y = e[0] * 2.2 + 0.2 - v * GUESS_SLOPE + e[1] * GUESS_LIFT
-    g, h = (s * y) * scale + y * shift, y * 0.5
+    guess = _MIDDLES**-0.5
+    y, y_shift = piecewise_constant(v, GUESS_KNOTS, torch.stack([guess, guess * shift])).unbind(0)
+    g, h = (s * y) * scale + y_shift, y * 0.5
     for _ in range(iters):
         r = 0.5 - g * h
         gh = stack([g, h])
         gh = gh + gh * r
         g, h = gh[0], gh[1]
     return h * 2.0
-
-
-def _exp_squarings(x, squarings: int):
-    """(1 + x / 2^m)^(2^m): exp(x) for x > -2^m, by ``m`` squarings (one round each)."""
-    y = x * (1.0 / 2**squarings) + 1.0
-    for _ in range(squarings):
-        y = y.square()
-    return y
 
 
 def layer_norm_reference(x: torch.Tensor, weight=None, bias=None, eps: float = 1e-5, **_) -> torch.Tensor:

@@ -37,7 +37,8 @@ import torch
 
 from .preprocessing import udiv
 
-__all__ = ["OFFSET_BITS", "exact_truncate", "integer_divisor", "local_failure_rate", "local_truncate", "valid_magnitude"]
+__all__ = ["OFFSET_BITS", "exact_truncate", "integer_divisor", "local_failure_rate", "local_truncate", "public_integer",
+           "valid_magnitude"]
 
 OFFSET_BITS = 62
 
@@ -59,6 +60,12 @@ def integer_divisor(y: Any) -> int | None:
             raise ValueError("a share divides by one public integer; got a tensor of different integers")
         return int(values[0])
     return None
+
+
+def public_integer(y: Any) -> Any:
+    """``y`` as an ``int`` when it is a float holding a moderate integer, else ``y``: a
+    multiplier the shares take as they are, with nothing to truncate."""
+    return int(y) if isinstance(y, float) and y.is_integer() and abs(y) < 2**31 else y
 
 
 def valid_magnitude() -> int:

@@ -1,12 +1,13 @@
 """A refactor of the engine changes no figure: logits, bytes and rounds against a record.
 
-``tests/figures/forward.json`` was written by this module's ``record`` (run as
-``python -m tests.test_unchanged_figures``) before the emulation was derived from the
-secure kernels and before plain modules were rewritten with the ``exact`` policy instead
-of being lowered directly. The test measures the same figures again: each party's bytes
-and rounds must be equal, the emulated logits equal to a few units of 2^-16, and the MPC
-logits as close as two MPC runs are to each other (each exact truncation rounds up or
-down at random).
+``tests/figures/forward.json`` is written by this module's ``record`` (run as
+``python -m tests.test_unchanged_figures``): first before the emulation was derived from
+the secure kernels and plain modules were rewritten with the ``exact`` policy instead of
+being lowered directly (which moved nothing), again whenever a change means to move the
+figures (its commit says which and why). The test measures them again: each party's
+bytes and rounds must be equal, the emulated logits equal to a few units of 2^-16, and
+the MPC logits as close as two MPC runs are to each other (each exact truncation rounds
+up or down at random).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 
 from ..providers import DealerProvider, FirstPartyProvider, RecordingProvider
-from ..truncation import exact_truncate, integer_divisor, local_truncate
+from ..truncation import exact_truncate, integer_divisor, local_truncate, public_integer
 from ..backend import ArithmeticSharedTensor, cfg, crypten, crypten_comm
 from .streams import drawn_bytes
 
@@ -143,3 +143,19 @@ def _div_(self: ArithmeticSharedTensor, y: Any) -> ArithmeticSharedTensor:
 
 
 ArithmeticSharedTensor.div_ = _div_
+
+
+_crypten_mul, _crypten_mul_ = ArithmeticSharedTensor.mul, ArithmeticSharedTensor.mul_
+
+
+def _mul(self: ArithmeticSharedTensor, y: Any) -> ArithmeticSharedTensor:
+    """CrypTen's ``mul``, with a public integral float multiplying the shares as an ``int``
+    does: exact and local, where CrypTen encodes it and truncates (a round, exactly)."""
+    return _crypten_mul(self, public_integer(y))
+
+
+def _mul_(self: ArithmeticSharedTensor, y: Any) -> ArithmeticSharedTensor:
+    return _crypten_mul_(self, public_integer(y))
+
+
+ArithmeticSharedTensor.mul, ArithmeticSharedTensor.mul_ = _mul, _mul_
