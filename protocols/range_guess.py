@@ -39,7 +39,9 @@ def piecewise_constant(v: Any, knots: tuple[float, ...], levels: torch.Tensor) -
         knots: The increasing cut points of v's range.
         levels: Public (outputs, len(knots) + 1) values, one column per piece.
     """
-    bits = on_grid(stack([v - knot for knot in knots]).ge(0))  # (knots, ...): v at or above each knot
-    outputs, ones = levels.shape[0], [1] * v.dim()
-    steps = (levels[:, 1:] - levels[:, :-1]).float().view(outputs, len(knots), *ones)
-    return (bits.unsqueeze(0) * steps).sum(1) + levels[:, 0].float().view(outputs, *ones)
+    flat = v.reshape(-1)  # (elements,): the comparison's circuit keeps few dimensions
+    bits = on_grid(stack([flat - knot for knot in knots]).ge(0))  # (knots, elements): at or above each knot
+    outputs = levels.shape[0]
+    steps = (levels[:, 1:] - levels[:, :-1]).float().view(outputs, len(knots), 1)
+    chosen = (bits.unsqueeze(0) * steps).sum(1) + levels[:, 0].float().view(outputs, 1)
+    return chosen.reshape(outputs, *v.size())

@@ -14,7 +14,9 @@ import torch
 
 from protocols import backend
 from protocols.backend import crypten
+from secvit.runtime.agreement import check_agreement, versions
 from secvit.runtime.launcher import free_port
+from secvit.runtime.party import run_dealer, run_party
 
 
 @pytest.fixture(scope="session")
@@ -37,14 +39,18 @@ def _picklable(value: Any) -> Any:
     return value
 
 
-def run_2pc(fn: Callable[[int], Any], transport: str = "tls", timeout_s: float = 600.0) -> list[Any]:
-    """Run ``fn(rank)`` in two forked parties (party 0 deals: TFP); returns each party's result.
+def run_2pc(fn: Callable[[int], Any], transport: str = "tls", timeout_s: float = 600.0,
+            dealer: bool = False) -> list[Any]:
+    """Run ``fn(rank)`` in two forked parties; returns each party's result.
 
-    ``transport`` is ``tls`` (secvit's channels, throwaway keys) or ``gloo`` (CrypTen's
-    own communicator: the benchmarks' baseline). Tensors in results come back as numpy
-    arrays (torch shared memory does not survive the party process).
+    Without ``dealer``, party 0 deals (TFP). With it, a third process is the dealer of
+    [1 of 7] (:func:`secvit.runtime.party.run_dealer`) and ``fn`` prepares each forward
+    pass before it runs (:class:`secvit.runtime.dealer.OfflinePhase`). ``transport`` is
+    ``tls`` (secvit's channels, throwaway keys) or ``gloo`` (CrypTen's own communicator,
+    TFP only: the benchmarks' baseline). Tensors in results come back as numpy arrays
+    (torch shared memory does not survive the party process).
     """
-    settings = backend.MPCSettings(provider="TFP")
+    settings = backend.MPCSettings(provider="dealer" if dealer else "TFP")
     backend.configure(settings)
     if transport == "gloo":
         @crypten.mpc.run_multiprocess(world_size=2)
@@ -55,18 +61,28 @@ def run_2pc(fn: Callable[[int], Any], transport: str = "tls", timeout_s: float =
         results = party()
         assert results is not None, "a party failed (see the log above)"
         return results
+    processes = (0, 1, 2) if dealer else (0, 1)
     keys, port = tempfile.mkdtemp(prefix="secvit-keys-"), free_port()
-    for rank in (0, 1):
+    for rank in processes:
         backend.make_keys(keys, rank)
+    endpoint = backend.Endpoint(f"tcp://127.0.0.1:{port}", keys)
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
+
+    def work(rank: int) -> Any:
+        if rank == 2:
+            return run_dealer(2, endpoint, settings)
+        if not dealer:
+            backend.init(settings, rank, 2, endpoint)
+            result = fn(rank)
+            backend.shutdown()
+            return result
+        return run_party(lambda ctx: _agreed(ctx, fn), rank, 2, endpoint, settings)
 
     def child(rank: int) -> None:
         try:
             torch.set_num_threads(1)
-            backend.init(settings, rank, 2, backend.Endpoint(f"tcp://127.0.0.1:{port}", keys))
-            queue.put((rank, _picklable(fn(rank)), None))
-            backend.shutdown()
+            queue.put((rank, _picklable(work(rank)), None))
         except BaseException as e:  # report, never hang the other party
             queue.put((rank, None, f"{type(e).__name__}: {e}"))
         finally:
@@ -74,14 +90,14 @@ def run_2pc(fn: Callable[[int], Any], transport: str = "tls", timeout_s: float =
             queue.join_thread()  # the result must leave before os._exit
             os._exit(0)
 
-    procs = [context.Process(target=child, args=(rank,)) for rank in (0, 1)]
+    procs = [context.Process(target=child, args=(rank,)) for rank in processes]
     for p in procs:
         p.start()
     results: dict[int, Any] = {}
     try:
         for _ in procs:
             rank, value, error = queue.get(timeout=timeout_s)
-            assert error is None, f"party {rank} failed: {error}"
+            assert error is None, f"process {rank} failed: {error}"
             results[rank] = value
     finally:
         for p in procs:
@@ -90,6 +106,12 @@ def run_2pc(fn: Callable[[int], Any], transport: str = "tls", timeout_s: float =
                 p.kill()
         shutil.rmtree(keys, ignore_errors=True)
     return [results[0], results[1]]
+
+
+def _agreed(ctx: Any, fn: Callable[[int], Any]) -> Any:
+    """``fn(rank)`` after the settings agreement the dealer waits for."""
+    check_agreement({"settings": ctx.settings.shared, "versions": versions()}, backend.gather_all, ctx.world_size)
+    return fn(ctx.rank)
 
 
 def as_tensor(value: Any) -> torch.Tensor:
