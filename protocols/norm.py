@@ -16,12 +16,14 @@ The inverse square root refines a guess y0 by ``iters`` Goldschmidt steps (Golds
 1/sqrt(v) = 2 h. Each step converges like a Newton-Raphson step y <- y (3 - v y^2) / 2
 but costs 2 rounds instead of 3 (g r and h r are one batched product); all of it runs on
 one value per row (rounds, not bytes). The guess comes from the range the kernel knows:
-v in [V_MIN, V_MAX] = [0.0028, 384] is cut at V_MIN 4^i (i = 1..8), one batched
-comparison of each row's v against the 8 knots (8 rounds) says which piece it is in, and
-y0 is that piece's 1/sqrt of its geometric middle (a product of the bits by public
-levels, which also gives y0 k eps and y0 / 2): within a factor sqrt(2) of 1/sqrt(v), so
-5 steps reach relative error 4.7e-7 on the whole range (the exponential guess this
-replaced, after CrypTen's, took 10 squarings and 8 steps). That range is
+v in [V_MIN, V_MAX] = [0.0028, 384] is cut at V_MIN 2^i (i = 1..17), one batched
+comparison of each row's v against the 17 knots (8 rounds, 7 KB per row) says which piece
+it is in, and y0 is that piece's 1/sqrt of its geometric middle (a product of the bits by
+public levels, which also gives y0 k eps): within a factor 2^(1/4) of 1/sqrt(v), so 3
+steps reach relative error 3.4e-5 on the whole range (a fourth would reach 2e-9, but the
+16-bit result is no better than 4e-4 relative at large variances, where h ~ 0.03) (the exponential guess this replaced,
+after CrypTen's, took 10 squarings and 8 steps; a line per piece instead of a level
+would need slopes down to 1e-4, which 16 fractional bits cannot hold). That range is
 (k = 3.2) row variances in [8.8e-4, 120] (CrypTen's 3 Newton-Raphson steps:
 [0.126, 126]). Trained ViTs need that span: the shipped ViT-Lite sees row variances from
 9e-4 (the CLS row entering block 0) to 16, its MPCViT fine-tune up to 52, its MPCFormer
@@ -34,7 +36,7 @@ enters the guess only; g0 = (S y0) k / n + y0 k eps takes S (n times more units)
 better guess (g0 ~ sqrt(v)), and the fixed point of the iteration is 1/sqrt of that
 precise v.
 Rounds (openings): 1 (square) + 8 (comparison) + 1 (g0) + 2 * iters + 1 (normalise)
-+ 1 with a secret gamma: 22 with the defaults, plus one exact truncation after each
++ 1 with a secret gamma: 18 with the defaults, plus one exact truncation after each
 product (:meth:`~protocols.registry.Protocol.total_cost` counts both).
 """
 
@@ -49,10 +51,10 @@ from .registry import Protocol, register
 
 __all__ = ["LN_ITERS", "LN_VAR_SCALE", "inv_sqrt_goldschmidt", "layer_norm_reference", "layer_norm_secure"]
 
-LN_ITERS = 5
+LN_ITERS = 3
 LN_VAR_SCALE = 3.2
 V_MIN, V_MAX = 0.0028, 384.0  # the range of v = k (var + eps) the inverse square root covers
-GUESS_KNOTS, _MIDDLES = geometric_pieces(V_MIN, V_MAX)  # pieces of ratio 4 in v
+GUESS_KNOTS, _MIDDLES = geometric_pieces(V_MIN, V_MAX, ratio=2.0)  # pieces of ratio 2 in v
 
 
 def layer_norm_secure(
