@@ -1,8 +1,11 @@
 """Secure forward of vit_lite_7_4_32 (batch 1, 2 parties, TFP): engine vs hand-written
-CrypTen, and the engine under each built-in rewrite policy.
+CrypTen, and the engine under each built-in rewrite policy; and [4 of 7]'s targets: the
+shipped checkpoints' online phase with the dealer against CrypTen's exact forward.
 
-    pytest benchmarks/test_secure_forward.py -m slow -q -s \
+    pytest benchmarks/test_secure_forward.py -m slow -q -s -k "not targets" \
         --benchmark-json=benchmarks/results/secure_forward.json
+    pytest benchmarks/test_secure_forward.py -m slow -q -s -k targets \
+        --benchmark-json=benchmarks/results/targets_dealer.json
 
 Each run forks two CrypTen parties, so the pytest-benchmark time covers setup too; the
 figures to read are in ``extra_info``: ``seconds`` (the forward alone, measured inside

@@ -47,7 +47,7 @@ __all__ = [
     "udiv",
 ]
 
-MAX_DIMS = 6
+MAX_DIMS = 8
 MAX_ELEMENTS = 1 << 28  # per request: 2 GiB of int64
 MAX_REQUESTS = 1 << 20
 _CONV_ARGS = 7  # stride (2), padding (2), dilation (2), groups
