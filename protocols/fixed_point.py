@@ -172,10 +172,7 @@ class FixedPointTensor:
         y = public_integer(y)
         if isinstance(y, int):
             return self._like(self._tensor * y)
-        if isinstance(y, FixedPointTensor):
-            self._open(costs.mul(self._tensor.numel(), y._tensor.numel()))
-            return self._product(self._tensor * y._tensor, y.integral)
-        return self._product(self._tensor * self._encode(y), self.integral)
+        return self._bilinear(torch.mul, y)
 
     def div(self, y: Any) -> "FixedPointTensor":
         """By a public integer: a truncation by it (none for 1); otherwise a product by the

@@ -53,7 +53,7 @@ RECIPROCAL_TOL = 1e-5
 RECIPROCAL_NR_STEPS = 5
 R_MIN, R_MAX = 0.01, 600.0  # the range of r the reciprocal covers
 RECIPROCAL_KNOTS, _R_MIDDLES = geometric_pieces(R_MIN, R_MAX)
-RECIPROCAL_GUESS = 0.8  # y0 r in [0.4, 1.6] on pieces of ratio 4
+_RECIPROCAL_LEVELS = (0.8 / _R_MIDDLES).unsqueeze(0)  # y0 r in [0.4, 1.6] on pieces of ratio 4
 QUAD_RECIPROCAL_SCALE = 1.0 / 8.0  # public: the 2Quad reciprocal runs on mean / 8
 RELU_RECIPROCAL_SCALE = 10.0  # and the ReLU forms' on 10 mean
 RELU_MEAN_FLOOR = 1e-2
@@ -117,7 +117,7 @@ def softmax_exact_reference(s: torch.Tensor) -> torch.Tensor:
 
 
 def _reciprocal_secure(r):
-    y = piecewise_constant(r, RECIPROCAL_KNOTS, (RECIPROCAL_GUESS / _R_MIDDLES).unsqueeze(0))[0]
+    y = piecewise_constant(r, RECIPROCAL_KNOTS, _RECIPROCAL_LEVELS)[0]
     for _ in range(RECIPROCAL_NR_STEPS):
         y = y * (2.0 - r * y)
     return y

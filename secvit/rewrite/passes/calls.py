@@ -22,10 +22,11 @@ __all__ = ["replace_calls"]
 
 def _is_softmax_call(node: fx.Node) -> bool:
     """A softmax call over the last dimension (dim=-1), with no dtype cast."""
-    call = (node.op == "call_function" and node.target in (torch.softmax, F.softmax)) or \
-        (node.op == "call_method" and node.target == "softmax")
+    if not ((node.op == "call_function" and node.target in (torch.softmax, F.softmax))
+            or (node.op == "call_method" and node.target == "softmax")):
+        return False
     dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else None)
-    return call and dim == -1 and node.kwargs.get("dtype") is None
+    return dim == -1 and node.kwargs.get("dtype") is None
 
 
 def _module_path(node: fx.Node) -> str:
