@@ -43,7 +43,8 @@ pytestmark = pytest.mark.slow
 ENGINE, BASELINE = "secvit engine", "hand-written CrypTen"
 RESULTS: dict[str, dict[str, Any]] = {}
 
-Setup = Callable[["Case", int], Callable[[], Any]]
+Runner = Callable[[Callable[[], Any]], None]
+Setup = Callable[["Case", int, Runner], Callable[[], Any]]
 
 
 @dataclass(frozen=True)
@@ -76,8 +77,8 @@ def _measure(case: Case, setup: Setup, reference: nn.Module | None = None,
     """One forward pass of ``setup``'s; with ``dealer``, its online phase (the dealer
     prepared it offline, as in a session)."""
     def party(rank: int) -> tuple[Any, float, int, int]:
-        forward = setup(case, rank)
         offline = OfflinePhase(rank, dealer)
+        forward = setup(case, rank, offline.run)
         offline.prepare(tuple(case.image.shape if images is None else images.shape), forward)
         backend.barrier()
         backend.reset_comm_stats()
@@ -105,14 +106,14 @@ def _measure(case: Case, setup: Setup, reference: nn.Module | None = None,
     }
 
 
-def _engine(case: Case, rank: int) -> Callable[[], Any]:
+def _engine(case: Case, rank: int, run: Runner) -> Callable[[], Any]:
     plan = SecurePlan(case.model_for(rank))
-    plan.encrypt_weights(rank)
+    plan.encrypt_weights(rank, run=run)
     x = plan.encrypt_input(case.image if rank == 1 else None, rank, tuple(case.image.shape))
     return lambda: plan(x)
 
 
-def _handwritten(case: Case, rank: int) -> Callable[[], Any]:
+def _handwritten(case: Case, rank: int, run: Runner) -> Callable[[], Any]:
     model = case.model_for(rank)
     params = encrypt_params(model, rank)
     x = SecurePlan.encrypt_input(case.image if rank == 1 else None, rank, tuple(case.image.shape))
@@ -184,9 +185,9 @@ def test_policy_forward(benchmark, case: Case, policy: str) -> None:
     with torch.device("meta"):
         client = rewrite(case.skeleton, chosen)[0]
 
-    def setup(_: Case, rank: int) -> Callable[[], Any]:
+    def setup(_: Case, rank: int, run: Runner) -> Callable[[], Any]:
         plan = SecurePlan(owner if rank == 0 else client)
-        plan.encrypt_weights(rank)
+        plan.encrypt_weights(rank, run=run)
         x = plan.encrypt_input(case.image if rank == 1 else None, rank, tuple(case.image.shape))
         return lambda: plan(x)
 
@@ -199,9 +200,9 @@ def test_batch_throughput(benchmark, case: Case, batch: int) -> None:
     """B images in one encrypted forward pass (the engine, exact model)."""
     images = load_images([f"digits-test:{batch}"], case.meta)[0]
 
-    def setup(_: Case, rank: int) -> Callable[[], Any]:
+    def setup(_: Case, rank: int, run: Runner) -> Callable[[], Any]:
         plan = SecurePlan(case.model_for(rank))
-        plan.encrypt_weights(rank)
+        plan.encrypt_weights(rank, run=run)
         x = plan.encrypt_input(images if rank == 1 else None, rank, tuple(images.shape))
         return lambda: plan(x)
 

@@ -62,6 +62,7 @@ import crypten.common.functions as crypten_functions  # noqa: E402
 import crypten.common.rng as crypten_rng  # noqa: E402
 import crypten.communicator as crypten_comm  # noqa: E402
 import crypten.mpc.primitives.arithmetic as crypten_arithmetic  # noqa: E402
+import crypten.mpc.primitives.beaver as beaver  # noqa: E402
 import crypten.mpc.primitives.binary as crypten_binary  # noqa: E402
 import crypten.mpc.provider.tfp_provider as crypten_tfp  # noqa: E402
 import crypten.mpc.provider.ttp_provider as crypten_ttp  # noqa: E402
@@ -118,6 +119,7 @@ __all__ = [
     "CPU",
     "ArithmeticSharedTensor",
     "DistributedCommunicator",
+    "beaver",
     "FixedPointEncoder",
     "RANDOMNESS_MODULES",
     "count_communication",

@@ -113,6 +113,15 @@ class FixedPointTensor:
 
     def __init__(self, values: torch.Tensor, fp: FixedPoint, integral: bool = False):
         self._tensor, self.fp, self.integral = values, fp, integral
+        self.fixed_mask = None  # a weight's fixed Beaver mask (:mod:`.stationary`): True once fixed
+
+    @staticmethod
+    def fix_masks(weights: Sequence["FixedPointTensor"]) -> None:
+        """The weights' masks fixed (:func:`~protocols.stationary.fix_masks`): one opening
+        of them all; their products then open only the other operand."""
+        weights[0].fp.cost += costs.Cost(1, costs.OPEN_BYTES * sum(w._tensor.numel() for w in weights))
+        for w in weights:
+            w.fixed_mask = True
 
     # ---- what CrypTen's generic functions build on ----------------------------------
 
@@ -193,7 +202,7 @@ class FixedPointTensor:
 
     def _bilinear(self, op: Any, y: Any, **kwargs: Any) -> "FixedPointTensor":
         if isinstance(y, FixedPointTensor):
-            self._open(costs.mul(self._tensor.numel(), y._tensor.numel()))
+            self._open(costs.mul(self._tensor.numel(), 0 if y.fixed_mask else y._tensor.numel()))
             return self._product(op(self._tensor, y._tensor, **kwargs), y.integral)
         return self._product(op(self._tensor, self._encode(y), **kwargs), self.integral)
 

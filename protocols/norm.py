@@ -1,8 +1,17 @@
-"""Normalisation kernels: LayerNorm (CrypTen has none) and its affine replacement.
+"""Normalisation kernels: LayerNorm (CrypTen has none) and its affine replacements.
 
 ``norm.affine`` (after MPCFormer's replacement of LayerNorm; Li et al., ICLR 2023):
 x * a + b with per-channel a, b fixed after training (calibrated or learned): one
 product by the owner's secret a, no inverse square root.
+
+``norm.batch`` (Ioffe and Szegedy, "Batch Normalization", ICML 2015; in place of
+LayerNorm as CrypTen re-implementations of MPCViT do): trained with the statistics of
+each batch (over batch and tokens, per channel) and running estimates mu_c, var_c; at
+inference (x - mu_c) / sqrt(var_c + eps) * gamma_c + beta_c is the per-channel affine
+x a + b with a = gamma / sqrt(var + eps), b = beta - mu a, which the owner computes in
+plaintext. Its secure kernel is ``norm.affine``'s on (a, b): one product and one
+truncation (2 rounds), and none at all once the rewriter folds (a, b) into the Linear
+layers that read the norm (``fold_affine``: 0 rounds, 0 bytes).
 
 ``layer_norm``: (x - mu) * (var + eps)^(-1/2) * gamma + beta over the last dimension
 (Ba et al., "Layer Normalization", 2016). mu and the sum of squares S = sum (x - mu)^2
@@ -49,7 +58,8 @@ from .fixed_point import stack
 from .range_guess import geometric_pieces, piecewise_constant
 from .registry import Protocol, register
 
-__all__ = ["LN_ITERS", "LN_VAR_SCALE", "inv_sqrt_goldschmidt", "layer_norm_reference", "layer_norm_secure"]
+__all__ = ["LN_ITERS", "LN_VAR_SCALE", "batch_norm_reference", "folded_batch_norm", "inv_sqrt_goldschmidt",
+           "layer_norm_reference", "layer_norm_secure"]
 
 LN_ITERS = 3
 LN_VAR_SCALE = 3.2
@@ -103,6 +113,28 @@ def affine_norm_reference(x: torch.Tensor, weight=None, bias=None, **_) -> torch
     return y + bias if bias is not None else y
 
 
+def batch_norm_reference(x: torch.Tensor, weight=None, bias=None, eps: float = 1e-5, running_mean=None,
+                         running_var=None, training: bool = False, momentum: float = 0.1) -> torch.Tensor:
+    """BatchNorm over the last dimension (every other dimension is the batch). Without
+    running statistics the statistics are already folded into ``weight``/``bias`` (what
+    the secure kernel is given): x * weight + bias."""
+    if running_mean is None:
+        return affine_norm_reference(x, weight, bias)
+    flat = x.reshape(-1, x.shape[-1])
+    y = torch.nn.functional.batch_norm(flat, running_mean, running_var, weight, bias, training, momentum, eps)
+    return y.reshape(x.shape)
+
+
+def folded_batch_norm(weight, bias, running_mean, running_var, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The inference-time affine (a, b) of a BatchNorm: a = gamma / sqrt(var + eps),
+    b = beta - mu a (``weight``/``bias`` may be None: gamma = 1, beta = 0)."""
+    a = (running_var + eps).rsqrt()
+    if weight is not None:
+        a = a * weight
+    b = -running_mean * a
+    return a, b if bias is None else b + bias
+
+
 register(Protocol(
     name="norm.layer", kind="norm", secure=layer_norm_secure, reference=layer_norm_reference,
     formula="(x - mu) (var + eps)^(-1/2) gamma + beta", paper="Ba et al. 2016; inverse sqrt by Goldschmidt steps",
@@ -111,5 +143,11 @@ register(Protocol(
 register(Protocol(
     name="norm.affine", kind="norm", secure=affine_norm_secure, reference=affine_norm_reference,
     formula="x a + b (per channel)", paper="MPCFormer (Li et al., ICLR 2023)", valid_range=(-8.0, 8.0),
+    tolerance=1e-3,
+))
+register(Protocol(
+    name="norm.batch", kind="norm", secure=affine_norm_secure, reference=batch_norm_reference,
+    formula="(x - mu_c) (var_c + eps)^(-1/2) gamma + beta, running statistics: x a + b",
+    paper="BatchNorm (Ioffe and Szegedy, ICML 2015), folded at inference (MPCViT)", valid_range=(-8.0, 8.0),
     tolerance=1e-3,
 ))

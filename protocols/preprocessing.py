@@ -51,7 +51,8 @@ MAX_DIMS = 8
 MAX_ELEMENTS = 1 << 28  # per request: 2 GiB of int64
 MAX_REQUESTS = 1 << 20
 _CONV_ARGS = 7  # stride (2), padding (2), dilation (2), groups
-WIDTH = 1 + 2 * (1 + MAX_DIMS) + _CONV_ARGS
+_ARGS = _CONV_ARGS + 1  # and a fixed mask's id
+WIDTH = 1 + 2 * (1 + MAX_DIMS) + _ARGS
 
 
 class RequestError(ValueError):
@@ -59,9 +60,11 @@ class RequestError(ValueError):
 
 
 # kind -> (code, corrections per output element group). Codes are the wire format.
-KINDS = {"mul": 1, "matmul": 2, "conv2d": 3, "square": 4, "binary": 5, "b2a": 6, "trunc": 7}
+KINDS = {"mul": 1, "matmul": 2, "conv2d": 3, "square": 4, "binary": 5, "b2a": 6, "trunc": 7, "mask": 8,
+         "smul": 9, "smatmul": 10, "sconv2d": 11}
 _NAMES = {code: name for name, code in KINDS.items()}
 _TRIPLES = ("mul", "matmul", "conv2d")
+_STATIONARY = ("smul", "smatmul", "sconv2d")  # triples for a fixed mask: fresh a, c = a (*) B
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,9 @@ class Request:
         size0: First operand's shape (triples), or the value's shape.
         size1: Second operand's shape (triples, binary triples); empty otherwise.
         args: conv2d's stride, padding, dilation (2 each) and groups; for ``trunc`` the
-            public divisor in ``args[0]``.
+            public divisor in ``args[0]``; for ``mask`` (a fixed mask B of
+            :mod:`.stationary`) its id in ``args[0]``, and for the triples of a fixed
+            mask (``smul``, ``smatmul``, ``sconv2d``) the mask's id last.
     """
 
     kind: str
@@ -82,15 +87,25 @@ class Request:
     args: tuple[int, ...] = ()
 
     def conv_kwargs(self) -> dict[str, object]:
-        s0, s1, p0, p1, d0, d1, g = self.args
+        s0, s1, p0, p1, d0, d1, g = self.args[:_CONV_ARGS]
         return {"stride": (s0, s1), "padding": (p0, p1), "dilation": (d0, d1), "groups": g}
+
+    @property
+    def op(self) -> str:
+        """The product of a triple (``mul``, ``matmul``, ``conv2d``)."""
+        return self.kind.removeprefix("s") if self.kind in _STATIONARY else self.kind
+
+    @property
+    def mask_id(self) -> int:
+        """The fixed mask a ``mask`` request draws or a stationary triple uses."""
+        return self.args[0] if self.kind == "mask" else self.args[-1]
 
 
 def _row(req: Request) -> list[int]:
     def dims(size: tuple[int, ...]) -> list[int]:
         return [len(size), *size, *[0] * (MAX_DIMS - len(size))]
 
-    args = list(req.args) + [0] * (_CONV_ARGS - len(req.args))
+    args = list(req.args) + [0] * (_ARGS - len(req.args))
     return [KINDS[req.kind], *dims(req.size0), *dims(req.size1), *args]
 
 
@@ -133,9 +148,17 @@ def decode(table: torch.Tensor) -> list[Request]:
             if args[0] < 2 or any(args[1:]):
                 raise RequestError(f"truncation by {args[0]}: the divisor must be an integer >= 2")
             args = args[:1]
-        elif kind == "conv2d":
-            if any(a < 0 for a in args) or min(args[0], args[1], args[4], args[5], args[6]) < 1:
+        elif kind in ("mask", "smul", "smatmul"):
+            if args[0] < 0 or any(args[1:]):
+                raise RequestError(f"{kind} request with arguments {args}: expected a mask id >= 0")
+            args = args[:1]
+        elif kind in ("conv2d", "sconv2d"):
+            conv = args[:_CONV_ARGS]
+            if any(a < 0 for a in args) or min(conv[0], conv[1], conv[4], conv[5], conv[6]) < 1:
                 raise RequestError(f"conv2d arguments {args} out of range")
+            if kind == "conv2d" and args[-1]:
+                raise RequestError(f"conv2d request with a mask id {args[-1]}")
+            args = args if kind == "sconv2d" else conv
         elif any(args):
             raise RequestError(f"{kind} request with arguments {args}")
         else:
@@ -165,11 +188,11 @@ def truncation_values(r: torch.Tensor, d: int) -> tuple[torch.Tensor, torch.Tens
 
 
 def _output_shape(req: Request) -> tuple[int, ...]:
-    if req.kind in _TRIPLES:
+    if req.kind in _TRIPLES + _STATIONARY:
         meta = torch.empty(req.size0, device="meta"), torch.empty(req.size1, device="meta")
-        if req.kind == "conv2d":
+        if req.op == "conv2d":
             return tuple(torch.nn.functional.conv2d(*meta, **req.conv_kwargs()).shape)
-        return tuple(getattr(torch, req.kind)(*meta).shape)
+        return tuple(getattr(torch, req.op)(*meta).shape)
     if req.kind == "binary":
         return tuple(torch.broadcast_shapes(req.size0, req.size1))
     return req.size0
@@ -177,7 +200,7 @@ def _output_shape(req: Request) -> tuple[int, ...]:
 
 def correction_numel(req: Request) -> int:
     """How many int64 corrections the receiver gets for ``req``."""
-    return math.prod(_output_shape(req)) * (2 if req.kind == "trunc" else 1)
+    return math.prod(_output_shape(req)) * len(_CORRECTED[req.kind])
 
 
 # What a party draws per request, in this order: (name, shape key, stream method); the
@@ -190,9 +213,11 @@ _PLAN: dict[str, list[tuple[str, str, str]]] = {
     "binary": [("a", "size0", "ring"), ("b", "size1", "ring"), ("c", "out", "ring")],
     "b2a": [("bit", "size0", "bit"), ("r", "size0", "ring")],
     "trunc": [("r", "size0", "ring"), ("q", "size0", "ring"), ("t", "size0", "ring")],
+    "mask": [("b", "size0", "ring")],
+    **{kind: [("a", "size0", "ring"), ("c", "out", "ring")] for kind in _STATIONARY},
 }
 _CORRECTED = {"mul": ("c",), "matmul": ("c",), "conv2d": ("c",), "square": ("r2",), "binary": ("c",),
-              "b2a": ("r",), "trunc": ("q", "t")}
+              "b2a": ("r",), "trunc": ("q", "t"), "mask": (), **{kind: ("c",) for kind in _STATIONARY}}
 
 
 def _shape(req: Request, key: str) -> tuple[int, ...]:
@@ -218,13 +243,17 @@ def party_draws(req: Request, stream: KeyedStream, corrections: Callable[[int], 
     return out
 
 
-def _combine(req: Request, values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The correlated values, from the plaintext values drawn so far (a, b / r / bit)."""
+def _combine(req: Request, values: dict[str, torch.Tensor], masks: dict[int, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The correlated values, from the plaintext values drawn so far (a, b / r / bit) and
+    the fixed masks (``masks``, by id; a ``mask`` request adds one)."""
     kind = req.kind
-    if kind in _TRIPLES:
-        op = torch.nn.functional.conv2d if kind == "conv2d" else getattr(torch, kind)
-        kwargs = req.conv_kwargs() if kind == "conv2d" else {}
-        return {"c": op(values["a"], values["b"], **kwargs)}
+    if kind == "mask":
+        masks[req.mask_id] = values["b"]
+        return {}
+    if kind in _TRIPLES + _STATIONARY:
+        b = values["b"] if kind in _TRIPLES else _fixed_mask(req, masks)
+        kwargs = req.conv_kwargs() if req.op == "conv2d" else {}
+        return {"c": getattr(torch, req.op)(values["a"], b, **kwargs)}
     if kind == "square":
         return {"r2": values["r"] * values["r"]}
     if kind == "binary":
@@ -235,6 +264,14 @@ def _combine(req: Request, values: dict[str, torch.Tensor]) -> dict[str, torch.T
     return {"q": q, "t": t}
 
 
+def _fixed_mask(req: Request, masks: dict[int, torch.Tensor]) -> torch.Tensor:
+    mask = masks.get(req.mask_id)
+    if mask is None or tuple(mask.shape) != req.size1:
+        raise RequestError(f"{req.kind} request for fixed mask {req.mask_id} of shape {req.size1}: "
+                           f"{'no such mask' if mask is None else f'the mask has shape {tuple(mask.shape)}'}")
+    return mask
+
+
 def _reduce(kind: str, name: str, shares: list[torch.Tensor]) -> torch.Tensor:
     xor = kind == "binary" or (kind == "b2a" and name == "bit")
     total = shares[0].clone()
@@ -243,11 +280,13 @@ def _reduce(kind: str, name: str, shares: list[torch.Tensor]) -> torch.Tensor:
     return total
 
 
-def dealer_corrections(requests: Sequence[Request], streams: Sequence[KeyedStream]) -> Iterator[torch.Tensor]:
+def dealer_corrections(requests: Sequence[Request], streams: Sequence[KeyedStream],
+                       masks: dict[int, torch.Tensor]) -> Iterator[torch.Tensor]:
     """The receiver's (rank 0's) corrections for ``requests``, one flat tensor per request.
 
     ``streams[i]`` is the dealer's copy of party ``i``'s stream; the dealer reads each
-    exactly as :func:`party_draws` does on that party.
+    exactly as :func:`party_draws` does on that party. ``masks``: the fixed masks of the
+    session so far, by id (``mask`` requests add to it; it outlives one table).
     """
     placeholder = lambda n: torch.zeros(n, dtype=torch.int64)  # noqa: E731  (the receiver draws no corrected value)
     for req in requests:
@@ -255,10 +294,10 @@ def dealer_corrections(requests: Sequence[Request], streams: Sequence[KeyedStrea
         values = {name: _reduce(req.kind, name, [d[name] for d in draws]) for name in draws[0]
                   if name not in _CORRECTED[req.kind]}
         xor = req.kind == "binary"
-        parts = []
-        for name, value in _combine(req, values).items():
+        parts = [torch.zeros(0, dtype=torch.int64)]
+        for name, value in _combine(req, values, masks).items():
             others = [d[name] for d in draws[1:]]
             for other in others:
                 value = value ^ other if xor else value - other
             parts.append(value.reshape(-1))
-        yield torch.cat(parts) if len(parts) > 1 else parts[0]
+        yield torch.cat(parts)

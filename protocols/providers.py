@@ -43,9 +43,11 @@ def _conv_args(kwargs: dict[str, Any]) -> tuple[int, ...]:
 
 
 class _RequestProvider:
-    """CrypTen's TupleProvider interface on top of :meth:`values` (a request's shares)."""
+    """CrypTen's TupleProvider interface on top of :meth:`values` (a request's shares),
+    and the fixed masks of :mod:`.stationary`."""
 
     NAME = "secvit"
+    RECORDS_ONLY = False  # a dry run's provider: its values are zeros
 
     def values(self, req: Request) -> dict[str, torch.Tensor]:
         """This party's shares of ``req``'s values (each provider says where they come from)."""
@@ -87,6 +89,18 @@ class _RequestProvider:
         v = self.values(Request("trunc", tuple(size), (), (divisor,)))
         return v["r"], v["q"], v["t"]
 
+    def fixed_mask(self, size, mask_id: int) -> torch.Tensor:
+        """This party's share of a new fixed mask ``B`` (:mod:`.stationary`)."""
+        return self.values(Request("mask", tuple(size), (), (mask_id,)))["b"]
+
+    def stationary_triple(self, size0, size1, op: str, mask_id: int, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+        """This party's shares of a fresh ``a`` and of ``c = a (*) B`` for fixed mask ``mask_id``."""
+        if op not in ("mul", "matmul", "conv2d"):
+            raise UnsupportedRequestError(f"no stationary triples for {op!r}")
+        args = (*_conv_args(kwargs), mask_id) if op == "conv2d" else (mask_id,)
+        v = self.values(Request("s" + op, tuple(size0), tuple(size1), args))
+        return v["a"], v["c"]
+
     def wrap_rng(self, size, device=None):
         raise UnsupportedRequestError("secvit truncates with truncation pairs; CrypTen's wrap protocol is not used")
 
@@ -115,6 +129,7 @@ class RecordingProvider(_RequestProvider):
     """Records the requests of a dry run; every share it returns is zero."""
 
     NAME = "secvit-record"
+    RECORDS_ONLY = True
 
     def __init__(self) -> None:
         self.requests: list[Request] = []
@@ -139,11 +154,13 @@ class DealerProvider(_RequestProvider):
         self._expected: list[Request] | None = None
         self._corrections: torch.Tensor | None = None
         self._next = self._offset = 0
+        self._active = False
 
     def begin(self, requests: list[Request] | None, corrections: torch.Tensor | None) -> None:
         """Start a forward pass (``requests``/``corrections``: the receiver's, else None)."""
         self._expected, self._corrections = requests, corrections
         self._next = self._offset = 0
+        self._active = True
 
     def _take(self, n: int) -> torch.Tensor:
         if self._offset + n > self._corrections.numel():
@@ -155,6 +172,9 @@ class DealerProvider(_RequestProvider):
     def values(self, req: Request) -> dict[str, torch.Tensor]:
         if self.stream is None:
             raise PreprocessingError("no dealer stream: the session was not initialised with a dealer")
+        if not self._active:
+            raise PreprocessingError(f"{req.kind} request outside a prepared step: the dealer would not know it "
+                                     "(run the step through OfflinePhase.prepare or OfflinePhase.run)")
         if self._expected is not None:
             if self._next >= len(self._expected) or self._expected[self._next] != req:
                 prepared = self._expected[self._next] if self._next < len(self._expected) else "nothing"
@@ -169,6 +189,7 @@ class DealerProvider(_RequestProvider):
                                            self._offset != self._corrections.numel()):
             raise PreprocessingError(f"the online phase used {self._next} of {len(self._expected)} prepared requests")
         self._expected = self._corrections = None
+        self._active = False
 
 
 class FirstPartyProvider(_RequestProvider):
@@ -180,6 +201,7 @@ class FirstPartyProvider(_RequestProvider):
         from .backend import crypten
 
         self._tfp = crypten.mpc.provider.TrustedFirstParty()
+        self._masks: dict[int, torch.Tensor] = {}  # party 0's plaintext fixed masks (others: unused)
 
     def generate_additive_triple(self, size0, size1, op, device=None, *args, **kwargs):
         return self._tfp.generate_additive_triple(size0, size1, op, device, *args, **kwargs)
@@ -193,10 +215,29 @@ class FirstPartyProvider(_RequestProvider):
     def B2A_rng(self, size, device=None):
         return self._tfp.B2A_rng(size, device)
 
-    def trunc_pair(self, size, divisor: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    @staticmethod
+    def _dealt(*values: torch.Tensor) -> list[torch.Tensor]:
+        """Party 0's plaintext ``values`` secret-shared (pseudo-random zero shares, no round)."""
         from .backend import crypten
 
-        r = crypten.generators["local"][torch.device("cpu")].ring(size)
-        q, t = truncation_values(r, divisor)
-        shared = crypten.mpc.primitives.ArithmeticSharedTensor(torch.stack([r, q, t]), precision=0, src=0).share
-        return shared[0], shared[1], shared[2]
+        flat = torch.cat([v.reshape(-1) for v in values])
+        shared = crypten.mpc.primitives.ArithmeticSharedTensor(flat, precision=0, src=0).share
+        return [part.view(v.shape) for part, v in zip(shared.split([v.numel() for v in values]), values)]
+
+    @staticmethod
+    def _ring(size) -> torch.Tensor:
+        from .backend import crypten
+
+        return crypten.generators["local"][torch.device("cpu")].ring(tuple(size))
+
+    def trunc_pair(self, size, divisor: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        r = self._ring(size)
+        return tuple(self._dealt(r, *truncation_values(r, divisor)))
+
+    def fixed_mask(self, size, mask_id: int) -> torch.Tensor:
+        self._masks[mask_id] = self._ring(size)
+        return self._dealt(self._masks[mask_id])[0]
+
+    def stationary_triple(self, size0, size1, op: str, mask_id: int, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+        a = self._ring(size0)
+        return tuple(self._dealt(a, getattr(torch, op)(a, self._masks[mask_id], **kwargs)))

@@ -106,17 +106,20 @@ def secure_inference(ctx: PartyContext, job: InferenceJob) -> dict[str, Any]:
     prepared, :class:`~secvit.runtime.dealer.OfflinePhase`) and an online phase (input
     sharing, the forward pass, the reveal). The client's report holds ``logits``
     (N x classes); every report holds the online ``seconds``, ``bytes`` and ``rounds``
-    (this party's), ``offline`` (seconds, bytes, messages), ``truncations`` (calls,
+    (this party's), ``weight_masks`` (bytes and rounds of masking the weights once, at
+    load), ``offline`` (seconds, bytes, messages), ``truncations`` (calls,
     elements), ``random_bytes`` (drawn from keyed streams, the dry runs' zeros excluded)
     and ``images``.
     """
     _agree(ctx, job)
     plan, expected = _build_plan(ctx, job)
-    plan.encrypt_weights(ctx.rank)
-    job.log(ctx, "weights encrypted")
+    offline = OfflinePhase(ctx.rank, ctx.settings.provider == "dealer")
+    backend.reset_comm_stats()
+    plan.encrypt_weights(ctx.rank, run=offline.run)
+    setup = backend.comm_stats()
+    job.log(ctx, "weights encrypted and masked")
     job.checkpoint_audit()
     count = _image_count(ctx, job)
-    offline = OfflinePhase(ctx.rank, ctx.settings.provider == "dealer")
     backend.reset_comm_stats()
     truncations, drawn = dict(backend.truncation_stats), backend.random_bytes()
     profiler = Profiler(plan)  # cheap (within run-to-run noise); its records are reported on request
@@ -142,6 +145,7 @@ def secure_inference(ctx: PartyContext, job: InferenceJob) -> dict[str, Any]:
     stats = backend.comm_stats()
     report: dict[str, Any] = {"rank": ctx.rank, "images": count, "seconds": seconds,
                               "bytes": stats["bytes"], "rounds": stats["rounds"], "offline": offline.report(),
+                              "weight_masks": {"bytes": setup["bytes"], "rounds": setup["rounds"]},
                               "truncations": {k: backend.truncation_stats[k] - truncations[k] for k in truncations},
                               "random_bytes": backend.random_bytes() - drawn,
                               "insecure": ctx.settings.insecure}

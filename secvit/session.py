@@ -83,6 +83,7 @@ class SessionReport:
             "truncation": self.truncation,
             "insecure": self.parties[CLIENT]["insecure"],
             "offline": {str(r): p["offline"] for r, p in self.parties.items()},
+            "weight_masks": {str(r): p["weight_masks"] for r, p in self.parties.items()},
             "truncated_elements_per_image": self.per_party("truncations", "elements"),
             "truncation_risk": self.risk,
             "random_bytes_per_image": self.per_party("random_bytes"),

@@ -30,8 +30,10 @@ def test_session_agrees_with_plaintext(tiny_ckpt, provider):
     assert summary["rounds_per_forward"] > 0 and summary["bytes_per_image"] > 0
     assert set(summary["parties"]) == {"0", "1"}
     if provider == "dealer":  # prepared offline: the owner received the corrections, the client nothing
-        assert summary["insecure"] == [] and summary["offline"]["0"]["messages"] == 2 * 3
+        # (one exchange with the dealer for the weights' masks, one per batch)
+        assert summary["insecure"] == [] and summary["offline"]["0"]["messages"] == 2 * (1 + 3)
         assert summary["offline"]["0"]["bytes"] > 0 and summary["offline"]["1"]["bytes"] == 0
+        assert summary["weight_masks"]["0"]["rounds"] == summary["weight_masks"]["1"]["rounds"] == 1
     else:
         assert any("party 0 deals" in reason for reason in summary["insecure"])
 

@@ -24,6 +24,11 @@ REQUESTS = [
     Request("b2a", (9,)),
     Request("trunc", (11,), (), (1 << 16,)),
     Request("trunc", (5,), (), (65,)),
+    Request("mask", (4, 5), (), (0,)),
+    Request("mask", (3, 2, 3, 3), (), (1,)),
+    Request("smatmul", (2, 3, 4), (4, 5), (0,)),
+    Request("smatmul", (1, 4), (4, 5), (0,)),
+    Request("sconv2d", (1, 2, 6, 6), (3, 2, 3, 3), (2, 2, 1, 1, 1, 1, 1, 1)),
 ]
 
 
@@ -40,8 +45,9 @@ def _open(shares: list[dict[str, torch.Tensor]], name: str, xor: bool = False) -
 
 def test_parties_and_dealer_derive_the_promised_correlations():
     keys = [new_key(), new_key()]
-    corrections = iter(dealer_corrections(REQUESTS, [KeyedStream(k) for k in keys]))
+    corrections = iter(dealer_corrections(REQUESTS, [KeyedStream(k) for k in keys], {}))
     streams = [KeyedStream(k) for k in keys]
+    masks = {}
     for req in REQUESTS:
         flat = next(corrections)
         assert flat.numel() == correction_numel(req)
@@ -53,11 +59,13 @@ def test_parties_and_dealer_derive_the_promised_correlations():
             return out
 
         shares = [party_draws(req, streams[0], take), party_draws(req, streams[1], None)]
-        if req.kind in ("mul", "matmul", "conv2d"):
-            a, b, c = (_open(shares, n) for n in "abc")
-            op = {"mul": torch.mul, "matmul": torch.matmul}.get(req.kind)
-            expected = op(a, b) if op else torch.nn.functional.conv2d(a, b, **req.conv_kwargs())
-            assert torch.equal(c, expected)
+        if req.kind == "mask":
+            masks[req.mask_id] = _open(shares, "b")
+        elif req.kind in ("mul", "matmul", "conv2d", "smatmul", "sconv2d"):
+            a, c = _open(shares, "a"), _open(shares, "c")
+            b = _open(shares, "b") if req.kind == req.op else masks[req.mask_id]
+            kwargs = req.conv_kwargs() if req.op == "conv2d" else {}
+            assert torch.equal(c, getattr(torch, req.op)(a, b, **kwargs))
         elif req.kind == "square":
             assert torch.equal(_open(shares, "r2"), _open(shares, "r") ** 2)
         elif req.kind == "binary":
@@ -76,7 +84,7 @@ def test_each_share_alone_is_uniform_looking():
     """The receiver's corrections and the other party's stream carry no visible structure."""
     keys = [new_key(), new_key()]
     req = Request("square", (20000,))
-    flat = next(dealer_corrections([req], [KeyedStream(k) for k in keys]))
+    flat = next(dealer_corrections([req], [KeyedStream(k) for k in keys], {}))
     for values in (flat, KeyedStream(keys[1]).ring((20000,))):
         assert abs(float((values < 0).double().mean()) - 0.5) < 0.02
         assert abs(float((values & 1).double().mean()) - 0.5) < 0.02
@@ -96,13 +104,22 @@ def test_request_tables_round_trip_and_malformed_ones_are_refused():
     bad_kind[0, 0] = 99
     bad_dims[0, 1] = 9
     bad_size[0, 2] = 1 << 40
-    bad_div[7, -7] = 1
+    bad_div[7, -8] = 1
     for bad, message in ((bad_kind, "unknown request kind"), (bad_dims, "dims"), (bad_size, "elements"),
                          (bad_div, "divisor")):
         with pytest.raises(RequestError, match=message):
             decode(bad)
     with pytest.raises(RequestError, match=f"\\(n, {WIDTH}\\)"):
         decode(table.float())
+
+
+def test_a_triple_for_an_unknown_or_misshapen_fixed_mask_is_refused():
+    keys = [new_key(), new_key()]
+    for requests, message in (([Request("smatmul", (2, 4), (4, 5), (3,))], "no such mask"),
+                              ([Request("mask", (4, 6), (), (0,)), Request("smatmul", (2, 4), (4, 5), (0,))],
+                               "the mask has shape")):
+        with pytest.raises(RequestError, match=message):
+            list(dealer_corrections(requests, [KeyedStream(k) for k in keys], {}))
 
 
 def test_exact_truncation_never_fails_where_local_truncation_does():

@@ -132,3 +132,46 @@ def test_secure_forward_of_rewritten_models(policy: str):
     with torch.no_grad():
         ref = gm(x)
     assert (secure_logits(gm, x) - ref).abs().max() < 0.05
+
+
+def _trained_batch_norm_model() -> torch.nn.Module:
+    """A model with ``norm.batch`` norms whose running statistics a few training-mode
+    batches have moved away from (0, 1), and non-trivial gamma/beta."""
+    model, _ = rewrite(_model(), policy_from_dict({"norm": {"default": "norm.batch"}}))
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, MPCNorm):
+                m.weight.normal_(1, 0.3)
+                m.bias.normal_(0, 0.3)
+        model.train()
+        for _ in range(3):
+            model(torch.randn(8, 3, 32, 32) * 2 + 0.5)
+    return model.eval()
+
+
+def test_batch_norm_trains_with_batch_statistics_and_keeps_them_through_fold_affine():
+    model = _trained_batch_norm_model()
+    norm = model.get_submodule("blocks.0.norm1")
+    assert not torch.allclose(norm.running_var, torch.ones_like(norm.running_var))
+    folded, _ = rewrite(_model(), policy_from_dict({"norm": {"default": "norm.batch", "fold_affine": True}}))
+    # statistics still to be learned are not folded by the rewriter (the secure plan folds them)
+    assert folded.get_submodule("blocks.0.norm1").running_mean is not None
+
+
+def test_secure_plan_folds_trained_batch_norms_into_the_next_linear_layers():
+    from protocols.fixed_point import FixedPoint
+    from secvit.secure.emulation import emulate
+
+    model = _trained_batch_norm_model()
+    x = torch.randn(2, 3, 32, 32)
+    costs = {}
+    for name, m in (("batch", model), ("layer", rewrite(_model(), load_policy("exact"))[0])):
+        fp = FixedPoint(16)
+        emulated = emulate(m, x, fp=fp)
+        with torch.no_grad():
+            assert (emulated - m(x)).abs().max() < 2e-3
+        costs[name] = fp.total_cost().rounds
+    # the norms before qkv and fc1 leave the graph; only the final one (read by the head) costs 2 rounds
+    assert costs["layer"] - costs["batch"] == 2 * 2 * 34 + 34 - 2
+    assert model.get_submodule("blocks.0.norm1").running_mean is not None  # the caller's model is untouched
+    assert (secure_logits(model, x) - model(x)).abs().max() < 0.05

@@ -12,12 +12,13 @@ unless the session chose ``local`` truncation.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 
 from ..providers import DealerProvider, FirstPartyProvider, RecordingProvider
+from ..stationary import is_stationary, stationary_product
 from ..truncation import exact_truncate, integer_divisor, local_truncate, public_integer
-from ..backend import ArithmeticSharedTensor, cfg, crypten, crypten_comm
+from ..backend import ArithmeticSharedTensor, beaver, cfg, crypten, crypten_comm
 from .streams import drawn_bytes
 
 __all__ = ["DEALER", "MAX_PRECISION", "MPCSettings", "RECORDER", "configure", "dealer_provider",
@@ -159,3 +160,19 @@ def _mul_(self: ArithmeticSharedTensor, y: Any) -> ArithmeticSharedTensor:
 
 
 ArithmeticSharedTensor.mul, ArithmeticSharedTensor.mul_ = _mul, _mul_
+
+
+def _with_fixed_masks(op: str, crypten_product: Callable[..., Any]) -> Callable[..., Any]:
+    """CrypTen's Beaver product ``op``, or the product by a weight with a fixed mask
+    (:mod:`~protocols.stationary`: only the other operand is opened)."""
+
+    def product(x: ArithmeticSharedTensor, y: Any, **kwargs: Any) -> ArithmeticSharedTensor:
+        if is_stationary(y):
+            return stationary_product(op, x, y, **kwargs)
+        return crypten_product(x, y, **kwargs)
+
+    return product
+
+
+for _op in ("mul", "matmul", "conv2d"):
+    setattr(beaver, _op, _with_fixed_masks(_op, getattr(beaver, _op)))

@@ -10,7 +10,7 @@ import torch.nn as nn
 import protocols
 from protocols.fixed_point import cat
 
-from ..ops import UnsupportedOpError, module_op, region, register_module
+from ..ops import UnsupportedOpError, linear_of, module_op, region, register_module
 
 __all__ = ["MPCAttention", "head_groups"]
 
@@ -125,13 +125,8 @@ def _attention_prepare(m: MPCAttention) -> dict[str, torch.Tensor]:
     return secrets | ({"logit_bias": bias.detach()} if bias is not None else {})
 
 
-def _linear_of(s: dict, prefix: str, x):
-    """x W^T + b with the secrets ``{prefix}weight`` / ``{prefix}bias``."""
-    y = x.matmul(s[f"{prefix}weight"].t())
-    return y + s[f"{prefix}bias"] if f"{prefix}bias" in s else y
-
-
-@register_module(MPCAttention, kind="attention", prepare=_attention_prepare)
+@register_module(MPCAttention, kind="attention", prepare=_attention_prepare,
+                 stationary=("qkv.weight_t", "proj.weight_t"))
 def _secure_attention(m: MPCAttention, s: dict, x, attn_mask=None, is_causal: bool = False):
     """The secure form; each step is a profiler region, each group of heads sharing a
     protocol one batched op."""
@@ -145,7 +140,7 @@ def _secure_attention(m: MPCAttention, s: dict, x, attn_mask=None, is_causal: bo
         with region("pre_norm", "norm", op.protocol(m.pre_norm)):
             x = op.secure(m.pre_norm, pre_norm, x)
     with region("qkv", "linear"):
-        q, k, v = m.split_heads(_linear_of(s, "qkv.", x), b, n)
+        q, k, v = m.split_heads(linear_of(s, "qkv.", x), b, n)
     with region("q@k", "matmul"):
         logits = (q * m.scale).matmul(k.transpose(-2, -1))
     if "logit_bias" in s:
@@ -164,4 +159,4 @@ def _secure_attention(m: MPCAttention, s: dict, x, attn_mask=None, is_causal: bo
     with region("attn@v", "matmul"):
         out = attn.matmul(v).transpose(1, 2).reshape(b, n, m.num_heads * m.head_dim)
     with region("proj", "linear"):
-        return _linear_of(s, "proj.", out)
+        return linear_of(s, "proj.", out)

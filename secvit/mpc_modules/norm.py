@@ -9,6 +9,8 @@ import torch.nn as nn
 
 import protocols
 
+from protocols.norm import folded_batch_norm
+
 from ..ops import own_tensors, register_module
 
 __all__ = ["MPCNorm", "channels_last"]
@@ -19,6 +21,10 @@ class MPCNorm(nn.Module):
     or over dim 1 for timm's channels-first ``LayerNorm2d`` (``channels_first``).
 
     ``weight``/``bias`` start from the LayerNorm's affine (or none after folding).
+    ``norm.batch`` also keeps running statistics (``running_mean``/``running_var``,
+    updated in training mode), which the owner folds into the affine it shares
+    (:meth:`inference_affine`); after folding into the next Linear layers they are gone
+    and the module is the identity.
     """
 
     def __init__(self, norm: nn.LayerNorm, protocol: str, channels_first: bool = False):
@@ -28,9 +34,26 @@ class MPCNorm(nn.Module):
         self.protocol, self.eps, self.channels_first = protocol, norm.eps, channels_first
         self.weight = nn.Parameter(norm.weight.detach().clone()) if norm.weight is not None else None
         self.bias = nn.Parameter(norm.bias.detach().clone()) if norm.bias is not None else None
+        channels = norm.normalized_shape[0]
+        self.register_buffer("running_mean", torch.zeros(channels) if protocol == "norm.batch" else None)
+        self.register_buffer("running_var", torch.ones(channels) if protocol == "norm.batch" else None)
 
     def _normalise_last(self, x: torch.Tensor) -> torch.Tensor:
-        return protocols.get(self.protocol).reference(x, self.weight, self.bias, eps=self.eps)
+        stats = {} if self.running_mean is None else {
+            "running_mean": self.running_mean, "running_var": self.running_var, "training": self.training}
+        return protocols.get(self.protocol).reference(x, self.weight, self.bias, eps=self.eps, **stats)
+
+    def inference_affine(self) -> dict[str, torch.Tensor]:
+        """The owner's secrets of the secure kernel: ``weight``/``bias`` as they are, or
+        for ``norm.batch`` with its statistics the folded a, b."""
+        if self.running_mean is None:
+            return own_tensors(self)
+        a, b = folded_batch_norm(self.weight, self.bias, self.running_mean, self.running_var, self.eps)
+        return {"weight": a.detach(), "bias": b.detach()}
+
+    def drop_affine(self) -> None:
+        """Forget the affine (and statistics) after folding them elsewhere: the identity."""
+        self.weight = self.bias = self.running_mean = self.running_var = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return channels_last(self._normalise_last, x) if self.channels_first else self._normalise_last(x)
@@ -44,7 +67,7 @@ def channels_last(fn, x):
     return fn(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
 
-@register_module(MPCNorm, kind="norm", prepare=own_tensors, protocol=lambda m: m.protocol)
+@register_module(MPCNorm, kind="norm", prepare=MPCNorm.inference_affine, protocol=lambda m: m.protocol)
 def _secure_norm(m: MPCNorm, s: dict, x):
     norm = functools.partial(protocols.get(m.protocol).secure, weight=s.get("weight"), bias=s.get("bias"), eps=m.eps)
     return channels_last(norm, x) if m.channels_first else norm(x)

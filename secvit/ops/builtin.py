@@ -20,7 +20,7 @@ from protocols.fixed_point import cat
 
 from .table import UnsupportedOpError, own_tensors, register_function, register_method, register_module
 
-__all__: list[str] = []
+__all__ = ["linear_of", "linear_secrets"]
 
 _REWRITTEN = "runs under MPC only as {}; the secure plan rewrites it with the exact policy first"
 _LAST_DIM_SOFTMAX = "is rewritten to MPCSoftmax over the last dimension only; over another one it is not supported"
@@ -30,13 +30,25 @@ def _identity(m: nn.Module, s: dict, x, *args, **kwargs):
     return x
 
 
-@register_module(nn.Linear, kind="linear", prepare=own_tensors)
+def linear_secrets(m: nn.Linear) -> dict[str, torch.Tensor]:
+    """A Linear's secrets as its product uses them: ``weight_t`` (W^T, the right operand
+    of x W^T, masked once at load) and ``bias``."""
+    secrets = {"weight_t": m.weight.detach().t()}
+    return secrets | ({"bias": m.bias.detach()} if m.bias is not None else {})
+
+
+def linear_of(s: dict, prefix: str, x):
+    """x W^T + b with the secrets ``{prefix}weight_t`` / ``{prefix}bias`` (:func:`linear_secrets`)."""
+    y = x.matmul(s[f"{prefix}weight_t"])
+    return y + s[f"{prefix}bias"] if f"{prefix}bias" in s else y
+
+
+@register_module(nn.Linear, kind="linear", prepare=linear_secrets, stationary=("weight_t",))
 def _linear(m: nn.Linear, s: dict, x):
-    y = x.matmul(s["weight"].t())
-    return y + s["bias"] if "bias" in s else y
+    return linear_of(s, "", x)
 
 
-@register_module(nn.Conv2d, kind="linear", prepare=own_tensors)
+@register_module(nn.Conv2d, kind="linear", prepare=own_tensors, stationary=("weight",))
 def _conv2d(m: nn.Conv2d, s: dict, x):
     if m.padding_mode != "zeros" or isinstance(m.padding, str):
         raise UnsupportedOpError(f"Conv2d with padding={m.padding!r}, mode={m.padding_mode!r} is not supported")

@@ -55,6 +55,9 @@ class Op:
         protocol: Modules: the registry protocol it runs, if one.
         per_shape: Modules: traced again at each input shape (shape-dependent Python
             branches), its inner modules being the leaves.
+        stationary: Modules: the names of prepared secrets that only ever enter products
+            as their fixed right operand (weights): they get fixed Beaver masks at load
+            (:mod:`protocols.stationary`), so each product opens only the activation.
     """
 
     name: str
@@ -64,6 +67,7 @@ class Op:
     prepare: Callable[[nn.Module], dict[str, torch.Tensor]] = field(default=_no_secrets)
     protocol: Callable[[nn.Module], str | None] = field(default=lambda m: None)
     per_shape: bool = False
+    stationary: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

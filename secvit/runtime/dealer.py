@@ -37,6 +37,7 @@ def serve(streams: list[KeyedStream], settings: backend.MPCSettings, world_size:
     the parties' streams, from :func:`protocols.backend.join_as_dealer`)."""
     check_agreement({"settings": settings.shared, "versions": versions()}, backend.gather_all, world_size)
     log(f"dealer: keys sent to {world_size} parties, settings agreed")
+    masks: dict[int, torch.Tensor] = {}  # the weights' fixed masks (protocols.stationary), for the session
     while True:
         command, data = backend.recv_message(OWNER, MAX_REQUESTS * WIDTH)
         if command == "stop":
@@ -47,7 +48,7 @@ def serve(streams: list[KeyedStream], settings: backend.MPCSettings, world_size:
         began = time.perf_counter()
         flat = torch.empty(sum(correction_numel(r) for r in requests), dtype=torch.int64)
         offset = 0
-        for correction in dealer_corrections(requests, streams):  # filled in place: one batch's worth at a time
+        for correction in dealer_corrections(requests, streams, masks):  # filled in place: one batch's worth at a time
             flat[offset : offset + correction.numel()] = correction
             offset += correction.numel()
         backend.send_message("prepare", flat, OWNER)
@@ -74,6 +75,17 @@ class OfflinePhase:
 
     def prepare(self, shape: tuple[int, ...], dry_forward: Callable[[], object]) -> None:
         """Prepare the forward pass on an input of ``shape`` (``dry_forward`` runs it)."""
+        self._prepare(shape, dry_forward)
+
+    def run(self, step: Callable[[], object]) -> None:
+        """Run a step of secure code that is not a forward pass (e.g. the weights' fixed
+        masks, :meth:`~secvit.secure.plan.SecurePlan.fix_weight_masks`) with its
+        correlated values prepared first (not cached: each run is new)."""
+        self._prepare(None, step)
+        step()
+        self.finish()
+
+    def _prepare(self, key: tuple[int, ...] | None, dry_run: Callable[[], object]) -> None:
         if not self.enabled:
             return
         began = time.perf_counter()
@@ -81,11 +93,13 @@ class OfflinePhase:
         if self.rank != OWNER:
             provider.begin(None, None)
         else:
-            if shape not in self._tables:
-                with backend.dry_run() as requests:
-                    dry_forward()
-                self._tables[shape] = list(requests)
-            requests = self._tables[shape]
+            if key is None or key not in self._tables:
+                with backend.dry_run() as recorded:
+                    dry_run()
+                requests = list(recorded)
+                if key is not None:
+                    self._tables[key] = requests
+            requests = self._tables[key] if key is not None else requests
             self.bytes += backend.send_message("prepare", encode(requests), backend.dealer_rank())
             expected = sum(correction_numel(r) for r in requests)
             _, corrections = backend.recv_message(backend.dealer_rank(), expected)

@@ -8,6 +8,7 @@ the client (:meth:`SecurePlan.encrypt_input`); logits are revealed to the client
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Callable, Iterator
 
 import torch
@@ -16,9 +17,11 @@ import torch.nn as nn
 
 from protocols.backend import crypten
 from protocols.fixed_point import FixedPoint
+from protocols.stationary import fix_masks
 
 from ..ops import UnsupportedOpError, function_op, method_op, module_op
 from ..rewrite import rewrite_remaining
+from ..rewrite.passes.fold_affine import fold_batch_statistics, has_batch_statistics
 from ..runtime.roles import CLIENT, OWNER
 from ..tracing import leaf_modules, trace, trace_at, traced_per_shape
 
@@ -72,7 +75,8 @@ class SecurePlan:
     One route: plain ops that run under MPC only as MPC modules (GELU, LayerNorm,
     softmax, timm's attentions) are first rewritten by the ``exact`` policy
     (:func:`~secvit.rewrite.rewrite_remaining`); then every node must be an op the table
-    (:mod:`secvit.ops`) says how to run.
+    (:mod:`secvit.ops`) says how to run. Trained ``norm.batch`` norms are folded, on a
+    copy, into the Linear layers that read them (inference statistics are fixed).
 
     Args:
         model: The plaintext model (owner) or a ``meta``-device skeleton of the same
@@ -84,6 +88,9 @@ class SecurePlan:
 
     def __init__(self, model: nn.Module):
         self.model = model.eval()
+        if has_batch_statistics(self.model):  # the owner folds them into the next Linear layers
+            self.model = copy.deepcopy(self.model)
+            fold_batch_statistics(trace(self.model))
         self.graph_module = trace(self.model)
         self._by_module: dict[str, dict[str, Any]] | None = None  # set by encrypt/emulate_weights
         self._specialised: dict[tuple[str, tuple[int, ...]], fx.GraphModule] = {}
@@ -143,24 +150,46 @@ class SecurePlan:
                     seen.add((owner, name))
                     yield owner, name, value
 
-    def encrypt_weights(self, rank: int, owner: int = OWNER) -> None:
-        """Secret-share the owner's tensors (no communication: pseudo-random zero shares).
+    def encrypt_weights(self, rank: int, owner: int = OWNER,
+                        run: Callable[[Callable[[], None]], None] = lambda step: step()) -> None:
+        """Secret-share the owner's tensors (pseudo-random zero shares, no round) and fix
+        their masks (:meth:`fix_weight_masks`, one round).
 
         Every party calls this; on parties other than ``owner`` only the shapes are used.
+        ``run`` runs the mask step: directly (TFP), or with its correlated values prepared
+        by the dealer first (:meth:`~secvit.runtime.dealer.OfflinePhase.run`).
         """
         self._load(lambda value: crypten.cryptensor(value.float() if rank == owner else torch.zeros(value.shape),
                                                     src=owner))
+        run(self.fix_weight_masks)
 
     def emulate_weights(self, fp: FixedPoint) -> None:
-        """Hold the owner's tensors as fixed-point secrets of ``fp``: the plan then runs in
-        plaintext on :class:`~protocols.fixed_point.FixedPointTensor` inputs and computes
-        what MPC computes (:func:`~secvit.secure.emulation.emulate`)."""
+        """Hold the owner's tensors as fixed-point secrets of ``fp``, their masks fixed
+        (:meth:`fix_weight_masks`, not counted in ``fp``'s cost: a forward pass's is): the
+        plan then runs in plaintext on :class:`~protocols.fixed_point.FixedPointTensor`
+        inputs and computes what MPC computes (:func:`~secvit.secure.emulation.emulate`)."""
         self._load(lambda value: fp.tensor(value.float()))
+        cost = fp.cost
+        self.fix_weight_masks()
+        fp.cost = cost
 
     def _load(self, secret: Callable[[torch.Tensor], Any]) -> None:
         self._by_module = {}
         for module, name, value in self.plaintext_secrets():
             self._by_module.setdefault(module, {})[name] = secret(value)
+
+    def fix_weight_masks(self) -> None:
+        """Mask the weights once (:mod:`protocols.stationary`, one round): every product by
+        a weight then opens only the activation."""
+        weights, seen = [], set()
+        for node in self.graph_module.graph.nodes:
+            for path, module in self._node_leaves(node) if node.op == "call_module" else ():
+                for name in module_op(module).stationary:
+                    secret = self._by_module.get(path, {}).get(name)
+                    if secret is not None and id(secret) not in seen:
+                        seen.add(id(secret))
+                        weights.append(secret)
+        fix_masks(weights)
 
     def module_secrets(self, path: str) -> dict[str, Any]:
         """The encrypted tensors of the leaf module at ``path`` by name ("" holds the
