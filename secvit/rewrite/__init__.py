@@ -72,4 +72,5 @@ def _rewritten(model: nn.Module, policy: Policy) -> tuple[fx.GraphModule, Rewrit
         gm.graph.lint()
         gm.recompile()
     report.after = op_counts(gm)
+    gm.train(model.training)  # the new modules too (a BatchNorm's forward depends on it)
     return gm, report
