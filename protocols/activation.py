@@ -1,7 +1,9 @@
 """GELU kernels and their MPC-friendly replacements.
 
 ``gelu.quad`` (MPCFormer, Li et al., ICLR 2023): 0.125 x^2 + 0.25 x + 0.5 (needs
-distillation); ``gelu.relu``: max(x, 0); ``gelu.identity`` (MPCViT+): x.
+distillation), computed as (x + 1)^2 / 8 + 0.375: one square whose truncation also
+divides by 8 (2 rounds; as written, 4: the square, its truncation and one truncation per
+public coefficient); ``gelu.relu``: max(x, 0); ``gelu.identity`` (MPCViT+): x.
 
 ``gelu.poly`` (after PUMA, Dong et al., 2023; coefficients fitted here by least squares,
 :func:`poly_pieces`): 0 for x < -4, a cubic on [-4, -1.95), a degree-6 polynomial on
@@ -205,7 +207,8 @@ def gelu_poly_reference(x: torch.Tensor) -> torch.Tensor:
 
 
 def _quad(x):
-    return x.square() * 0.125 + x * 0.25 + 0.5
+    """0.125 x^2 + 0.25 x + 0.5 = (x + 1)^2 / 8 + 0.375: one opening, one truncation."""
+    return (x + 1.0).square_div(8) + 0.375
 
 
 register(Protocol(

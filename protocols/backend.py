@@ -71,6 +71,7 @@ from crypten.communicator.distributed_communicator import DistributedCommunicato
 from crypten.config import CrypTenConfig, cfg  # noqa: E402
 from crypten.encoder import FixedPointEncoder  # noqa: E402
 from crypten.mpc.primitives.arithmetic import ArithmeticSharedTensor  # noqa: E402
+from crypten.mpc.mpc import MPCTensor  # noqa: E402
 
 RANDOMNESS_MODULES = (crypten_rng, crypten_arithmetic, crypten_binary, crypten_tfp, crypten_ttp)
 """CrypTen's modules that bind its random-tensor functions at import."""
@@ -119,6 +120,7 @@ __all__ = [
     "CPU",
     "ArithmeticSharedTensor",
     "DistributedCommunicator",
+    "MPCTensor",
     "beaver",
     "FixedPointEncoder",
     "RANDOMNESS_MODULES",

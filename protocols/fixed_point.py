@@ -200,6 +200,22 @@ class FixedPointTensor:
         self._open(costs.square(self._tensor.numel()))
         return self._product(self._tensor * self._tensor, self.integral)
 
+    def square_div(self, d: int) -> "FixedPointTensor":
+        """x^2 / d for a public integer ``d``: one opening and one truncation (by d 2^p)."""
+        self._open(costs.square(self._tensor.numel()))
+        return self._product_div(self._tensor * self._tensor, d)
+
+    def matmul_div(self, y: "FixedPointTensor", d: int) -> "FixedPointTensor":
+        """x @ y / d for a secret ``y`` and a public integer ``d``: one Beaver opening and
+        one truncation (by d 2^p)."""
+        self._open(costs.mul(self._tensor.numel(), 0 if y.fixed_mask else y._tensor.numel()))
+        return self._product_div(self._tensor @ y._tensor, d)
+
+    def _product_div(self, product: torch.Tensor, d: int) -> "FixedPointTensor":
+        if self.integral:
+            raise TypeError("a product divided in its truncation needs fixed-point factors")
+        return self._like(self.fp.truncate(product / d, product.abs() * self.fp.scale**2))
+
     def _bilinear(self, op: Any, y: Any, **kwargs: Any) -> "FixedPointTensor":
         if isinstance(y, FixedPointTensor):
             self._open(costs.mul(self._tensor.numel(), 0 if y.fixed_mask else y._tensor.numel()))

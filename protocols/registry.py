@@ -38,6 +38,9 @@ class Protocol:
         paper: Where the method comes from.
         valid_range: Input interval on which ``tolerance`` holds.
         tolerance: Max abs error of emulation vs reference on ``valid_range``.
+        divisor: For a kernel that only divides its input by a public integer of the row
+            length ``n`` (``softmax.scaling``: s / N), that integer: an attention folds
+            the division into the truncation of its logits' product (one round fewer).
     """
 
     name: str
@@ -48,6 +51,7 @@ class Protocol:
     paper: str
     valid_range: tuple[float, float]
     tolerance: float
+    divisor: Callable[[int], int] | None = None
 
     def emulate(self, x: torch.Tensor, fp: FixedPoint | None = None, **kwargs: Any) -> torch.Tensor:
         """What the secure kernel computes for ``x`` (float64), in plaintext: the kernel

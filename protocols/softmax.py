@@ -19,7 +19,8 @@ y <- y (2 - S y) (7 for N = 65, 2 rounds each) instead of an exp guess and 10 st
 ``softmax.relu`` (MPCViT's RSAttn, Zeng et al., ICCV 2023): ReLU(s) / (sum ReLU(s) + N d).
 ``softmax.2relu`` (MPCFormer, Li et al., ICLR 2023): (ReLU(s) + d) / (sum ReLU(s) + N d).
 ``softmax.2quad`` (MPCFormer): (s + c)^2 / sum (s + c)^2, c = 5.
-``softmax.scaling`` (MPCViT's ScaleAttn): s / N; no communication at all.
+``softmax.scaling`` (MPCViT's ScaleAttn): s / N: one truncation by N, folded into the
+logits' own truncation inside an attention (no round of its own).
 
 The three normalised replacements divide by the row mean m = sum / N with a reciprocal
 of r = k m for r in [0.01, 600]: the guess y0 = 0.8 / (geometric middle of r's piece),
@@ -162,7 +163,9 @@ def _quad_reference(s: torch.Tensor) -> torch.Tensor:
 
 
 def _scaling_secure(s):
-    return s * (1.0 / s.size(-1))
+    """s / N: one exact truncation by the integer N (none inside an attention, which folds
+    it into its logits' truncation: :attr:`~protocols.registry.Protocol.divisor`)."""
+    return s.div(s.size(-1))
 
 
 def _scaling_reference(s: torch.Tensor) -> torch.Tensor:
@@ -189,5 +192,5 @@ register(Protocol(
 ))
 register(Protocol(
     name="softmax.scaling", kind="softmax", secure=_scaling_secure, reference=_scaling_reference, formula="s / N",
-    paper="MPCViT ScaleAttn (Zeng et al., ICCV 2023)", valid_range=(-8.0, 8.0), tolerance=1e-4,
+    paper="MPCViT ScaleAttn (Zeng et al., ICCV 2023)", valid_range=(-8.0, 8.0), tolerance=1e-4, divisor=lambda n: n,
 ))

@@ -18,7 +18,7 @@ from typing import Any, Callable, Literal
 from ..providers import DealerProvider, FirstPartyProvider, RecordingProvider
 from ..stationary import is_stationary, stationary_product
 from ..truncation import exact_truncate, integer_divisor, local_truncate, public_integer
-from ..backend import ArithmeticSharedTensor, beaver, cfg, crypten, crypten_comm
+from ..backend import ArithmeticSharedTensor, MPCTensor, beaver, cfg, crypten, crypten_comm
 from .streams import drawn_bytes
 
 __all__ = ["DEALER", "MAX_PRECISION", "MPCSettings", "RECORDER", "configure", "dealer_provider",
@@ -176,3 +176,23 @@ def _with_fixed_masks(op: str, crypten_product: Callable[..., Any]) -> Callable[
 
 for _op in ("mul", "matmul", "conv2d"):
     setattr(beaver, _op, _with_fixed_masks(_op, getattr(beaver, _op)))
+
+
+def _divided(product: Callable[..., ArithmeticSharedTensor], doc: str) -> Callable[..., MPCTensor]:
+    """A fixed-point product whose truncation also divides by a public integer ``d`` (by
+    d 2^f at once): one truncation round, where the product and ``.div(d)`` take two."""
+
+    def method(self: MPCTensor, *args: Any) -> MPCTensor:
+        *others, d = args
+        result = self.clone()
+        share = result._tensor
+        share.share = product(share, *(y._tensor for y in others)).div_(share.encoder.scale * d).share
+        return result
+
+    method.__doc__ = doc
+    return method
+
+
+MPCTensor.square_div = _divided(beaver.square, "x^2 / d for a public integer ``d``: one opening, one truncation.")
+MPCTensor.matmul_div = _divided(beaver.matmul, "x @ y / d for a secret ``y`` and a public integer ``d``: one "
+                                               "opening, one truncation.")

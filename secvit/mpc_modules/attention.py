@@ -118,9 +118,25 @@ class MPCAttention(nn.Module):
         return f"heads={self.head_protocols}{groups}"
 
 
+def _scale_divisor(m: MPCAttention) -> int | None:
+    """1 / scale when it is an integer (head widths 64, 16, ...): the logits' truncation
+    divides by it at no cost; otherwise None (the owner folds the scale into q)."""
+    d = round(1.0 / m.scale)
+    return d if abs(1.0 / m.scale - d) < 1e-9 else None
+
+
 def _attention_prepare(m: MPCAttention) -> dict[str, torch.Tensor]:
+    """The owner's secrets; a logit scale that is not 1 / an integer is folded into q's
+    weights and bias (exact in plaintext; under MPC a product by the public scale would
+    cost a truncation)."""
     secrets = {f"{sub}.{k}": v for sub in ("qkv", "proj", "pre_norm")
                for k, v in module_op(getattr(m, sub)).prepare(getattr(m, sub)).items()}
+    q = m.num_heads * m.head_dim  # q's columns come first
+    for name in ("qkv.weight_t", "qkv.bias") if _scale_divisor(m) is None else ():
+        if name in secrets:
+            scaled = secrets[name].clone()
+            scaled[..., :q] *= m.scale
+            secrets[name] = scaled
     bias = m.logit_bias()  # the owner gathers its position biases by the public index
     return secrets | ({"logit_bias": bias.detach()} if bias is not None else {})
 
@@ -141,14 +157,19 @@ def _secure_attention(m: MPCAttention, s: dict, x, attn_mask=None, is_causal: bo
             x = op.secure(m.pre_norm, pre_norm, x)
     with region("qkv", "linear"):
         q, k, v = m.split_heads(linear_of(s, "qkv.", x), b, n)
+    groups = head_groups(m.head_protocols)
+    only = protocols.get(m.head_protocols[0]) if len(groups) == 1 else None
+    folded = only is not None and only.divisor is not None and "logit_bias" not in s
+    # the logits' truncation also divides by 1 / scale (else q came scaled) and, when the
+    # softmax is a division by a public integer, by that
+    divisor = (_scale_divisor(m) or 1) * (only.divisor(n) if folded else 1)
     with region("q@k", "matmul"):
-        logits = (q * m.scale).matmul(k.transpose(-2, -1))
+        logits = q.matmul_div(k.transpose(-2, -1), divisor) if divisor > 1 else q.matmul(k.transpose(-2, -1))
     if "logit_bias" in s:
         logits = logits + s["logit_bias"]
-    groups = head_groups(m.head_protocols)
-    if len(groups) == 1:
-        with region(m.head_protocols[0], "softmax", m.head_protocols[0]):
-            attn = protocols.get(m.head_protocols[0]).secure(logits)
+    if only is not None:
+        with region(only.name, "softmax", only.name):
+            attn = logits if folded else only.secure(logits)
     else:  # one batched op per protocol, then the heads back in their order (public permutation)
         order = [h for heads in groups.values() for h in heads]
         parts = []
