@@ -4,6 +4,7 @@ Results: ``benchmarks/results/demo.json`` (``secvit demo --json``),
 ``benchmarks/results/secure_forward.json`` (pytest-benchmark ``--benchmark-json``) and
 ``benchmarks/results/check_*.json`` and ``mpc2000_*.json`` (``secvit check --json``),
 ``benchmarks/results/dealer.json`` (``benchmarks/test_dealer.py``),
+``benchmarks/results/targets_dealer.json`` and ``scale.json`` ([4 of 7]'s targets and scale),
 ``benchmarks/results/compare_*.json`` (``secvit compare --json``),
 ``benchmarks/results/profile_*.json`` and ``netem_*.json`` (``secvit profile [--netem] --json``) and
 ``benchmarks/results/protocols.json`` and ``model_policies.json`` (their benchmark suites), into
@@ -296,6 +297,43 @@ def render_compression() -> str:
     return "\n\n".join(parts) or "_No results yet: run `make compression`._"
 
 
+def targets_table(path: Path) -> str:
+    """``benchmarks/test_secure_forward.py -k targets``: [4 of 7]'s targets, dealer online."""
+    runs = [r["extra_info"]["runs"] for r in json.loads(path.read_text())["benchmarks"]
+            if "runs" in r.get("extra_info", {})]
+    if not runs:
+        return ""
+    rows = ["[4 of 7]'s targets: the shipped checkpoints' online phase with the dealer against the hand-written "
+            "CrypTen exact forward, in one run (`vit_lite_7_4_32`, batch 1, loopback, 2 cores; per party):", "",
+            "| forward | seconds | speed-up | MB | rounds | targets (speed-up, MB, rounds) | met |",
+            "|---|---:|---:|---:|---:|---|---|"]
+    for label, r in runs[0].items():
+        t = r.get("targets")
+        met = (", ".join(k for k, ok in r["met"].items() if ok) or "none") if t else "-"
+        target = f"{t['speedup']:.0f}x, {t['bytes'] / 1e6:.0f}, {t['rounds']}" if t else "-"
+        speedup = f"{r['speedup']:.2f}x" if "speedup" in r else "1x"
+        rows.append(f"| {label} | {r['seconds']:.2f} | {speedup} | {r['bytes'] / 1e6:.1f} | {r['rounds']:,} | "
+                    f"{target} | {met} |")
+    return "\n".join(rows)
+
+
+def scale_table(path: Path) -> str:
+    """``benchmarks/test_scale.py``: timm's ViTs at 224 x 224."""
+    runs = [r["extra_info"] for r in json.loads(path.read_text())["benchmarks"] if "model" in r.get("extra_info", {})]
+    if not runs:
+        return ""
+    rows = ["Scale: timm's ViTs at 224 x 224 through the secure plan (random weights, batch 1, 2 parties, TFP, "
+            "loopback, 2 cores; per party; `benchmarks/test_scale.py`; target for exact `vit_base_patch16_224`: "
+            "30 s, 4 GB):", "",
+            "| model | policy | seconds | GB | rounds | weights masked at load (GB) | peak memory (GiB) | "
+            "max abs logit error |",
+            "|---|---|---:|---:|---:|---:|---:|---:|"]
+    rows += [f"| `{i['model']}` | {i['policy']} | {i['seconds']:.1f} | {i['bytes'] / 1e9:.2f} | {i['rounds']:,} | "
+             f"{i['weight_masks']['bytes'] / 1e9:.2f} | {max(i['peak_rss_gib']):.2f} | {i['max_abs_logit_error']:.2e} |"
+             for i in runs]
+    return "\n".join(rows)
+
+
 def render() -> str:
     parts = []
     if (RESULTS / "demo.json").exists():
@@ -307,6 +345,10 @@ def render() -> str:
     parts += [table.render() for table in REPORT_TABLES]
     if (RESULTS / "dealer.json").exists():
         parts.append(dealer_table(RESULTS / "dealer.json"))
+    if (RESULTS / "targets_dealer.json").exists():
+        parts.append(targets_table(RESULTS / "targets_dealer.json"))
+    if (RESULTS / "scale.json").exists():
+        parts.append(scale_table(RESULTS / "scale.json"))
     if (RESULTS / "secure_forward.json").exists():
         parts.append(throughput_table(RESULTS / "secure_forward.json"))
         parts.append(overhead_line(RESULTS / "secure_forward.json"))
