@@ -173,3 +173,17 @@ def test_online_requests_must_match_the_prepared_ones():
     finally:
         provider.stream = saved
         provider.begin(None, None)
+        provider.end()
+
+
+def test_a_request_outside_a_prepared_step_is_refused():
+    """Drawing from the stream for a step the dealer never saw would put the parties out of
+    step with it: every later correlation would be wrong, silently."""
+    provider = backend.dealer_provider()
+    saved = provider.stream
+    provider.stream = KeyedStream(new_key())
+    try:
+        with pytest.raises(PreprocessingError, match="outside a prepared step"):
+            provider.fixed_mask((4, 5), 0)
+    finally:
+        provider.stream = saved
