@@ -24,11 +24,12 @@ from .distill.distillers import (Batch, Distiller, LogitDistiller, MPCFormerDist
 from .distill.losses import METHODS
 from .distill.sparse import LogitCache
 from .models import create_model
+from .mpc_modules import MPCNorm
 from .errors import UsageError
 
 TEACHER_METHODS = ("kd", "nkd", "mpcformer")
 
-__all__ = ["TEACHER_METHODS", "TrainConfig", "evaluate", "fit", "save_evaluated", "train"]
+__all__ = ["TEACHER_METHODS", "TrainConfig", "evaluate", "fit", "recalibrate_batch_statistics", "save_evaluated", "train"]
 
 
 @dataclass
@@ -169,6 +170,30 @@ def fit(model: nn.Module, data: Dataset, norm: Normalization, cfg: TrainConfig) 
             progress.update(task, status=f"epoch {epoch + 1}/{cfg.epochs} test acc {acc:.4f}")
             if not progress.console.is_terminal:
                 progress.console.print(f"epoch {epoch + 1}/{cfg.epochs}: loss {loss.item():.4f}, test accuracy {acc:.4f}")
+    if recalibrate_batch_statistics(model, norm.apply(data.x_train), cfg.batch_size):
+        acc = evaluate(model, x_test, data.y_test)
+        print(f"batch statistics recalibrated on the training images: test accuracy {acc:.4f}")
+
+
+@torch.no_grad()
+def recalibrate_batch_statistics(model: nn.Module, x: torch.Tensor, batch_size: int) -> bool:
+    """Replace the running statistics of ``model``'s ``norm.batch`` norms by their average
+    over ``x`` (batches in order, no augmentation, the weights fixed): each norm sees the
+    batch statistics it trained with, and its estimate is the mean over every batch instead
+    of an exponential average that lags the last steps' weights (PreciseBN: Wu and
+    Johnson, "Rethinking 'Batch' in BatchNorm", 2021). Returns whether there were any."""
+    norms = [m for m in model.modules() if isinstance(m, MPCNorm) and m.running_mean is not None]
+    if not norms:
+        return False
+    model.train()
+    for k, start in enumerate(range(0, len(x), batch_size)):
+        for m in norms:
+            m.momentum = 1.0 / (k + 1)  # the running statistics become the mean over batches 0..k
+        model(x[start : start + batch_size])
+    for m in norms:
+        m.momentum = 0.1
+    model.eval()
+    return True
 
 
 def train(cfg: TrainConfig, out: str | Path) -> dict:

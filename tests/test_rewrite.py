@@ -175,3 +175,18 @@ def test_secure_plan_folds_trained_batch_norms_into_the_next_linear_layers():
     assert costs["layer"] - costs["batch"] == 2 * 2 * 34 + 34 - 2
     assert model.get_submodule("blocks.0.norm1").running_mean is not None  # the caller's model is untouched
     assert (secure_logits(model, x) - model(x)).abs().max() < 0.05
+
+
+def test_recalibrated_batch_statistics_are_the_average_over_batches():
+    from secvit.train import recalibrate_batch_statistics
+
+    model = _trained_batch_norm_model()
+    norm = model.get_submodule("blocks.0.norm1")
+    seen = []
+    handle = norm.register_forward_pre_hook(lambda m, args: seen.append(args[0].reshape(-1, args[0].shape[-1])))
+    assert recalibrate_batch_statistics(model, torch.randn(24, 3, 32, 32), batch_size=8)
+    handle.remove()
+    assert len(seen) == 3 and not model.training and norm.momentum == 0.1
+    assert torch.allclose(norm.running_mean, torch.stack([s.mean(0) for s in seen]).mean(0), atol=1e-5)
+    assert torch.allclose(norm.running_var, torch.stack([s.var(0) for s in seen]).mean(0), atol=1e-4)
+    assert not recalibrate_batch_statistics(_model(), torch.randn(8, 3, 32, 32), batch_size=8)

@@ -37,10 +37,12 @@ class MPCNorm(nn.Module):
         channels = norm.normalized_shape[0]
         self.register_buffer("running_mean", torch.zeros(channels) if protocol == "norm.batch" else None)
         self.register_buffer("running_var", torch.ones(channels) if protocol == "norm.batch" else None)
+        self.momentum = 0.1  # of the running statistics (norm.batch in training mode)
 
     def _normalise_last(self, x: torch.Tensor) -> torch.Tensor:
         stats = {} if self.running_mean is None else {
-            "running_mean": self.running_mean, "running_var": self.running_var, "training": self.training}
+            "running_mean": self.running_mean, "running_var": self.running_var, "training": self.training,
+            "momentum": self.momentum}
         return protocols.get(self.protocol).reference(x, self.weight, self.bias, eps=self.eps, **stats)
 
     def inference_affine(self) -> dict[str, torch.Tensor]:
