@@ -28,6 +28,11 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
 
+def _infos(path: Path, key: str) -> list[dict]:
+    """The ``extra_info`` of each run in a pytest-benchmark JSON that records ``key``."""
+    return [r["extra_info"] for r in json.loads(path.read_text())["benchmarks"] if key in r.get("extra_info", {})]
+
+
 def demo_table(path: Path) -> str:
     d = json.loads(path.read_text())
     agree = round(d["agreement"] * d["images"])
@@ -64,7 +69,7 @@ def forward_table(path: Path) -> str:
 
 
 def policy_table(path: Path) -> str:
-    runs = [r["extra_info"] for r in json.loads(path.read_text())["benchmarks"] if "policy" in r.get("extra_info", {})]
+    runs = _infos(path, "policy")
     rows = ["Secure forward of `vit_lite_7_4_32` rewritten by each policy, batch 1 (per party; cost only):", "",
             "| policy | seconds | MB | rounds |", "|---|---:|---:|---:|"]
     rows += [f"| {i['policy']} | {i['seconds']:.2f} | {i['bytes'] / 1e6:.1f} | {i['rounds']} |" for i in runs]
@@ -72,7 +77,7 @@ def policy_table(path: Path) -> str:
 
 
 def throughput_table(path: Path) -> str:
-    runs = [r["extra_info"] for r in json.loads(path.read_text())["benchmarks"] if "batch" in r.get("extra_info", {})]
+    runs = _infos(path, "batch")
     rows = ["Batches: B images in one encrypted forward pass of `vit_lite_7_4_32` (exact; per party):", "",
             "| B | seconds | images / s | rounds | MB / image |", "|---:|---:|---:|---:|---:|"]
     rows += [f"| {i['batch']} | {i['seconds']:.2f} | {i['images_per_second']:.2f} | {i['rounds']} | "
@@ -81,7 +86,7 @@ def throughput_table(path: Path) -> str:
 
 
 def channels_line(path: Path) -> str:
-    runs = [r["extra_info"] for r in json.loads(path.read_text())["benchmarks"] if "tls_seconds" in r.get("extra_info", {})]
+    runs = _infos(path, "tls_seconds")
     return "".join(f"The same engine forward on secvit's TLS channels against CrypTen's gloo communicator (with the same "
                    f"one-message openings), loopback, alternating in one run, best of 3 each: {i['tls_seconds']:.2f} s "
                    f"against {i['gloo_seconds']:.2f} s ({i['ratio']:.2f}x; {i['rounds']} rounds and "
@@ -89,7 +94,7 @@ def channels_line(path: Path) -> str:
 
 
 def overhead_line(path: Path) -> str:
-    runs = [r["extra_info"] for r in json.loads(path.read_text())["benchmarks"] if "overhead" in r.get("extra_info", {})]
+    runs = _infos(path, "overhead")
     return "".join(f"Profiler overhead on that forward: {i['overhead']:+.1%} ({i['plain_seconds']:.2f} s without, "
                    f"{i['profiled_seconds']:.2f} s with; best of 3 each, alternating"
                    f"{'; below the run-to-run noise' if i['overhead'] < 0.01 else ''})." for i in runs)
@@ -232,7 +237,7 @@ REPORT_TABLES = (
 
 def dealer_table(path: Path) -> str:
     """``benchmarks/test_dealer.py``: online/offline with the dealer against party 0 dealing."""
-    runs = [r["extra_info"] for r in json.loads(path.read_text())["benchmarks"] if "batch" in r.get("extra_info", {})]
+    runs = _infos(path, "batch")
     if not runs:
         return ""
     rows = ["The dealer's offline/online split against party 0 dealing (`benchmarks/test_dealer.py`: real party "
@@ -248,7 +253,7 @@ def dealer_table(path: Path) -> str:
             rows.append(f"| {i['model']} | {i['batch']} | {mode} | {m['seconds']:.2f} | {m['rounds']:.0f} | "
                         f"{m['MB']:.1f} | {m['offline_seconds']:.2f} | {m['offline_MB']:.1f} | {m['random_MB']:.0f} | "
                         f"{ratio} |")
-    streams = [r["extra_info"] for r in json.loads(path.read_text())["benchmarks"] if "aes_GB_per_s" in r.get("extra_info", {})]
+    streams = _infos(path, "aes_GB_per_s")
     for i in streams:
         rows += ["", f"Randomness: AES-128-CTR keystream {i['aes_GB_per_s']:.2f} GB/s against CrypTen's "
                      f"`torch.randint` on MT19937 {i['mt19937_GB_per_s']:.2f} GB/s (8 M ring elements, one core); "
@@ -299,8 +304,7 @@ def render_compression() -> str:
 
 def targets_table(path: Path) -> str:
     """``benchmarks/test_secure_forward.py -k targets``: [4 of 7]'s targets, dealer online."""
-    runs = [r["extra_info"]["runs"] for r in json.loads(path.read_text())["benchmarks"]
-            if "runs" in r.get("extra_info", {})]
+    runs = [info["runs"] for info in _infos(path, "runs")]
     if not runs:
         return ""
     rows = ["[4 of 7]'s targets: the shipped checkpoints' online phase with the dealer against the hand-written "
@@ -319,7 +323,7 @@ def targets_table(path: Path) -> str:
 
 def scale_table(path: Path) -> str:
     """``benchmarks/test_scale.py``: timm's ViTs at 224 x 224."""
-    runs = [r["extra_info"] for r in json.loads(path.read_text())["benchmarks"] if "model" in r.get("extra_info", {})]
+    runs = _infos(path, "model")
     if not runs:
         return ""
     rows = ["Scale: timm's ViTs at 224 x 224 through the secure plan (random weights, batch 1, 2 parties, TFP, "

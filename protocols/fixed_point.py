@@ -162,6 +162,11 @@ class FixedPointTensor:
     def _open(self, cost: costs.Cost) -> None:
         self.fp.cost += cost
 
+    def _open_product(self, y: "FixedPointTensor") -> None:
+        """A Beaver product's opening: both operands, or only this one when ``y`` is a
+        weight with a fixed mask."""
+        self._open(costs.mul(self._tensor.numel(), 0 if y.fixed_mask else y._tensor.numel()))
+
     # ---- primitives ------------------------------------------------------------------
 
     def add(self, y: Any) -> "FixedPointTensor":
@@ -208,7 +213,7 @@ class FixedPointTensor:
     def matmul_div(self, y: "FixedPointTensor", d: int) -> "FixedPointTensor":
         """x @ y / d for a secret ``y`` and a public integer ``d``: one Beaver opening and
         one truncation (by d 2^p)."""
-        self._open(costs.mul(self._tensor.numel(), 0 if y.fixed_mask else y._tensor.numel()))
+        self._open_product(y)
         return self._product_div(self._tensor @ y._tensor, d)
 
     def _product_div(self, product: torch.Tensor, d: int) -> "FixedPointTensor":
@@ -218,7 +223,7 @@ class FixedPointTensor:
 
     def _bilinear(self, op: Any, y: Any, **kwargs: Any) -> "FixedPointTensor":
         if isinstance(y, FixedPointTensor):
-            self._open(costs.mul(self._tensor.numel(), 0 if y.fixed_mask else y._tensor.numel()))
+            self._open_product(y)
             return self._product(op(self._tensor, y._tensor, **kwargs), y.integral)
         return self._product(op(self._tensor, self._encode(y), **kwargs), self.integral)
 

@@ -36,12 +36,13 @@ _NEXT_ID = [0]  # ids of this process's fixed masks; a dry run reads them withou
 
 @dataclass
 class FixedMask:
-    """This party's view of one weight's fixed mask: its id (the provider's), its share
-    of ``B``, and the public ``F = W - B``."""
+    """This party's view of one weight's fixed mask: its id (the provider's), the public
+    ``F = W - B``, and what the opened ``E`` multiplies: its share of ``B``, plus ``F`` on
+    party 0 (``E (*) [B] + E (*) F`` in one product)."""
 
     mask_id: int
-    b: torch.Tensor
     f: torch.Tensor
+    e_factor: torch.Tensor
 
 
 def is_stationary(y: Any) -> bool:
@@ -71,9 +72,9 @@ def fix_masks(weights: Sequence[Any]) -> None:
     opened = crypten_comm.get().all_reduce(flat)
     offset = 0
     for s, b, i in zip(shares, masks, ids):
-        n = b.numel()
-        s.fixed_mask = FixedMask(i, b, opened[offset : offset + n].view(b.shape))
-        offset += n
+        f = opened[offset : offset + b.numel()].view(b.shape)
+        s.fixed_mask = FixedMask(i, f, b + f if s.rank == 0 else b)
+        offset += b.numel()
 
 
 def stationary_product(op: str, x: Any, y: Any, **kwargs: Any) -> Any:
@@ -85,7 +86,5 @@ def stationary_product(op: str, x: Any, y: Any, **kwargs: Any) -> Any:
     a, c = crypten.mpc.get_default_provider().stationary_triple(x.size(), y.size(), op, mask.mask_id, **kwargs)
     e = crypten_comm.get().all_reduce(x.share - a)
     fn = getattr(torch, op)
-    z = c + fn(e, mask.b, **kwargs) + fn(a, mask.f, **kwargs)
-    if x.rank == 0:
-        z = z + fn(e, mask.f, **kwargs)
-    return ArithmeticSharedTensor.from_shares(z, precision=0)
+    return ArithmeticSharedTensor.from_shares(c + fn(e, mask.e_factor, **kwargs) + fn(a, mask.f, **kwargs),
+                                              precision=0)

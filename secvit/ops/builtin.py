@@ -17,6 +17,7 @@ from timm.models.tiny_vit import Attention as TinyVitAttention
 from timm.models.tiny_vit import TinyVitBlock
 
 from protocols.fixed_point import cat
+from protocols.norm import folded_batch_norm
 
 from .table import UnsupportedOpError, own_tensors, register_function, register_method, register_module
 
@@ -58,11 +59,8 @@ def _conv2d(m: nn.Conv2d, s: dict, x):
 
 def _batch_norm_prepare(m: nn.BatchNorm2d) -> dict[str, torch.Tensor]:
     # Eval-mode BatchNorm is a per-channel affine map: the owner folds it in plaintext.
-    scale = (m.running_var + m.eps).rsqrt()
-    shift = -m.running_mean * scale
-    if m.affine:
-        scale, shift = scale * m.weight.detach(), shift * m.weight.detach() + m.bias.detach()
-    return {"scale": scale, "shift": shift}
+    scale, shift = folded_batch_norm(m.weight, m.bias, m.running_mean, m.running_var, m.eps)
+    return {"scale": scale.detach(), "shift": shift.detach()}
 
 
 @register_module(nn.BatchNorm2d, kind="norm", prepare=_batch_norm_prepare)

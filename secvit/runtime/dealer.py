@@ -93,13 +93,13 @@ class OfflinePhase:
         if self.rank != OWNER:
             provider.begin(None, None)
         else:
-            if key is None or key not in self._tables:
+            requests = self._tables.get(key) if key is not None else None
+            if requests is None:
                 with backend.dry_run() as recorded:
                     dry_run()
                 requests = list(recorded)
                 if key is not None:
                     self._tables[key] = requests
-            requests = self._tables[key] if key is not None else requests
             self.bytes += backend.send_message("prepare", encode(requests), backend.dealer_rank())
             expected = sum(correction_numel(r) for r in requests)
             _, corrections = backend.recv_message(backend.dealer_rank(), expected)
