@@ -27,18 +27,18 @@ them by coefficients as small as 1e-6 that 16-bit fixed point rounds to zero.
 Valid range: |x| <= 2.5 for 8 terms (GELU error < 8e-3); the series diverges beyond
 (70 at x = 4), and trained ViTs feed GELU values up to 8 and more. Kept as the
 paper baseline ("gelu.erf"); exact GELU ("gelu.exact", reference ``F.gelu``) runs
-``gelu_tail`` under MPC.
+``gelu_fourier`` under MPC.
 
-``gelu_tail`` (ours): GELU(x) = ReLU(x) - phi(|x|), phi(a) = a erfc(a / sqrt(2)) / 2, an
-even Gaussian tail, written phi(a) = E(a) * P(a / A) with E(a) = (1 - a^2/512)^256 (what
-CrypTen's exp computes for exp(-a^2/2)) and P a degree-6 polynomial fitted by weighted
-least squares on a in [0, A], A = 4 (:func:`tail_coefficients`). One comparison (the
-ReLU, which also gives |x| = 2 ReLU(x) - x), one product for ReLU(x) and x^2 together,
-one public product for |x| / A and -x^2 / 512 together, 8 squarings for E that carry
-the power tree of |x| / A along (its 3 levels in the same products), and one product:
-18 openings and 12 truncations (30 rounds with exact truncation, 39 before the
-independent products were merged) against 36 openings for CrypTen's erf-based GELU.
-Valid range: |x| <= 22 (beyond, 1 - a^2/512 < 0); error < 2e-3 there.
+``gelu_fourier`` (after SHAFT, Kei and Chow, NDSS 2025): GELU(x) = x Phi(x) with
+Phi(x) = 1/2 + sum_k b_k sin(2 pi k x / 64) over the odd harmonics k = 1, 3, ..., 39
+(:func:`gelu_series`, least squares weighted by |x| on [-26, 26]): Phi - 1/2 is odd and
+saturates by |x| = 5, so its odd extension symmetric about 16 (what odd sine harmonics of
+period 64 describe) follows it up to |x| = 27. Evaluated with the dealer's trigonometric
+masks (:mod:`protocols.periodic`): one opening of the masked input, the product by x
+local, one exact truncation: 2 rounds and 32 bytes per element, where ReLU minus a
+Gaussian tail took 30 rounds and 1,232 bytes. Error: the fit's 4e-5 plus the
+encodings' (20 harmonics at 2^-22 and 2^-18: below 1e-4 |x|) and the truncation's unit.
+Valid range: |x| <= 26 (beyond, the series wraps with its period).
 """
 
 from __future__ import annotations
@@ -49,27 +49,27 @@ import math
 import numpy as np
 import torch
 
-from .fixed_point import cat, on_grid, stack
+from .fixed_point import cat, stack
+from .periodic import FourierSeries, fit_series
 from .registry import Protocol, register
 
 __all__ = [
     "ERF_TERMS",
-    "TAIL_DEGREE",
-    "TAIL_RANGE",
+    "GELU_RANGE",
     "erf_series_coefficients",
     "gelu_erf_reference",
     "gelu_erf_secure",
-    "gelu_tail_reference",
-    "gelu_tail_secure",
+    "gelu_fourier_reference",
+    "gelu_fourier_secure",
+    "gelu_series",
     "poly_pieces",
-    "tail_coefficients",
 ]
 
 ERF_TERMS = 8
 ERF_RANGE = 1.77  # |z| = |x| / sqrt(2) up to which the 8-term series holds
-TAIL_DEGREE = 6
-TAIL_RANGE = 4.0
-TAIL_SQUARINGS = 8  # E(a) = (1 - a^2/512)^256
+GELU_PERIOD_BITS = 6  # period 64
+GELU_HARMONICS = 20
+GELU_RANGE = 26.0
 _SQRT2 = math.sqrt(2.0)
 
 
@@ -115,52 +115,23 @@ def gelu_erf_reference(x: torch.Tensor, terms: int | None = None) -> torch.Tenso
     return x * (1 + z * series) / 2
 
 
-def _exp_neg_half_square(a: np.ndarray) -> np.ndarray:
-    """What CrypTen's exp (8 squarings) returns for exp(-a^2 / 2)."""
-    return (1.0 - a**2 / 512.0) ** 256
-
-
 @functools.lru_cache(maxsize=None)
-def tail_coefficients(degree: int = TAIL_DEGREE, bound: float = TAIL_RANGE) -> tuple[float, ...]:
-    """Coefficients p_0..p_degree of P(w), phi(a) ~ E(a) P(a / bound), weighted least squares."""
-    a = np.linspace(0.0, bound, 4001)
-    phi = a * np.array([math.erfc(v / _SQRT2) for v in a]) / 2
-    weight = _exp_neg_half_square(a)
-    basis = np.vander(a / bound, degree + 1, increasing=True) * weight[:, None]
-    coeffs, *_ = np.linalg.lstsq(basis, phi, rcond=None)
-    return tuple(float(c) for c in coeffs)
+def gelu_series() -> FourierSeries:
+    """Phi(x) as odd sine harmonics 1..39 of period 64, fitted on [-26, 26]; the kernel
+    multiplies by x (see the module docstring)."""
+    ndtr = lambda v: torch.special.ndtr(torch.from_numpy(v)).numpy()  # noqa: E731
+    return fit_series(ndtr, -GELU_RANGE, GELU_RANGE, GELU_PERIOD_BITS, GELU_HARMONICS, step=2, terms=("sin",),
+                      constant=0.5, times_x=True, weight=lambda v: np.maximum(np.abs(v), 0.5))
 
 
-def gelu_tail_secure(x, degree: int = TAIL_DEGREE):
-    """Exact-GELU of a CrypTensor as ReLU(x) minus a Gaussian tail (see module docstring)."""
-    ones = [1] * x.dim()
-    relu, square = (stack([on_grid(x.ge(0)), x]) * x).unbind(0)  # ReLU(x) and x^2: one product
-    scales = torch.tensor([1.0 / TAIL_RANGE, -1.0 / 2**TAIL_SQUARINGS / 2]).view(2, *ones)
-    w, z = (stack([relu * 2 - x, square]) * scales).unbind(0)  # |x| / A and -x^2 / 512: one truncation
-    gauss, powers = _squarings_with_powers(z + 1.0, w, degree, TAIL_SQUARINGS)
-    return relu - gauss * _poly(powers, list(tail_coefficients(degree)))
+def gelu_fourier_secure(x):
+    """GELU of a CrypTensor as x Phi(x), Phi by its Fourier series (see the module docstring)."""
+    return x.fourier(gelu_series())
 
 
-def _squarings_with_powers(base, u, terms: int, squarings: int):
-    """base^(2^squarings) and the stack [u, ..., u^terms]: each level of the power tree
-    rides along one squaring in the same product (one round for both)."""
-    powers = u.unsqueeze(0)
-    for _ in range(squarings):
-        need = min(powers.size(0), terms - powers.size(0))
-        if need <= 0:
-            base = base.square()
-            continue
-        last = powers[powers.size(0) - 1].unsqueeze(0).expand(need, *u.size())
-        both = cat([base.unsqueeze(0), powers[:need]]) * cat([base.unsqueeze(0), last])
-        base, powers = both[0], cat([powers, both[1:]])
-    return base, powers
-
-
-def gelu_tail_reference(x: torch.Tensor, degree: int = TAIL_DEGREE) -> torch.Tensor:
-    """Plaintext twin of :func:`gelu_tail_secure` (same E and P; float arithmetic)."""
-    a = x.abs().double()
-    p = sum(c * (a / TAIL_RANGE) ** n for n, c in enumerate(tail_coefficients(degree)))
-    return (torch.relu(x).double() - (1 - a**2 / 512) ** 256 * p).to(x.dtype)
+def gelu_fourier_reference(x: torch.Tensor) -> torch.Tensor:
+    """Plaintext twin of :func:`gelu_fourier_secure`: x times the fitted series."""
+    return gelu_series().reference(x).to(x.dtype)
 
 
 # ---- gelu.poly ------------------------------------------------------------------------
@@ -218,9 +189,9 @@ register(Protocol(
     valid_range=(-2.5, 2.5), tolerance=1e-3,
 ))
 register(Protocol(
-    name="gelu.exact", kind="activation", secure=gelu_tail_secure, reference=torch.nn.functional.gelu,
-    formula="x Phi(x); secure: ReLU(x) - exp(-x^2/2) P(|x| / 4)", paper="secvit (this project)",
-    valid_range=(-22.0, 22.0), tolerance=2e-3,
+    name="gelu.exact", kind="activation", secure=gelu_fourier_secure, reference=torch.nn.functional.gelu,
+    formula="x Phi(x); secure: Phi by 20 odd sine harmonics of period 64, trigonometric masks",
+    paper="SHAFT (Kei and Chow, NDSS 2025)", valid_range=(-GELU_RANGE, GELU_RANGE), tolerance=1e-3,
 ))
 register(Protocol(
     name="gelu.poly", kind="activation", secure=gelu_poly_secure, reference=gelu_poly_reference,

@@ -36,9 +36,11 @@ import torch
 import torch.nn.functional as F
 
 from . import costs
+from .periodic import FourierSeries
 from .truncation import integer_divisor, local_failure_rate, public_integer, valid_magnitude
 
-__all__ = ["FixedPoint", "FixedPointTensor", "TruncationStats", "cat", "on_grid", "stack"]
+__all__ = ["FixedPoint", "FixedPointTensor", "TruncationStats", "cat", "from_units", "precision_bits",
+           "stack"]
 
 
 @dataclass
@@ -216,6 +218,16 @@ class FixedPointTensor:
         self._open_product(y)
         return self._product_div(self._tensor @ y._tensor, d)
 
+    def fourier(self, series: "FourierSeries") -> "FixedPointTensor":
+        """``f(x)`` (or ``x f(x)``) of a Fourier series (:mod:`.periodic`): one opening and
+        one exact truncation of the sum at 2^(q + s) times its scale."""
+        if self.integral:
+            raise TypeError("a Fourier series reads a fixed-point value")
+        self._open(costs.Cost(1, costs.OPEN_BYTES * self._tensor.numel()))
+        value = series.reference(self._tensor)
+        ring_abs = value.abs() * self.fp.scale * series.divisor(round(math.log2(self.fp.scale)))
+        return self._like(self.fp.truncate(value, ring_abs), False)
+
     def _product_div(self, product: torch.Tensor, d: int) -> "FixedPointTensor":
         if self.integral:
             raise TypeError("a product divided in its truncation needs fixed-point factors")
@@ -266,16 +278,22 @@ def _attach_crypten_functions() -> None:
 _attach_crypten_functions()
 
 
-def on_grid(bits: Any) -> Any:
-    """A comparison's bits (scale 1) as the fixed-point values 0 and 1: their shares times
-    2^p, exact and local. Public non-integral factors then multiply them correctly."""
-    if isinstance(bits, FixedPointTensor):
-        return bits._like(bits._tensor, False)
+def from_units(units: Any) -> Any:
+    """An integral secret counting units of 2^-p as the fixed-point value it stands for:
+    the shares unchanged (local)."""
+    if isinstance(units, FixedPointTensor):
+        return units._like(units._tensor / units.fp.scale, False)
     from .backend import FixedPointEncoder
 
-    result = bits.clone()
-    result._tensor.encode_(FixedPointEncoder())
+    result = units.clone()
+    result._tensor.encoder = FixedPointEncoder()
     return result
+
+
+def precision_bits(x: Any) -> int:
+    """The fractional bits ``p`` of a fixed-point secret's arithmetic."""
+    scale = x.fp.scale if isinstance(x, FixedPointTensor) else x._tensor.encoder.scale
+    return round(math.log2(scale))
 
 
 def cat(tensors: Sequence[Any], dim: int = 0) -> Any:

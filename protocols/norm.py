@@ -54,8 +54,8 @@ from __future__ import annotations
 
 import torch
 
-from .fixed_point import stack
-from .range_guess import geometric_pieces, piecewise_constant
+from .fixed_point import from_units, precision_bits, stack
+from .range_guess import geometric_pieces, piece_bits, select_units
 from .registry import Protocol, register
 
 __all__ = ["LN_ITERS", "LN_VAR_SCALE", "batch_norm_reference", "folded_batch_norm", "inv_sqrt_goldschmidt",
@@ -65,6 +65,7 @@ LN_ITERS = 3
 LN_VAR_SCALE = 3.2
 V_MIN, V_MAX = 0.0028, 384.0  # the range of v = k (var + eps) the inverse square root covers
 GUESS_KNOTS, _MIDDLES = geometric_pieces(V_MIN, V_MAX, ratio=2.0)  # pieces of ratio 2 in v
+SLOPE_EXTRA_BITS = 8  # g0's slope y0 scale / c is as small as 2e-4: 8 more bits than p
 
 
 def layer_norm_secure(
@@ -74,8 +75,7 @@ def layer_norm_secure(
     n = x.size(-1)
     centered = x - x.mean(-1, keepdim=True)
     sum_sq = centered.square().sum(-1, keepdim=True)
-    y = inv_sqrt_goldschmidt(sum_sq, var_scale / n, eps * var_scale, iters) * var_scale**0.5
-    y = centered * y
+    y = centered * inv_sqrt_goldschmidt(sum_sq, var_scale / n, eps * var_scale, iters, var_scale**0.5)
     if weight is not None:
         y = y * weight
     if bias is not None:
@@ -83,18 +83,24 @@ def layer_norm_secure(
     return y
 
 
-def inv_sqrt_goldschmidt(s, scale: float, shift: float = 0.0, iters: int = LN_ITERS):
-    """1/sqrt(v) for v = s * scale + shift (s a positive CrypTensor, scale and shift public)."""
-    v = s * scale + shift
+def inv_sqrt_goldschmidt(s, scale: float, shift: float = 0.0, iters: int = LN_ITERS, out_scale: float = 1.0):
+    """``out_scale / sqrt(v)`` for v = s * scale + shift (s a positive CrypTensor, scale and
+    shift public): the guess's piece from s against the knots mapped back through the
+    scale, and g0 = v y0 / c, h0 = c y0 / 2 with c = 2 out_scale (h converges to
+    c / (2 sqrt v)) straight from the selected levels."""
+    c = 2.0 * out_scale
     guess = _MIDDLES**-0.5
-    y, y_shift = piecewise_constant(v, GUESS_KNOTS, torch.stack([guess, guess * shift])).unbind(0)
-    g, h = (s * y) * scale + y_shift, y * 0.5
+    bits = piece_bits(s, tuple((k - shift) / scale for k in GUESS_KNOTS))
+    p = precision_bits(s)
+    slope = select_units(bits, (guess * scale / c).unsqueeze(0), p + SLOPE_EXTRA_BITS, s.size())[0]
+    intercept, h = from_units(select_units(bits, torch.stack([guess * shift / c, guess * c / 2]), p, s.size())).unbind(0)
+    g = (s * slope).div(2 ** (p + SLOPE_EXTRA_BITS)) + intercept
     for _ in range(iters):
         r = 0.5 - g * h
         gh = stack([g, h])
         gh = gh + gh * r
         g, h = gh[0], gh[1]
-    return h * 2.0
+    return h
 
 
 def layer_norm_reference(x: torch.Tensor, weight=None, bias=None, eps: float = 1e-5, **_) -> torch.Tensor:

@@ -29,6 +29,7 @@ from typing import Callable, Iterator, Sequence
 
 import torch
 
+from .periodic import MAX_HARMONICS, trig_values
 from .randomness import KeyedStream
 
 __all__ = [
@@ -61,7 +62,7 @@ class RequestError(ValueError):
 
 # kind -> (code, corrections per output element group). Codes are the wire format.
 KINDS = {"mul": 1, "matmul": 2, "conv2d": 3, "square": 4, "binary": 5, "b2a": 6, "trunc": 7, "mask": 8,
-         "smul": 9, "smatmul": 10, "sconv2d": 11}
+         "smul": 9, "smatmul": 10, "sconv2d": 11, "trig": 12}
 _NAMES = {code: name for name, code in KINDS.items()}
 _TRIPLES = ("mul", "matmul", "conv2d")
 _STATIONARY = ("smul", "smatmul", "sconv2d")  # triples for a fixed mask: fresh a, c = a (*) B
@@ -76,7 +77,9 @@ class Request:
         size0: First operand's shape (triples), or the value's shape.
         size1: Second operand's shape (triples, binary triples); empty otherwise.
         args: conv2d's stride, padding, dilation (2 each) and groups; for ``trunc`` the
-            public divisor in ``args[0]``; for ``mask`` (a fixed mask B of
+            public divisor in ``args[0]``; for ``trig`` (:mod:`.periodic`) the modulus
+            bits, harmonics, scale bits, first harmonic, step and whether the masks'
+            products with R come too; for ``mask`` (a fixed mask B of
             :mod:`.stationary`) its id in ``args[0]``, and for the triples of a fixed
             mask (``smul``, ``smatmul``, ``sconv2d``) the mask's id last.
     """
@@ -152,6 +155,14 @@ def decode(table: torch.Tensor) -> list[Request]:
             if args[0] < 0 or any(args[1:]):
                 raise RequestError(f"{kind} request with arguments {args}: expected a mask id >= 0")
             args = args[:1]
+        elif kind == "trig":
+            m, count, scale, first, step, products = args[:6]
+            if not (1 <= m <= 62 and 1 <= count <= MAX_HARMONICS and 1 <= scale <= 30 and first >= 1 and step >= 1
+                    and first + (count - 1) * step < 1 << 20 and products in (0, 1)) or any(args[6:]):
+                raise RequestError(f"trig request with arguments {args}: expected modulus bits in [1, 62], "
+                                   f"1 to {MAX_HARMONICS} harmonics, scale bits in [1, 30], first and step >= 1, "
+                                   "products 0 or 1")
+            args = args[:6]
         elif kind in ("conv2d", "sconv2d"):
             conv = args[:_CONV_ARGS]
             if any(a < 0 for a in args) or min(conv[0], conv[1], conv[4], conv[5], conv[6]) < 1:
@@ -195,6 +206,8 @@ def _output_shape(req: Request) -> tuple[int, ...]:
         return tuple(getattr(torch, req.op)(*meta).shape)
     if req.kind == "binary":
         return tuple(torch.broadcast_shapes(req.size0, req.size1))
+    if req.kind == "trig":
+        return ((4 if req.args[5] else 2) * req.args[1], *req.size0)
     return req.size0
 
 
@@ -214,10 +227,11 @@ _PLAN: dict[str, list[tuple[str, str, str]]] = {
     "b2a": [("bit", "size0", "bit"), ("r", "size0", "ring")],
     "trunc": [("r", "size0", "ring"), ("q", "size0", "ring"), ("t", "size0", "ring")],
     "mask": [("b", "size0", "ring")],
+    "trig": [("r", "size0", "ring"), ("t", "out", "ring")],
     **{kind: [("a", "size0", "ring"), ("c", "out", "ring")] for kind in _STATIONARY},
 }
 _CORRECTED = {"mul": ("c",), "matmul": ("c",), "conv2d": ("c",), "square": ("r2",), "binary": ("c",),
-              "b2a": ("r",), "trunc": ("q", "t"), "mask": (), **{kind: ("c",) for kind in _STATIONARY}}
+              "b2a": ("r",), "trunc": ("q", "t"), "mask": (), "trig": ("t",), **{kind: ("c",) for kind in _STATIONARY}}
 
 
 def _shape(req: Request, key: str) -> tuple[int, ...]:
@@ -260,6 +274,8 @@ def _combine(req: Request, values: dict[str, torch.Tensor], masks: dict[int, tor
         return {"c": values["a"] & values["b"]}
     if kind == "b2a":
         return {"r": values["bit"]}
+    if kind == "trig":
+        return {"t": trig_values(values["r"], *req.args)}
     q, t = truncation_values(values["r"], req.args[0])
     return {"q": q, "t": t}
 

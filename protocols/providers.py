@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from .periodic import trig_values
 from .preprocessing import Request, party_draws, truncation_values
 from .randomness import KeyedStream
 
@@ -88,6 +89,12 @@ class _RequestProvider:
         """This party's shares of ``(r, q, t)`` (:mod:`.truncation`)."""
         v = self.values(Request("trunc", tuple(size), (), (divisor,)))
         return v["r"], v["q"], v["t"]
+
+    def trig_masks(self, size, args: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        """This party's shares of a uniform ``R`` and its trigonometric masks
+        (:func:`~.periodic.trig_values` with ``args``)."""
+        v = self.values(Request("trig", tuple(size), (), tuple(args)))
+        return v["r"], v["t"]
 
     def fixed_mask(self, size, mask_id: int) -> torch.Tensor:
         """This party's share of a new fixed mask ``B`` (:mod:`.stationary`)."""
@@ -233,6 +240,10 @@ class FirstPartyProvider(_RequestProvider):
     def trunc_pair(self, size, divisor: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         r = self._ring(size)
         return tuple(self._dealt(r, *truncation_values(r, divisor)))
+
+    def trig_masks(self, size, args: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        r = self._ring(size)
+        return tuple(self._dealt(r, trig_values(r, *args)))
 
     def fixed_mask(self, size, mask_id: int) -> torch.Tensor:
         self._masks[mask_id] = self._ring(size)

@@ -6,7 +6,7 @@ softmax's row means), cutting it into pieces of ratio 4 and comparing the input 
 every knot in one batched comparison (8 rounds, 432 bytes per element and knot) gives
 such a guess anywhere in the range, where an exponential or polynomial guess covers
 only a narrow part of it or costs many squarings. The pieces' levels are public; the
-bits select them by one product with public steps (one truncation).
+bits (integers) select them by a product with public integer steps: no truncation.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from typing import Any
 
 import torch
 
-from .fixed_point import on_grid, stack
+from .fixed_point import from_units, precision_bits, stack
 
-__all__ = ["geometric_pieces", "piecewise_constant"]
+__all__ = ["geometric_pieces", "piece_bits", "piecewise_constant", "select_units"]
 
 
 def geometric_pieces(lo: float, hi: float, ratio: float = 4.0) -> tuple[tuple[float, ...], torch.Tensor]:
@@ -30,18 +30,32 @@ def geometric_pieces(lo: float, hi: float, ratio: float = 4.0) -> tuple[tuple[fl
     return knots, middles
 
 
-def piecewise_constant(v: Any, knots: tuple[float, ...], levels: torch.Tensor) -> Any:
-    """``levels[:, i]`` where v is on the i-th piece (cut at ``knots``), for every element
-    of the secret ``v``: a stack of ``levels.shape[0]`` secrets shaped like ``v``.
+def piece_bits(v: Any, knots: tuple[float, ...]) -> Any:
+    """Whether each element of the secret ``v`` is at or above each knot: integral bits
+    of shape (knots, elements), one batched comparison."""
+    return stack([v.reshape(-1) - knot for knot in knots]).ge(0)
+
+
+def select_units(bits: Any, levels: torch.Tensor, unit_bits: int, size: Any) -> Any:
+    """``levels[:, i]`` in units of 2^-unit_bits (integral secrets: a product by one is not
+    truncated) where the :func:`piece_bits` say the element is on the i-th piece: a stack
+    of ``levels.shape[0]`` secrets of shape ``size``. Local: the bits select integer steps.
 
     Args:
-        v: The secret input.
-        knots: The increasing cut points of v's range.
-        levels: Public (outputs, len(knots) + 1) values, one column per piece.
+        bits: :func:`piece_bits` of the input.
+        levels: Public (outputs, knots + 1) values, one column per piece.
+        unit_bits: The fractional bits of the result's units.
+        size: The input's shape.
     """
-    flat = v.reshape(-1)  # (elements,): the comparison's circuit keeps few dimensions
-    bits = on_grid(stack([flat - knot for knot in knots]).ge(0))  # (knots, elements): at or above each knot
+    units = torch.round(levels.double() * 2.0**unit_bits).long()
     outputs = levels.shape[0]
-    steps = (levels[:, 1:] - levels[:, :-1]).float().view(outputs, len(knots), 1)
-    chosen = (bits.unsqueeze(0) * steps).sum(1) + levels[:, 0].float().view(outputs, 1)
-    return chosen.reshape(outputs, *v.size())
+    steps = (units[:, 1:] - units[:, :-1]).view(outputs, units.shape[1] - 1, 1)
+    chosen = (bits.unsqueeze(0) * steps).sum(1) + units[:, :1]
+    return chosen.reshape(outputs, *size)
+
+
+def piecewise_constant(v: Any, knots: tuple[float, ...], levels: torch.Tensor) -> Any:
+    """``levels[:, i]`` (public (outputs, len(knots) + 1) values) as fixed-point secrets
+    where v is on the i-th piece (cut at the increasing ``knots``): a stack of
+    ``levels.shape[0]`` secrets shaped like ``v``, one comparison and no truncation."""
+    return from_units(select_units(piece_bits(v, knots), levels, precision_bits(v), v.size()))

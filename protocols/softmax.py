@@ -1,20 +1,27 @@
 """Softmax kernels and their MPC-friendly replacements (rows of S = Q K^T / sqrt(d)).
 
-``softmax.exact`` (CrypTen, Knott et al., NeurIPS 2021, for max and exp):
-exp(s - max s) / sum exp(s - max s). The row maximum by a tree of ReLUs,
-m = b + ReLU(a - b) over halves (ceil(log2 N) comparison layers; CrypTen's ``max``
-also builds a one-hot argmax that softmax never uses). exp(x) for x = s - max s <= 0 by
-(1 + z + z^2/2)^(2^7), z = x / 2^7: the second-order Taylor base instead of CrypTen's
-(1 + x/2^8)^(2^8), whose relative error x^2 / 2^9 (5% at x = -5) dominated the exact
-checkpoint's logit error (0.054 over 2,000 images under MPC; 0.0066 with this base, one
-round more: z^2 and its halving cost 3 rounds, one squaring fewer saves 2). Relative error
-|x|^3 / (6 4^7) + 2^7 ulp; valid for x >= -242 (the base stays below 0.9 for
-z >= -1.89; the shipped checkpoints' rows reach -73).
-The row sum S is pinned to [1, N] by the max subtraction (the max contributes exactly
-1) and N is public, so its reciprocal starts from the equioscillating best linear guess
-on [1, N], y0 = b (1 + N - S), b = 2 / (N + (1 + N)^2 / 4), whose relative error
-e0 = 1 - b N is known: ceil(log2(log(1e-5) / log e0)) Newton-Raphson steps
-y <- y (2 - S y) (7 for N = 65, 2 rounds each) instead of an exp guess and 10 steps.
+``softmax.exact``: exp(s - m) / sum exp(s - m), which is softmax(s) for any shift m; m
+close to the row maximum keeps every exponential in a known range. All three nonlinear
+steps are Fourier series evaluated through the dealer's trigonometric masks
+(:mod:`protocols.periodic`; after SHAFT, Kei and Chow, NDSS 2025, whose constant-round
+softmax also avoids CrypTen's comparison tree), two rounds each:
+
+1. m by a tree of m = b + ReLU(a - b) over halves (ceil(log2 N) levels), ReLU(d) =
+   d / 2 + |d| / 2 with |d| / 2 by 48 odd cosine harmonics of period 256 (least squares on
+   |d| <= 96): within 0.14 of ReLU, so m is within 7 x 0.14 of max s for N <= 128 (the
+   error only moves the shift). CrypTen compares (8 rounds and 432 bytes per element
+   per level).
+2. exp(x), x = s - m in [-98, 1.5], by 64 harmonics of period 128 (ridge-regularised
+   least squares: error 2.3e-6, coefficients small enough for 28-bit encodings).
+3. The row sum S is in [e^-1, N e]; 1 / S by P harmonics of period P = 2^ceil(log2 3.75 N)
+   fitted for relative error (2e-3 for N = 65 and 197), then one Newton-Raphson step
+   y (2 - S y) whose two products ride along the numerators' (numerator y and S y in one
+   product, then one product by 2 - S y): relative error ~4e-6. Beyond N = 273 the
+   harmonics stop at 1,024 and further steps (4 rounds each) make up the precision.
+
+Rounds: 2 ceil(log2 N) + 8 (22 for N = 65) where CrypTen's max, exp and reciprocal took
+112. Valid range: rows whose spread max s - min s is at most 96 (beyond, ReLU and exp
+wrap with their periods; the shipped checkpoints' rows reach 73).
 
 ``softmax.relu`` (MPCViT's RSAttn, Zeng et al., ICCV 2023): ReLU(s) / (sum ReLU(s) + N d).
 ``softmax.2relu`` (MPCFormer, Li et al., ICLR 2023): (ReLU(s) + d) / (sum ReLU(s) + N d).
@@ -40,18 +47,22 @@ The shipped MPCViT fine-tune keeps its accuracy with this floor.
 
 from __future__ import annotations
 
+import functools
 import math
 
+import numpy as np
 import torch
 
 from .fixed_point import cat
+from .periodic import MAX_HARMONICS, FourierSeries, fit_series
 from .range_guess import geometric_pieces, piecewise_constant
 from .registry import Protocol, register
 
-__all__ = ["reciprocal_steps", "softmax_exact_reference", "softmax_exact_secure"]
+__all__ = ["EXACT_SPREAD", "exp_series", "reciprocal_series", "relu_series", "softmax_exact_reference",
+           "softmax_exact_secure"]
 
-RECIPROCAL_TOL = 1e-5
 RECIPROCAL_NR_STEPS = 5
+RECIPROCAL_TOL = 1e-5
 R_MIN, R_MAX = 0.01, 600.0  # the range of r the reciprocal covers
 RECIPROCAL_KNOTS, _R_MIDDLES = geometric_pieces(R_MIN, R_MAX)
 _RECIPROCAL_LEVELS = (0.8 / _R_MIDDLES).unsqueeze(0)  # y0 r in [0.4, 1.6] on pieces of ratio 4
@@ -59,28 +70,45 @@ QUAD_RECIPROCAL_SCALE = 1.0 / 8.0  # public: the 2Quad reciprocal runs on mean /
 RELU_RECIPROCAL_SCALE = 10.0  # and the ReLU forms' on 10 mean
 RELU_MEAN_FLOOR = 1e-2
 QUAD_SHIFT = 5.0
-EXP_SQUARINGS = 7  # softmax.exact's exp: (1 + z + z^2/2)^(2^7), z = x / 2^7
+EXACT_SPREAD = 96.0  # softmax.exact: the largest row spread max s - min s
+_WIDE_BITS = 26  # coefficient and mask bits of the shift's ReLU (values up to 2^7)
+_NARROW_BITS = 28  # and of exp and the reciprocal (values below 4)
 
 
-def reciprocal_steps(n: int, tol: float = RECIPROCAL_TOL) -> int:
-    """Newton-Raphson steps that take the linear guess on [1, n] to relative error ``tol``."""
-    if n <= 1:
-        return 1
-    e0 = 1.0 - 2.0 * n / (n + (1 + n) ** 2 / 4)
-    return max(1, math.ceil(math.log2(math.log(tol) / math.log(e0))))
+@functools.lru_cache(maxsize=None)
+def relu_series() -> FourierSeries:
+    """ReLU(d) = d / 2 + |d| / 2 on |d| <= 96, |d| / 2 by 48 odd cosine harmonics of period 256."""
+    return fit_series(lambda d: np.abs(d) / 2, -EXACT_SPREAD, EXACT_SPREAD, 8, 48, step=2, terms=("cos",),
+                      linear=0.5, coeff_bits=_WIDE_BITS, mask_bits=_WIDE_BITS)
 
 
-def _linear_guess(n: int) -> tuple[float, float]:
-    b = 2.0 / (n + (1 + n) ** 2 / 4)
-    return -b, b * (1 + n)
+@functools.lru_cache(maxsize=None)
+def exp_series() -> FourierSeries:
+    """exp(x) on [-98, 1.5] by 64 harmonics of period 128."""
+    return fit_series(np.exp, -EXACT_SPREAD - 2, 1.5, 7, 64, ridge=1e-6, coeff_bits=_NARROW_BITS,
+                      mask_bits=_NARROW_BITS)
+
+
+@functools.lru_cache(maxsize=None)
+def reciprocal_series(n: int) -> tuple[FourierSeries, int]:
+    """1 / S on [0.3, 3 n] (the row sums of ``n`` exponentials shifted by m), fitted for
+    relative error by P harmonics of period P = 2^ceil(log2 3.75 n) (at most 1,024), and
+    the Newton-Raphson steps that take its relative error below 1e-5."""
+    period_bits = max(3, math.ceil(math.log2(3.75 * n)))
+    hi = 3.0 * n
+    series = fit_series(lambda v: 1 / v, 0.3, hi, period_bits, min(2**period_bits, MAX_HARMONICS),
+                        weight=lambda v: v, ridge=1e-4, coeff_bits=_NARROW_BITS, mask_bits=_NARROW_BITS)
+    v = torch.linspace(0.3, hi, 20001, dtype=torch.float64)
+    error = float(((series.reference(v) - 1 / v) * v).abs().max())
+    return series, max(1, math.ceil(math.log2(math.log(RECIPROCAL_TOL) / math.log(error))))
 
 
 def _max_tree(s):
-    """Row maximum over the last dim by halving: m = b + ReLU(a - b)."""
+    """A shift within 1 of the row maximum, over the last dim by halving: m = b + ReLU(a - b)."""
     while s.size(-1) > 1:
         k = s.size(-1) // 2
         a, b, rest = s[..., :k], s[..., k : 2 * k], s[..., 2 * k :]
-        m = b + (a - b).relu()
+        m = b + (a - b).fourier(relu_series())
         s = cat([m, rest], -1) if rest.size(-1) else m
     return s
 
@@ -91,22 +119,14 @@ def _max_tree(s):
 def softmax_exact_secure(s):
     """Softmax of a CrypTensor over its last dim (every row in one batched op)."""
     n = s.size(-1)
-    numerator = _exp_taylor_secure(s - _max_tree(s))
+    numerator = (s - _max_tree(s)).fourier(exp_series())
     total = numerator.sum(-1, keepdim=True)
-    slope, intercept = _linear_guess(n)
-    y = total * slope + intercept
-    for _ in range(reciprocal_steps(n)):
+    series, steps = reciprocal_series(n)
+    y = total.fourier(series)
+    for _ in range(steps - 1):
         y = y * (2.0 - total * y)
-    return numerator * y
-
-
-def _exp_taylor_secure(x):
-    """exp(x), x <= 0 (see the module docstring): (1 + z + z^2/2)^(2^m), z = x / 2^m."""
-    z = x.div(2**EXP_SQUARINGS)
-    y = z + z.square().div(2) + 1.0
-    for _ in range(EXP_SQUARINGS):
-        y = y.square()
-    return y
+    both = cat([numerator, total], -1) * y  # numerator y and S y: one product
+    return both[..., :n] * (2.0 - both[..., n:])
 
 
 def softmax_exact_reference(s: torch.Tensor) -> torch.Tensor:
@@ -174,7 +194,8 @@ def _scaling_reference(s: torch.Tensor) -> torch.Tensor:
 
 register(Protocol(
     name="softmax.exact", kind="softmax", secure=softmax_exact_secure, reference=softmax_exact_reference,
-    formula="exp(s - max s) / sum exp(s - max s)", paper="CrypTen (Knott et al., NeurIPS 2021)", valid_range=(-8.0, 8.0), tolerance=1e-3,
+    formula="exp(s - m) / sum exp(s - m), m ~ max s; ReLU, exp, 1/S by Fourier series",
+    paper="SHAFT (Kei and Chow, NDSS 2025)", valid_range=(-8.0, 8.0), tolerance=1e-3,
 ))
 register(Protocol(
     name="softmax.relu", kind="softmax", secure=_relu_secure, reference=_relu_reference,

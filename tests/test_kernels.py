@@ -9,13 +9,13 @@ from protocols import backend, costs
 from protocols.activation import (
     gelu_erf_reference,
     gelu_erf_secure,
-    gelu_tail_reference,
-    gelu_tail_secure,
-    tail_coefficients,
+    gelu_fourier_reference,
+    gelu_fourier_secure,
+    gelu_series,
 )
 from protocols.backend import crypten
 from protocols.norm import layer_norm_reference, layer_norm_secure
-from protocols.softmax import reciprocal_steps, softmax_exact_reference, softmax_exact_secure
+from protocols.softmax import reciprocal_series, softmax_exact_reference, softmax_exact_secure
 
 from .conftest import as_tensor, run_2pc
 
@@ -47,16 +47,19 @@ def test_gelu_erf_series_in_its_range():
     assert (rounds, nbytes) == _with_truncations(costs.Cost(6, 240 * 501), gelu_erf_secure, x)
 
 
-def test_gelu_tail_is_exact_gelu_on_a_wide_range():
-    x = torch.linspace(-22, 22, 1001)
-    out, rounds, nbytes = _secure(gelu_tail_secure, x)
-    assert (out - gelu_erf_reference(x)).abs().max() < 2e-3
-    assert (gelu_tail_reference(x) - gelu_erf_reference(x)).abs().max() < 2e-4
-    assert (rounds, nbytes) == _with_truncations(costs.Cost(18, 848 * 1001), gelu_tail_secure, x)
+def test_gelu_fourier_is_exact_gelu_on_a_wide_range():
+    x = torch.linspace(-26, 26, 1001)
+    out, rounds, nbytes = _secure(gelu_fourier_secure, x)
+    assert (out - gelu_erf_reference(x)).abs().max() < 3e-4
+    assert (gelu_fourier_reference(x) - gelu_erf_reference(x)).abs().max() < 5e-5
+    assert (rounds, nbytes) == _with_truncations(costs.Cost(1, 16 * 1001), gelu_fourier_secure, x)
+    assert (rounds, nbytes) == (2, 32 * 1001)
 
 
-def test_tail_fit_is_reproducible():
-    assert tail_coefficients()[1] == pytest.approx(1.98814, abs=1e-4)
+def test_gelu_series_fit_is_reproducible():
+    series = gelu_series()
+    assert (series.period_bits, series.first, series.step, len(series.sin)) == (6, 1, 2, 20)
+    assert series.sin[0] == pytest.approx(0.63356, abs=1e-4)
 
 
 def test_gelu_erf_fewer_rounds_than_crypten_erf():
@@ -85,9 +88,8 @@ def test_softmax_matches_reference():
     assert (out - softmax_exact_reference(s)).abs().max() < 1e-2
 
 
-def test_softmax_exp_beats_cryptens_limit_exp():
-    """The second-order base's error is a small fraction of CrypTen's (1 + x/2^8)^(2^8),
-    at one round more (checked against the same softmax with CrypTen's exp)."""
+def test_softmax_exact_beats_cryptens_in_error_and_rounds():
+    """Fourier shift, exp and reciprocal against CrypTen's max, limit exp and division."""
     torch.manual_seed(0)
     s = torch.randn(2, 4, 17, 17) * 3
 
@@ -95,11 +97,13 @@ def test_softmax_exp_beats_cryptens_limit_exp():
         numerator = (t - t.max(-1, keepdim=True)[0]).exp()
         return numerator / numerator.sum(-1, keepdim=True)
 
-    ours, _, _ = _secure(softmax_exact_secure, s)
-    theirs, _, _ = _secure(crypten_exp_softmax, s)
+    ours, our_rounds, our_bytes = _secure(softmax_exact_secure, s)
+    theirs, their_rounds, their_bytes = _secure(crypten_exp_softmax, s)
     exact = softmax_exact_reference(s)
     assert (ours - exact).abs().max() < 0.25 * (theirs - exact).abs().max()
-    assert (ours - exact).abs().max() < 2e-3
+    assert (ours - exact).abs().max() < 2e-4
+    steps = reciprocal_series(17)[1]
+    assert our_rounds == 2 * 5 + 8 + 4 * (steps - 1) and our_rounds < their_rounds / 4 and our_bytes < their_bytes / 5
 
 
 def test_softmax_reciprocal_covers_its_whole_range():
@@ -107,8 +111,8 @@ def test_softmax_reciprocal_covers_its_whole_range():
     n = 65
     s = torch.stack([torch.cat([torch.tensor([30.0]), torch.zeros(n - 1)]), torch.zeros(n)])
     out, rounds, _ = _secure(softmax_exact_secure, s)
-    assert (out - softmax_exact_reference(s)).abs().max() < 1e-3
-    assert reciprocal_steps(65) == 7 and reciprocal_steps(197) == 9
+    assert (out - softmax_exact_reference(s)).abs().max() < 1e-4
+    assert rounds == 22 and reciprocal_series(65)[1] == 1 and reciprocal_series(197)[1] == 1
 
 
 def test_layer_norm_over_the_variance_range_of_trained_vits():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -9,6 +11,7 @@ from protocols import backend
 from protocols.backend import crypten
 from protocols.preprocessing import (WIDTH, Request, RequestError, correction_numel, dealer_corrections, decode,
                                      encode, party_draws, udiv)
+from protocols.periodic import trig_values
 from protocols.providers import PreprocessingError
 from protocols.randomness import KeyedStream, new_key
 
@@ -29,6 +32,8 @@ REQUESTS = [
     Request("smatmul", (2, 3, 4), (4, 5), (0,)),
     Request("smatmul", (1, 4), (4, 5), (0,)),
     Request("sconv2d", (1, 2, 6, 6), (3, 2, 3, 3), (2, 2, 1, 1, 1, 1, 1, 1)),
+    Request("trig", (2, 7), (), (22, 3, 18, 1, 2, 1)),
+    Request("trig", (5,), (), (24, 2, 28, 1, 1, 0)),
 ]
 
 
@@ -70,6 +75,15 @@ def test_parties_and_dealer_derive_the_promised_correlations():
             assert torch.equal(_open(shares, "r2"), _open(shares, "r") ** 2)
         elif req.kind == "binary":
             assert torch.equal(_open(shares, "c", True), _open(shares, "a", True) & _open(shares, "b", True))
+        elif req.kind == "trig":
+            r, t = _open(shares, "r"), _open(shares, "t")
+            assert torch.equal(t, trig_values(r, *req.args))
+            angle = (r & ((1 << req.args[0]) - 1)).double() * (2 * math.pi / 2**22)
+            if req.args[5]:
+                assert torch.allclose(t[1].double() / 2**18, (angle * 3).cos(), atol=1e-5)  # C_2: harmonic 3
+                assert torch.equal(t[7], r * t[1])  # R C_2
+            else:
+                assert t.shape[0] == 4  # C_1, C_2, S_1, S_2
         elif req.kind == "b2a":
             bit = _open(shares, "bit", True)
             assert set(bit.tolist()) <= {0, 1} and torch.equal(_open(shares, "r"), bit)
@@ -100,13 +114,14 @@ def test_unsigned_division_matches_python():
 def test_request_tables_round_trip_and_malformed_ones_are_refused():
     assert decode(encode(REQUESTS)) == REQUESTS
     table = encode(REQUESTS)
-    bad_kind, bad_dims, bad_size, bad_div = (table.clone() for _ in range(4))
+    bad_kind, bad_dims, bad_size, bad_div, bad_trig = (table.clone() for _ in range(5))
     bad_kind[0, 0] = 99
     bad_dims[0, 1] = 9
     bad_size[0, 2] = 1 << 40
     bad_div[7, -8] = 1
+    bad_trig[-2, -7] = 5000  # harmonics
     for bad, message in ((bad_kind, "unknown request kind"), (bad_dims, "dims"), (bad_size, "elements"),
-                         (bad_div, "divisor")):
+                         (bad_div, "divisor"), (bad_trig, "trig request")):
         with pytest.raises(RequestError, match=message):
             decode(bad)
     with pytest.raises(RequestError, match=f"\\(n, {WIDTH}\\)"):

@@ -11,10 +11,12 @@ unless the session chose ``local`` truncation.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
 
+from ..periodic import FourierSeries, periodic_shares
 from ..providers import DealerProvider, FirstPartyProvider, RecordingProvider
 from ..stationary import is_stationary, stationary_product
 from ..truncation import exact_truncate, integer_divisor, local_truncate, public_integer
@@ -133,17 +135,43 @@ def _div_(self: ArithmeticSharedTensor, y: Any) -> ArithmeticSharedTensor:
         d = -d
     if d == 1:
         return self
-    truncation_stats["calls"] += 1
-    truncation_stats["elements"] += self.share.numel()
     if _SESSION["settings"].truncation == "local":
+        _count_truncation(self)
         self.share = local_truncate(self.share, d)
-    else:
-        pair = crypten.mpc.get_default_provider().trunc_pair(self.share.size(), d)
-        self.share = exact_truncate(self.share, d, self.rank, pair, crypten_comm.get().all_reduce)
+        return self
+    return _exact_div_(self, d)
+
+
+def _count_truncation(share: ArithmeticSharedTensor) -> None:
+    truncation_stats["calls"] += 1
+    truncation_stats["elements"] += share.share.numel()
+
+
+def _exact_div_(self: ArithmeticSharedTensor, d: int) -> ArithmeticSharedTensor:
+    """Division by a public integer ``d >= 2`` with the dealer's truncation pair, whatever
+    the session's truncation mode."""
+    _count_truncation(self)
+    pair = crypten.mpc.get_default_provider().trunc_pair(self.share.size(), d)
+    self.share = exact_truncate(self.share, d, self.rank, pair, crypten_comm.get().all_reduce)
     return self
 
 
 ArithmeticSharedTensor.div_ = _div_
+
+
+def _fourier(self: MPCTensor, series: FourierSeries) -> MPCTensor:
+    """``f(x)`` (or ``x f(x)``) of a Fourier series: one opening and one exact truncation
+    (:mod:`~protocols.periodic`)."""
+    result = self.clone()
+    share = result._tensor
+    bits = round(math.log2(share.encoder.scale))
+    r, masks = crypten.mpc.get_default_provider().trig_masks(share.size(), series.request_args(bits))
+    share.share = periodic_shares(share.share, share.rank, series, bits, r, masks, crypten_comm.get().all_reduce)
+    _exact_div_(share, series.divisor(bits))
+    return result
+
+
+MPCTensor.fourier = _fourier
 
 
 _crypten_mul, _crypten_mul_ = ArithmeticSharedTensor.mul, ArithmeticSharedTensor.mul_

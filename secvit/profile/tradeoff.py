@@ -26,12 +26,17 @@ def pareto_front(rows: list[dict[str, Any]], cost: str = "estimated_seconds_per_
                  accuracy: str = "test_accuracy", rel_tol: float = COST_TOLERANCE) -> list[bool]:
     """Per row: whether it is Pareto-optimal (lower ``cost``, higher ``accuracy``).
 
-    Costs within ``rel_tol`` of each other count as equal: an estimate includes measured
-    compute seconds, which vary by a few percent between runs of the same protocols.
+    Costs within ``rel_tol`` of each other count as equal, and so do those of rows with
+    the same rounds and bytes (the same protocols): an estimate includes measured compute
+    seconds, which vary between runs, by more than a few percent on a loaded machine.
     """
+    def same_protocols(o: dict, r: dict) -> bool:
+        return all(k in o and k in r and o[k] == r[k] for k in ("rounds", "mb_per_image"))
+
     def dominates(o: dict, r: dict) -> bool:
-        as_cheap = o[cost] <= r[cost] * (1 + rel_tol)
-        cheaper = o[cost] < r[cost] * (1 - rel_tol)
+        tie = same_protocols(o, r)
+        as_cheap = tie or o[cost] <= r[cost] * (1 + rel_tol)
+        cheaper = not tie and o[cost] < r[cost] * (1 - rel_tol)
         return as_cheap and o[accuracy] >= r[accuracy] and (cheaper or o[accuracy] > r[accuracy])
     return [not any(dominates(o, r) for o in rows) for r in rows]
 
