@@ -228,6 +228,19 @@ class FixedPointTensor:
         ring_abs = value.abs() * self.fp.scale * series.divisor(round(math.log2(self.fp.scale)))
         return self._like(self.fp.truncate(value, ring_abs), False)
 
+    def mul_untruncated(self, y: "FixedPointTensor") -> "FixedPointTensor":
+        """x y at twice the fractional bits (no truncation; one Beaver opening). The
+        emulation holds its exact value; public constants added to it are encoded at p
+        bits here, at 2p under MPC (the same for dyadic constants such as 1/2)."""
+        self._open_product(y)
+        return self._like(self._tensor * y._tensor, False)
+
+    def mul_wide(self, wide: "FixedPointTensor") -> "FixedPointTensor":
+        """x w for a product w held at 2p bits: one opening, one truncation by 2^(2p)."""
+        self._open_product(wide)
+        values = self._tensor * wide._tensor
+        return self._like(self.fp.truncate(values, values.abs() * self.fp.scale**3), False)
+
     def _product_div(self, product: torch.Tensor, d: int) -> "FixedPointTensor":
         if self.integral:
             raise TypeError("a product divided in its truncation needs fixed-point factors")

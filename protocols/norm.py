@@ -21,32 +21,38 @@ v = k (var + eps) = S k / n + k eps with k = ``var_scale``.
 
 The inverse square root refines a guess y0 by ``iters`` Goldschmidt steps (Goldschmidt,
 1964; Markstein, "Software Division and Square Root Using Goldschmidt's Algorithms",
-2004): g0 = v y0, h0 = y0 / 2, then r = 1/2 - g h, (g, h) <- (g + g r, h + h r), with
-1/sqrt(v) = 2 h. Each step converges like a Newton-Raphson step y <- y (3 - v y^2) / 2
-but costs 2 rounds instead of 3 (g r and h r are one batched product); all of it runs on
-one value per row (rounds, not bytes). The guess comes from the range the kernel knows:
-v in [V_MIN, V_MAX] = [0.0028, 384] is cut at V_MIN 2^i (i = 1..17), one batched
-comparison of each row's v against the 17 knots (8 rounds, 7 KB per row) says which piece
-it is in, and y0 is that piece's 1/sqrt of its geometric middle (a product of the bits by
-public levels, which also gives y0 k eps): within a factor 2^(1/4) of 1/sqrt(v), so 3
-steps reach relative error 3.4e-5 on the whole range (a fourth would reach 2e-9, but the
-16-bit result is no better than 4e-4 relative at large variances, where h ~ 0.03) (the exponential guess this replaced,
-after CrypTen's, took 10 squarings and 8 steps; a line per piece instead of a level
-would need slopes down to 1e-4, which 16 fractional bits cannot hold). That range is
-(k = 3.2) row variances in [8.8e-4, 120] (CrypTen's 3 Newton-Raphson steps:
-[0.126, 126]). Trained ViTs need that span: the shipped ViT-Lite sees row variances from
-9e-4 (the CLS row entering block 0) to 16, its MPCViT fine-tune up to 52, its MPCFormer
-fine-tune up to 63.7 (final norm, 2,000 augmented digits). Beyond V_MAX the guess stays
-that of the top piece, which the iteration still corrects up to v of about 3 V_MAX.
+2004): g0 = v y0 / c, h0 = c y0 / 2, then r = 1/2 - g h, (g, h) <- (g + g r, h + h r);
+h converges to c / (2 sqrt v), so c = 2 sqrt(k) gives LayerNorm's 1 / sqrt(var + eps)
+with no product after. Each step converges like a Newton-Raphson step but costs two
+products, not three, and g h stays at 2p fractional bits (:meth:`mul_untruncated`): its
+truncation and that of (g, h) r are one (3 rounds per step). All of it runs on one
+value per row (rounds, not bytes).
 
-Fixed-point precision at small variances: v = 2.8e-3 holds only 183 units of 2^-16,
-and the random unit of every 2-party truncation would move the output by ~1e-2. So v
-enters the guess only; g0 = (S y0) k / n + y0 k eps takes S (n times more units) and the
-better guess (g0 ~ sqrt(v)), and the fixed point of the iteration is 1/sqrt of that
-precise v.
-Rounds (openings): 1 (square) + 8 (comparison) + 1 (g0) + 2 * iters + 1 (normalise)
-+ 1 with a secret gamma: 18 with the defaults, plus one exact truncation after each
-product (:meth:`~protocols.registry.Protocol.total_cost` counts both).
+The guess comes from the range the kernel knows: v in [V_MIN, V_MAX] = [0.0028, 384] is
+cut at V_MIN 2^i (i = 1..17); one batched comparison of each row's sum of squares S
+against the knots mapped back through k / n and k eps (8 rounds, 7 KB per row) says
+which piece v is in, and the piece's levels (integers: bits times integer steps, no
+truncation) give y0 = 1/sqrt of the piece's geometric middle, within a factor 2^(1/4)
+of 1/sqrt(v). g0 and r0 = 1/2 - g0 h0 are then affine in S with selected slopes (at p + 8
+bits: as small as 2e-4) and intercepts: one product of S by both slopes (2 rounds), so
+the first step costs 4 rounds with the guess and each further one 3. 3 steps reach
+relative error 3.4e-5 on the whole range (the 16-bit result is no better than 4e-4
+relative at large variances, where h ~ 0.03); the exponential guess this replaced, after
+CrypTen's, took 10 squarings and 8 steps; a line per piece instead of a level would
+need slopes down to 1e-4 in the iteration itself. That range is (k = 3.2) row variances
+in [8.8e-4, 120] (CrypTen's 3 Newton-Raphson steps: [0.126, 126]). Trained ViTs need
+that span: the shipped ViT-Lite sees row variances from 9e-4 (the CLS row entering block
+0) to 16, its MPCViT fine-tune up to 52, its MPCFormer fine-tune up to 63.7 (final norm,
+2,000 augmented digits). Beyond V_MAX the guess stays that of the top piece, which the
+iteration still corrects up to v of about 3 V_MAX.
+
+Fixed-point precision at small variances: v = 2.8e-3 holds only 183 units of 2^-16, so
+v itself never enters the arithmetic: g0 takes S (n / k times more units) and its slope
+at p + 8 bits, and the fixed point of the iteration is 1/sqrt of that precise v.
+Rounds: 1 (the mean's truncation) + 2 (the square) + 8 (comparison) + 4 (g0, r0 and
+the first step) + 3 per further step + 2 (normalise): 23 with the defaults, and 2 more
+with a secret gamma (the secure plan folds gamma and beta into the next Linear layer
+where there is one).
 """
 
 from __future__ import annotations
@@ -85,22 +91,21 @@ def layer_norm_secure(
 
 def inv_sqrt_goldschmidt(s, scale: float, shift: float = 0.0, iters: int = LN_ITERS, out_scale: float = 1.0):
     """``out_scale / sqrt(v)`` for v = s * scale + shift (s a positive CrypTensor, scale and
-    shift public): the guess's piece from s against the knots mapped back through the
-    scale, and g0 = v y0 / c, h0 = c y0 / 2 with c = 2 out_scale (h converges to
-    c / (2 sqrt v)) straight from the selected levels."""
+    shift public); see the module docstring."""
     c = 2.0 * out_scale
     guess = _MIDDLES**-0.5
     bits = piece_bits(s, tuple((k - shift) / scale for k in GUESS_KNOTS))
     p = precision_bits(s)
-    slope = select_units(bits, (guess * scale / c).unsqueeze(0), p + SLOPE_EXTRA_BITS, s.size())[0]
-    intercept, h = from_units(select_units(bits, torch.stack([guess * shift / c, guess * c / 2]), p, s.size())).unbind(0)
-    g = (s * slope).div(2 ** (p + SLOPE_EXTRA_BITS)) + intercept
-    for _ in range(iters):
-        r = 0.5 - g * h
-        gh = stack([g, h])
-        gh = gh + gh * r
-        g, h = gh[0], gh[1]
-    return h
+    fine = p + SLOPE_EXTRA_BITS
+    slopes = select_units(bits, torch.stack([guess * scale / c, guess**2 * scale / 2]), fine, s.size())
+    levels = select_units(bits, torch.stack([guess * shift / c, 0.5 - guess**2 * shift / 2, guess * c / 2]), p, s.size())
+    intercept, r_intercept, h = from_units(levels).unbind(0)
+    s_g, s_r = (s * slopes).div(2**fine).unbind(0)  # one product: v y0 / c and v y0^2 / 2, less their constants
+    gh = stack([s_g + intercept, h])
+    gh = gh + gh * (r_intercept - s_r)  # the first step, r0 = 1/2 - g0 h0
+    for _ in range(iters - 1):
+        gh = gh + gh.mul_wide(0.5 - gh[0].mul_untruncated(gh[1]))  # r at 2p bits: one truncation per step
+    return gh[1]
 
 
 def layer_norm_reference(x: torch.Tensor, weight=None, bias=None, eps: float = 1e-5, **_) -> torch.Tensor:

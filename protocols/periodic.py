@@ -48,11 +48,12 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-__all__ = ["COEFF_BITS", "MASK_BITS", "MAX_HARMONICS", "FourierSeries", "fit_series", "harmonics", "periodic_shares", "trig_values"]
+__all__ = ["COEFF_BITS", "MASK_BITS", "MAX_HARMONICS", "FourierSeries", "fit_series", "harmonic_chunks", "periodic_shares", "trig_values"]
 
 COEFF_BITS = 22  # q: the public coefficients A_k, B_k
 MASK_BITS = 18  # s: the dealer's cos / sin of the mask
 MAX_HARMONICS = 1024
+CHUNK_ELEMENTS = 1 << 21  # harmonics x elements evaluated at once (16 MB of float64 each)
 
 
 @dataclass(frozen=True)
@@ -102,11 +103,16 @@ class FourierSeries:
         """The series (times ``x`` when ``times_x``) in float64."""
         x = x.double()
         t = 2 * math.pi * torch.remainder(x, 2.0**self.period_bits) / 2.0**self.period_bits
-        f = self.constant + self.linear * x
-        for a, b, (cos, sin) in zip(self.cos, self.sin, harmonics(t, self.first, self.step, len(self.cos))):
-            f += a * cos if a else 0.0
-            f += b * sin if b else 0.0
+        f = (self.constant + self.linear * x).reshape(-1)
+        cos_coeffs, sin_coeffs = self.coefficients()
+        for lo, hi, cos, sin in harmonic_chunks(t.reshape(-1), self.first, self.step, len(self.cos)):
+            f += (cos_coeffs[lo:hi, None] * cos + sin_coeffs[lo:hi, None] * sin).sum(0)
+        f = f.view(x.shape)
         return x * f if self.times_x else f
+
+    def coefficients(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The cos and sin coefficients as float64 tensors."""
+        return torch.tensor(self.cos, dtype=torch.float64), torch.tensor(self.sin, dtype=torch.float64)
 
 
 def fit_series(fn: Callable[[np.ndarray], np.ndarray], lo: float, hi: float, period_bits: int, count: int, *,
@@ -147,14 +153,15 @@ def fit_series(fn: Callable[[np.ndarray], np.ndarray], lo: float, hi: float, per
                          coeff_bits, mask_bits)
 
 
-def harmonics(t: torch.Tensor, first: int, step: int, count: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """``(cos k t, sin k t)`` for ``k = first + i step``, ``i < count``, by rotating by
-    ``step t`` (float64: the error grows like ``k`` ulps)."""
-    cos, sin = (first * t).cos(), (first * t).sin()
-    rot_cos, rot_sin = (step * t).cos(), (step * t).sin()
-    for _ in range(count):
-        yield cos, sin
-        cos, sin = cos * rot_cos - sin * rot_sin, sin * rot_cos + cos * rot_sin
+def harmonic_chunks(t: torch.Tensor, first: int, step: int,
+                    count: int) -> Iterator[tuple[int, int, torch.Tensor, torch.Tensor]]:
+    """``(lo, hi, cos k t, sin k t)`` for the harmonics ``k = first + i step``, ``lo <= i < hi``,
+    as ``(hi - lo, *t.shape)`` float64 tensors, in chunks of about :data:`CHUNK_ELEMENTS`."""
+    per_chunk = max(1, CHUNK_ELEMENTS // max(1, t.numel()))
+    for lo in range(0, count, per_chunk):
+        hi = min(count, lo + per_chunk)
+        kt = (first + step * torch.arange(lo, hi, dtype=torch.float64)).view(-1, *[1] * t.dim()) * t
+        yield lo, hi, kt.cos(), kt.sin()
 
 
 def _angles(v: torch.Tensor, modulus_bits: int) -> torch.Tensor:
@@ -166,13 +173,14 @@ def trig_values(r: torch.Tensor, modulus_bits: int, count: int, scale_bits: int,
                 products: int) -> torch.Tensor:
     """The dealer's masks for ``r``: ``(2 H, *r.shape)`` int64 rows C_1..C_H, S_1..S_H,
     then with ``products`` R C_1..R C_H, R S_1..R S_H (``(4 H, ...)``; see the module docstring)."""
-    out = torch.empty((4 if products else 2, count, *r.shape), dtype=torch.int64)
-    for i, (cos, sin) in enumerate(harmonics(_angles(r, modulus_bits), first, step, count)):
-        out[0, i] = torch.round(cos * 2.0**scale_bits).long()
-        out[1, i] = torch.round(sin * 2.0**scale_bits).long()
-    if products:
-        out[2] = r * out[0]
-        out[3] = r * out[1]
+    out = torch.empty((4 if products else 2, count, r.numel()), dtype=torch.int64)
+    flat = r.reshape(-1)
+    for lo, hi, cos, sin in harmonic_chunks(_angles(flat, modulus_bits), first, step, count):
+        out[0, lo:hi] = (cos * 2.0**scale_bits).round_().long()
+        out[1, lo:hi] = (sin * 2.0**scale_bits).round_().long()
+        if products:
+            out[2, lo:hi] = flat * out[0, lo:hi]
+            out[3, lo:hi] = flat * out[1, lo:hi]
     return out.view(-1, *r.shape)
 
 
@@ -191,17 +199,20 @@ def periodic_shares(share: torch.Tensor, rank: int, series: FourierSeries, preci
     """
     count = len(series.cos)
     c = open_sum(share + r)
-    t = _angles(c, series.period_bits + precision_bits)
-    rows = masks.view(-1, count, *share.shape)
-    total = torch.zeros_like(share)
-    r_total = torch.zeros_like(share)
+    t = _angles(c, series.period_bits + precision_bits).reshape(-1)
+    rows = masks.view(-1, count, share.numel())
+    total = torch.zeros(share.numel(), dtype=torch.int64)
+    r_total = torch.zeros_like(total)
     unit = 2.0**series.coeff_bits
-    for i, (cos_t, sin_t) in enumerate(harmonics(t, series.first, series.step, count)):
-        a = torch.round((series.cos[i] * cos_t + series.sin[i] * sin_t) * unit).long()
-        b = torch.round((series.cos[i] * sin_t - series.sin[i] * cos_t) * unit).long()
-        total += a * rows[0, i] + b * rows[1, i]
+    cos_coeffs, sin_coeffs = series.coefficients()
+    for lo, hi, cos_t, sin_t in harmonic_chunks(t, series.first, series.step, count):
+        a_k, b_k = cos_coeffs[lo:hi, None], sin_coeffs[lo:hi, None]
+        a = ((a_k * cos_t + b_k * sin_t) * unit).round_().long()
+        b = ((a_k * sin_t - b_k * cos_t) * unit).round_().long()
+        total += (a * rows[0, lo:hi] + b * rows[1, lo:hi]).sum(0)
         if series.times_x:
-            r_total += a * rows[2, i] + b * rows[3, i]
+            r_total += (a * rows[2, lo:hi] + b * rows[3, lo:hi]).sum(0)
+    total, r_total = total.view(share.shape), r_total.view(share.shape)
     scale_bits = series.coeff_bits + series.mask_bits
     constant = round(series.constant * 2.0**scale_bits)
     if series.times_x:

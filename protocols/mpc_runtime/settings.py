@@ -20,7 +20,7 @@ from ..periodic import FourierSeries, periodic_shares
 from ..providers import DealerProvider, FirstPartyProvider, RecordingProvider
 from ..stationary import is_stationary, stationary_product
 from ..truncation import exact_truncate, integer_divisor, local_truncate, public_integer
-from ..backend import ArithmeticSharedTensor, MPCTensor, beaver, cfg, crypten, crypten_comm
+from ..backend import ArithmeticSharedTensor, FixedPointEncoder, MPCTensor, beaver, cfg, crypten, crypten_comm
 from .streams import drawn_bytes
 
 __all__ = ["DEALER", "MAX_PRECISION", "MPCSettings", "RECORDER", "configure", "dealer_provider",
@@ -221,6 +221,26 @@ def _divided(product: Callable[..., ArithmeticSharedTensor], doc: str) -> Callab
     return method
 
 
+def _mul_untruncated(self: MPCTensor, y: MPCTensor) -> MPCTensor:
+    """x y at twice the fractional bits: a Beaver product without its truncation (one
+    opening); a product by it (:meth:`mul_wide`) truncates both at once."""
+    result = self.clone()
+    share = result._tensor
+    share.share = beaver.mul(share, y._tensor).share
+    share.encoder = FixedPointEncoder(precision_bits=2 * round(math.log2(self._tensor.encoder.scale)))
+    return result
+
+
+def _mul_wide(self: MPCTensor, wide: MPCTensor) -> MPCTensor:
+    """x w for a secret ``w`` at more fractional bits than x (:meth:`mul_untruncated`),
+    truncated by w's scale: one opening, one truncation."""
+    result = self.clone()
+    share = result._tensor
+    share.share = beaver.mul(share, wide._tensor).div_(wide._tensor.encoder.scale).share
+    return result
+
+
+MPCTensor.mul_untruncated, MPCTensor.mul_wide = _mul_untruncated, _mul_wide
 MPCTensor.square_div = _divided(beaver.square, "x^2 / d for a public integer ``d``: one opening, one truncation.")
 MPCTensor.matmul_div = _divided(beaver.matmul, "x @ y / d for a secret ``y`` and a public integer ``d``: one "
                                                "opening, one truncation.")
