@@ -80,7 +80,10 @@ def _measure(case: Case, setup: Setup, reference: nn.Module | None = None,
         offline = OfflinePhase(rank, dealer)
         forward = setup(case, rank, offline.run)
         offline.prepare(tuple(case.image.shape if images is None else images.shape), forward)
-        backend.barrier()
+        if transport == "gloo":
+            backend.crypten.comm.get().barrier()
+        else:
+            backend.barrier()
         backend.reset_comm_stats()
         start = time.perf_counter()
         out = forward()
@@ -133,21 +136,31 @@ SHIPPED = {"exact": DEFAULT_CHECKPOINT, "mpcformer": "checkpoints/vit_lite_7_4_3
            "mpcvit": "checkpoints/vit_lite_7_4_32-digits-mpcvit"}
 TARGETS = {"exact": (3.0, 120e6, 700), "mpcformer": (10.0, 25e6, 150), "mpcvit": (10.0, 25e6, 150)}
 """[4 of 7]'s targets: (speed-up over CrypTen's exact forward, bytes, rounds) per party."""
+TARGET_REPEATS = 3  # each forward's median of 3 (this VM's timings drift by up to 40% within an hour)
 
 
 def test_targets_against_crypten_with_the_dealer(benchmark, case: Case) -> None:
     """The shipped checkpoints' online phase with the dealer against the hand-written
-    CrypTen exact forward's, in one run (batch 1): seconds, bytes and rounds per party,
-    and how far each is from [4 of 7]'s targets (recorded, not asserted)."""
+    CrypTen exact forward's, in one run (batch 1; the median of 3 interleaved runs):
+    seconds, bytes and rounds per party, and how far each is from [4 of 7]'s targets
+    (recorded, not asserted)."""
+    cases = {BASELINE: case}
+    for name, path in SHIPPED.items():
+        model = load_model(path)[0]
+        with torch.device("meta"):
+            skeleton = build_model(load_meta(path)).eval()
+        with torch.no_grad():
+            cases[name] = Case(model, skeleton, case.meta, case.image, model(case.image))
+
     def run() -> dict[str, dict[str, Any]]:
-        results = {BASELINE: _measure(case, _handwritten, dealer=True)}
-        for name, path in SHIPPED.items():
-            model = load_model(path)[0]
-            with torch.device("meta"):
-                skeleton = build_model(load_meta(path)).eval()
-            with torch.no_grad():
-                plain = model(case.image)
-            results[name] = _measure(Case(model, skeleton, case.meta, case.image, plain), _engine, dealer=True)
+        runs: dict[str, list[dict[str, Any]]] = {label: [] for label in cases}
+        for _ in range(TARGET_REPEATS):  # interleaved: the machine's drift hits every label alike
+            for label, c in cases.items():
+                runs[label].append(_measure(c, _handwritten if label == BASELINE else _engine, dealer=True))
+        results = {}
+        for label, measured in runs.items():
+            seconds = sorted(r["seconds"] for r in measured)
+            results[label] = measured[0] | {"seconds": seconds[len(seconds) // 2], "seconds_runs": seconds}
         return results
 
     results = benchmark.pedantic(run, rounds=1, iterations=1)

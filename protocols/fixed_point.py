@@ -60,12 +60,14 @@ class TruncationStats:
     local_failures: float = 0.0
     largest: float = 0.0
 
-    def record(self, ring_abs: torch.Tensor) -> None:
-        """Count one truncation of shared integers of magnitudes ``ring_abs``."""
+    def record(self, ring_abs: torch.Tensor, exact_only: bool = False) -> None:
+        """Count one truncation of shared integers of magnitudes ``ring_abs``
+        (``exact_only``: one that is exact in either mode, so local truncation risks nothing)."""
         self.calls += 1
         if ring_abs.numel():
             self.elements += ring_abs.numel()
-            self.local_failures += float(local_failure_rate(ring_abs).sum())
+            if not exact_only:
+                self.local_failures += float(local_failure_rate(ring_abs).sum())
             self.largest = max(self.largest, float(ring_abs.max()))
 
     @property
@@ -98,10 +100,11 @@ class FixedPoint:
         """``x`` as a secret, as ``crypten.cryptensor(x)`` would hold it."""
         return FixedPointTensor(self.encode(x), self)
 
-    def truncate(self, v: torch.Tensor, ring_abs: torch.Tensor | None = None) -> torch.Tensor:
+    def truncate(self, v: torch.Tensor, ring_abs: torch.Tensor | None = None, exact_only: bool = False) -> torch.Tensor:
         """``v`` back on the grid; ``ring_abs``: magnitudes of the shared integers truncated
-        (by default those of a product of two encoded values, |v| 2^(2p))."""
-        self.stats.record(v.abs() * self.scale**2 if ring_abs is None else ring_abs)
+        (by default those of a product of two encoded values, |v| 2^(2p)); ``exact_only``:
+        a truncation exact in every mode (:mod:`.periodic`'s)."""
+        self.stats.record(v.abs() * self.scale**2 if ring_abs is None else ring_abs, exact_only)
         return torch.round(v * self.scale) / self.scale
 
     def total_cost(self) -> costs.Cost:
@@ -226,7 +229,7 @@ class FixedPointTensor:
         self._open(costs.Cost(1, costs.OPEN_BYTES * self._tensor.numel()))
         value = series.reference(self._tensor)
         ring_abs = value.abs() * self.fp.scale * series.divisor(round(math.log2(self.fp.scale)))
-        return self._like(self.fp.truncate(value, ring_abs), False)
+        return self._like(self.fp.truncate(value, ring_abs, exact_only=True), False)
 
     def mul_untruncated(self, y: "FixedPointTensor") -> "FixedPointTensor":
         """x y at twice the fractional bits (no truncation; one Beaver opening). The
