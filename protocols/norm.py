@@ -51,8 +51,7 @@ v itself never enters the arithmetic: g0 takes S (n / k times more units) and it
 at p + 8 bits, and the fixed point of the iteration is 1/sqrt of that precise v.
 Rounds: 1 (the mean's truncation) + 2 (the square) + 8 (comparison) + 4 (g0, r0 and
 the first step) + 3 per further step + 2 (normalise): 23 with the defaults, and 2 more
-with a secret gamma (the secure plan folds gamma and beta into the next Linear layer
-where there is one).
+with a secret gamma.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from protocols.stationary import fix_masks
 
 from ..ops import UnsupportedOpError, function_op, method_op, module_op
 from ..rewrite import rewrite_remaining
-from ..rewrite.passes.fold_affine import fold_inference_affines, has_inference_affine
+from ..rewrite.passes.fold_affine import fold_batch_statistics, has_batch_statistics
 from ..runtime.roles import CLIENT, OWNER
 from ..tracing import leaf_modules, trace, trace_at, traced_per_shape
 
@@ -75,9 +75,11 @@ class SecurePlan:
     One route: plain ops that run under MPC only as MPC modules (GELU, LayerNorm,
     softmax, timm's attentions) are first rewritten by the ``exact`` policy
     (:func:`~secvit.rewrite.rewrite_remaining`); then every node must be an op the table
-    (:mod:`secvit.ops`) says how to run. Every norm's inference affine (a trained
-    ``norm.batch`` norm's statistics, a LayerNorm's gamma and beta) is folded, on a copy,
-    into the Linear layers that read it.
+    (:mod:`secvit.ops`) says how to run. Trained ``norm.batch`` norms are folded, on a
+    copy, into the Linear layers that read them (inference statistics are fixed). A
+    LayerNorm's gamma and beta are not (the policy's ``fold_affine`` can): folded into the
+    next weights, they would multiply the normalised values' rounding by gamma (the
+    MPCFormer checkpoint's logits moved 5x more).
 
     Args:
         model: The plaintext model (owner) or a ``meta``-device skeleton of the same
@@ -95,9 +97,9 @@ class SecurePlan:
         if self._refusals():
             self.model = rewrite_remaining(self.model)
             self.graph_module = trace(self.model)
-        if has_inference_affine(self.model):  # norms' affines go into the next Linear layers
+        if has_batch_statistics(self.model):  # the owner folds them into the next Linear layers
             self.model = copy.deepcopy(self.model)
-            fold_inference_affines(trace(self.model))
+            fold_batch_statistics(trace(self.model))
             self.graph_module = trace(self.model)
         refusals = self._refusals()
         if refusals:

@@ -24,7 +24,7 @@ from ...mpc_modules import MPCAttention, MPCNorm
 from ..graph import modules_of
 from .base import PassContext, PassResult
 
-__all__ = ["INTERNAL", "fold_inference_affines", "fold_norm_affine", "has_inference_affine"]
+__all__ = ["INTERNAL", "fold_batch_statistics", "fold_norm_affine", "has_batch_statistics"]
 
 INTERNAL: tuple[tuple[type[nn.Module], str, str], ...] = (
     (MPCAttention, "pre_norm", "qkv"),
@@ -59,13 +59,14 @@ def _affine_only(norm: MPCNorm) -> bool:
     return norm.running_mean is None
 
 
-def _foldable(norm: nn.Module) -> bool:
-    return isinstance(norm, MPCNorm) and bool(norm.inference_affine()) and not norm.channels_first
+def _with_statistics(norm: MPCNorm) -> bool:
+    return norm.running_mean is not None
 
 
 def _fold_norms(gm: fx.GraphModule, result: PassResult, which: Callable[[MPCNorm], bool]) -> PassResult:
     def foldable(norm: nn.Module) -> bool:
-        return _foldable(norm) and which(norm)
+        return (isinstance(norm, MPCNorm) and which(norm) and bool(norm.inference_affine())
+                and not norm.channels_first)
 
     for node in gm.graph.nodes:
         norm = gm.get_submodule(node.target) if node.op == "call_module" else None
@@ -86,20 +87,18 @@ def _fold_norms(gm: fx.GraphModule, result: PassResult, which: Callable[[MPCNorm
 @torch.no_grad()
 def fold_norm_affine(gm: fx.GraphModule, ctx: PassContext) -> PassResult:
     """The policy's ``fold_affine``: fold the learned affine of norms without statistics
-    (a BatchNorm's statistics change while it trains: :func:`fold_inference_affines`)."""
+    (a BatchNorm's statistics change while it trains: :func:`fold_batch_statistics`)."""
     result = PassResult("fold_norm_affine")
     return _fold_norms(gm, result, _affine_only) if ctx.policy.fold_affine else result
 
 
-def has_inference_affine(model: nn.Module) -> bool:
-    """Whether ``model`` holds a norm with an affine to fold: a ``norm.batch`` norm's
-    running statistics, or any norm's learned gamma and beta."""
-    return any(_foldable(m) for m in model.modules())
+def has_batch_statistics(model: nn.Module) -> bool:
+    """Whether ``model`` holds a ``norm.batch`` norm with its running statistics."""
+    return any(isinstance(m, MPCNorm) and _with_statistics(m) for m in model.modules())
 
 
 @torch.no_grad()
-def fold_inference_affines(gm: fx.GraphModule) -> PassResult:
-    """Fold every norm's inference affine (a BatchNorm's statistics, any norm's gamma and
-    beta) into the Linear layers that read it, in place: the trained model as the secure
-    plan runs it (a LayerNorm keeps only its normalisation: one product fewer)."""
-    return _fold_norms(gm, PassResult("fold_inference_affines"), lambda norm: True)
+def fold_batch_statistics(gm: fx.GraphModule) -> PassResult:
+    """Fold every ``norm.batch`` norm's inference affine (statistics, gamma, beta) into the
+    Linear layers that read it, in place: the trained model as the secure plan runs it."""
+    return _fold_norms(gm, PassResult("fold_batch_statistics"), _with_statistics)
