@@ -64,10 +64,6 @@ class OfflinePhase:
         rank: This party's rank (the owner, rank 0, talks to the dealer).
         enabled: Whether the session has a dealer (TFP sessions have no offline phase).
         seconds, bytes, messages: Totals over the session, this party's.
-
-    Each party runs a forward pass dry once per input shape: the owner records its
-    requests for the dealer; every party fills its kernels' caches (fitted series) there,
-    not in the online phase.
     """
 
     rank: int
@@ -95,10 +91,6 @@ class OfflinePhase:
         began = time.perf_counter()
         provider = backend.dealer_provider()
         if self.rank != OWNER:
-            if key is not None and key not in self._tables:  # warm the kernels' caches (fitted series)
-                with backend.dry_run():
-                    dry_run()
-                self._tables[key] = []
             provider.begin(None, None)
         else:
             requests = self._tables.get(key) if key is not None else None
