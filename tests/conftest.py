@@ -128,3 +128,26 @@ def secure_logits(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
         return plan(plan.encrypt_input(x if rank == 1 else None, rank, tuple(x.shape))).get_plain_text(dst=1)
 
     return as_tensor(run_2pc(party)[1])
+
+
+def spied_step(offline: Any, key: tuple, step: Callable[[], Any]) -> tuple[Any, dict[str, Any], list[torch.Tensor]]:
+    """Run ``step`` (secure code) prepared by ``offline`` under ``key``: its result, its
+    communication stats, and every tensor this party saw opened (a copy of each)."""
+    offline.prepare(key, step)
+    comm = backend.crypten_comm.get()
+    all_reduce, opened = comm.all_reduce, []
+
+    def spy(t, *args, **kwargs):
+        out = all_reduce(t, *args, **kwargs)
+        opened.append(out.clone())
+        return out
+
+    backend.reset_comm_stats()
+    comm.all_reduce = spy
+    try:
+        result = step()
+    finally:
+        comm.all_reduce = all_reduce
+    stats = backend.comm_stats()
+    offline.finish()
+    return result, stats, opened

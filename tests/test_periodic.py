@@ -9,14 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from protocols import backend
 from protocols.activation import gelu_series
 from protocols.backend import crypten
 from protocols.fixed_point import FixedPoint
 from protocols.periodic import FourierSeries, fit_series, trig_values
 from secvit.runtime.dealer import OfflinePhase
 
-from .conftest import as_tensor, run_2pc
+from .conftest import as_tensor, run_2pc, spied_step
 
 X = (torch.rand(4000, generator=torch.Generator().manual_seed(0)) * 2 - 1) * 20
 WAVE = FourierSeries(period_bits=3, first=1, step=1, cos=(0.5, 0.0), sin=(0.0, -0.25), constant=0.125)
@@ -36,25 +35,13 @@ def _evaluate(dealer: bool, low_bits_mask: bool = False):
                 return tuple(provider._dealt(r, trig_values(r, *args)))
             provider.trig_masks = weak
         x = crypten.cryptensor(X if rank == 1 else torch.zeros(X.shape), src=1)
-        comm = backend.crypten_comm.get()
-        all_reduce, opened = comm.all_reduce, []
-
-        def spy(t, *args, **kwargs):
-            out = all_reduce(t, *args, **kwargs)
-            opened.append(out.clone())
-            return out
-
-        outs, costs = [], []
+        outs, costs, first_opened = [], [], None
         for i, series in enumerate((gelu_series(), WAVE)):
-            offline.prepare(("series", i), lambda: x.fourier(series))
-            backend.reset_comm_stats()
-            comm.all_reduce = spy
-            y = x.fourier(series)
-            comm.all_reduce = all_reduce
-            costs.append(backend.comm_stats())
-            offline.finish()
+            y, cost, opened = spied_step(offline, ("series", i), lambda: x.fourier(series))
+            first_opened = opened[0] if first_opened is None else first_opened
+            costs.append(cost)
             outs.append(y.get_plain_text())
-        return outs, costs, opened[0]
+        return outs, costs, first_opened
 
     return run_2pc(party, dealer=dealer)[0]
 

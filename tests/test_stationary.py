@@ -12,7 +12,7 @@ from protocols.fixed_point import FixedPoint
 from protocols.stationary import fix_masks
 from secvit.runtime.dealer import OfflinePhase
 
-from .conftest import as_tensor, run_2pc
+from .conftest import as_tensor, run_2pc, spied_step
 
 W = torch.randn(6, 5, generator=torch.Generator().manual_seed(0))
 IMAGES = torch.randn(2, 3, 6, generator=torch.Generator().manual_seed(1))
@@ -36,25 +36,12 @@ def _products(dealer: bool, reuse_a: bool = False):
                 first.setdefault("a", triple(*args, **kwargs))
                 return first["a"]
             provider.stationary_triple = same_a
-        comm = backend.crypten_comm.get()
-        all_reduce = comm.all_reduce
         outs, costs, opened = [], [], []
-
-        def spy(t, *args, **kwargs):
-            out = all_reduce(t, *args, **kwargs)
-            opened[-1].append(out.clone())
-            return out
-
         for image in IMAGES:
             x = crypten.cryptensor(image if rank == 1 else torch.zeros(image.shape), src=1)
-            offline.prepare(("product",), lambda: x.matmul(w))
-            backend.reset_comm_stats()
-            opened.append([])
-            comm.all_reduce = spy
-            y = x.matmul(w)
-            comm.all_reduce = all_reduce
-            costs.append(backend.comm_stats())
-            offline.finish()
+            y, cost, seen = spied_step(offline, ("product",), lambda: x.matmul(w))
+            opened.append(seen)
+            costs.append(cost)
             outs.append(y.get_plain_text())
         provider.stationary_triple = triple
         return outs, costs, masking, opened
