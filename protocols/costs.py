@@ -1,7 +1,10 @@
 """Communication cost of CrypTen's 2-party primitives (per party, TFP triples).
 
 CrypTen counts 16 bytes per opened element per party (8-byte ring elements, both
-directions of the exchange). A Beaver product opens both masked operands (1 round);
+directions of the exchange), and 8 per element of a reveal to one party (a message one
+way: each side counts it once). A Beaver product opens both masked operands (1 round); a
+product by the owner's weight with a fixed mask (:mod:`.stationary`) reveals the
+activation to the owner (1 round);
 a square opens one; a comparison (``_ltz``: arithmetic-to-binary conversion and a carry
 circuit) takes 8 rounds and 432 bytes per element. Each truncation (after a product, a
 product by a public float, or a division by a public integer) opens one masked tensor:
@@ -17,9 +20,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["CMP_BYTES", "CMP_ROUNDS", "OPEN_BYTES", "Cost", "mul", "square", "truncation"]
+__all__ = ["CMP_BYTES", "CMP_ROUNDS", "OPEN_BYTES", "REVEAL_BYTES", "Cost", "mul", "reveal", "square", "truncation"]
 
 OPEN_BYTES = 16
+REVEAL_BYTES = 8
 CMP_ROUNDS, CMP_BYTES = 8, 432
 
 
@@ -46,3 +50,8 @@ def mul(n_a: int, n_b: int | None = None) -> Cost:
 
 def square(n: int) -> Cost:
     return Cost(1, OPEN_BYTES * n)
+
+
+def reveal(n: int) -> Cost:
+    """A masked tensor of ``n`` elements sent to one party (:mod:`.stationary`'s products)."""
+    return Cost(1, REVEAL_BYTES * n)

@@ -123,7 +123,7 @@ class FixedPointTensor:
     @staticmethod
     def fix_masks(weights: Sequence["FixedPointTensor"]) -> None:
         """The weights' masks fixed (:func:`~protocols.stationary.fix_masks`): one opening
-        of them all; their products then open only the other operand."""
+        of them all; their products then reveal only the other operand, to the owner."""
         weights[0].fp.cost += costs.Cost(1, costs.OPEN_BYTES * sum(w._tensor.numel() for w in weights))
         for w in weights:
             w.fixed_mask = True
@@ -168,9 +168,10 @@ class FixedPointTensor:
         self.fp.cost += cost
 
     def _open_product(self, y: "FixedPointTensor") -> None:
-        """A Beaver product's opening: both operands, or only this one when ``y`` is a
-        weight with a fixed mask."""
-        self._open(costs.mul(self._tensor.numel(), 0 if y.fixed_mask else y._tensor.numel()))
+        """A Beaver product's opening: both operands, or only this one, to the owner, when
+        ``y`` is a weight with a fixed mask."""
+        n = self._tensor.numel()
+        self._open(costs.reveal(n) if y.fixed_mask else costs.mul(n, y._tensor.numel()))
 
     # ---- primitives ------------------------------------------------------------------
 

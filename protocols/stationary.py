@@ -1,25 +1,36 @@
-"""Weight-stationary Beaver masks: the owner's weights are masked once per model load.
+"""Weight-stationary Beaver masks: the owner's weights are masked once per model load, and
+each product by one is a single message to the owner.
 
 A Beaver product of a secret activation ``X`` by a secret weight ``W`` opens ``X - A``
-and ``W - B`` and uses shares of a triple (A, B, C = A (*) B) (``(*)``: the elementwise
-product, a matmul or a conv2d). The weight is the same for every image, so its mask need
-not be fresh: at load, each party takes a share of a uniform mask ``B`` from the
-correlated-randomness provider and ``F = W - B`` is opened once, for every weight in one
-round. Each product then asks only for a fresh ``A`` and ``C = A (*) B`` for that fixed
-``B`` and opens ``E = X - A``:
+and ``W - B`` to every party and uses shares of a triple (A, B, C = A (*) B) (``(*)``:
+the elementwise product, a matmul or a conv2d). Two things make a product by the owner's
+weight cheaper:
 
-    X (*) W = E (*) F + E (*) [B] + [A] (*) F + [C]    (E (*) F added by party 0 once)
+1. **Fixed mask.** The weight is the same for every image, so its mask need not be fresh:
+   at load, each party takes a share of a uniform mask ``B`` from the correlated-randomness
+   provider and ``F = W - B`` is opened once, for every weight in one round. Each product
+   then asks only for a fresh ``A`` and ``C = A (*) B`` for that fixed ``B``.
+2. **One-sided opening.** The owner knows ``W`` in the clear, so only the owner needs
+   ``E = X - A``: every other party sends its share of ``X - A`` to the owner (one
+   message, one way), and
+
+       X (*) W = E (*) W + [A] (*) F + [C]    (E (*) W added by the owner alone)
+
+   since ``A (*) W = A (*) F + A (*) B``. No other party learns anything in the product.
 
 Security: ``F`` is ``W`` masked by a uniform ``B`` that is used for nothing else, and
-``E`` is ``X`` masked by a fresh uniform ``A``, so the openings are uniform and
-independent whatever the secrets (the same argument as for a Beaver triple; the fixed
-``B`` only ever enters the shares, never another opening). Reusing ``A`` instead would
-reveal ``X1 - X2`` (``tests/test_stationary.py`` runs that attack).
+``E`` is ``X`` masked by a fresh uniform ``A`` that the owner never sees, so what the
+owner receives is uniform and independent whatever the secrets; the other parties
+receive nothing. Reusing ``A`` instead would give the owner ``X1 - X2``
+(``tests/test_stationary.py`` runs that attack).
 
-Cost per product: one round and the opening of ``X`` only (16 bytes per element per
-party, CrypTen's count), where a fresh triple also opens the weight; the weights' openings
-move to the model load. After Mohassel and Zhang, "SecureML" (IEEE S&P 2017), whose
-offline phase reuses the mask of a fixed operand across products.
+Cost per product: one round and one message of ``X``'s size to the owner (8 bytes per
+element per party, CrypTen's count of a ``reduce``), where a fresh triple opens both
+operands to both parties (16 bytes per element of each); the weights' openings move to
+the model load. After Mohassel and Zhang, "SecureML" (IEEE S&P 2017), whose offline phase
+reuses the mask of a fixed operand across products, and the client-server split of
+Delphi (Mishra et al., USENIX Security 2020), where the server, who holds the weights,
+alone receives the masked activations.
 """
 
 from __future__ import annotations
@@ -37,12 +48,13 @@ _NEXT_ID = [0]  # ids of this process's fixed masks; a dry run reads them withou
 @dataclass
 class FixedMask:
     """This party's view of one weight's fixed mask: its id (the provider's), the public
-    ``F = W - B``, and what the opened ``E`` multiplies: its share of ``B``, plus ``F`` on
-    party 0 (``E (*) [B] + E (*) F`` in one product)."""
+    ``F = W - B``, the owner's rank, and on the owner the weight ``W`` itself (ring
+    integers; None on the other parties)."""
 
     mask_id: int
     f: torch.Tensor
-    e_factor: torch.Tensor
+    owner: int
+    weight: torch.Tensor | None
 
 
 def is_stationary(y: Any) -> bool:
@@ -50,9 +62,15 @@ def is_stationary(y: Any) -> bool:
     return getattr(y, "fixed_mask", None) is not None
 
 
-def fix_masks(weights: Sequence[Any]) -> None:
-    """Give each of ``weights`` a fixed mask (one round for all of them): CrypTensors
-    (every party calls this, in the same order) or fixed-point emulation secrets."""
+def fix_masks(weights: Sequence[Any], owner: int, plaintext: Sequence[torch.Tensor] | None = None) -> None:
+    """Give each of ``weights`` (the ``owner``'s, secret-shared) a fixed mask, one round
+    for all of them: CrypTensors (every party calls this, in the same order; the owner
+    passes the weights' ``plaintext`` values, the others None) or fixed-point emulation
+    secrets.
+
+    Raises:
+        ValueError: the owner without the plaintext, or a plaintext of another shape.
+    """
     from .fixed_point import FixedPointTensor
 
     if not weights:
@@ -62,8 +80,12 @@ def fix_masks(weights: Sequence[Any]) -> None:
         return
     from .backend import crypten, crypten_comm
 
-    provider = crypten.mpc.get_default_provider()
     shares = [w._tensor for w in weights]
+    if shares[0].rank == owner and (plaintext is None or [tuple(p.shape) for p in plaintext] != [
+            tuple(s.size()) for s in shares]):
+        raise ValueError("the owner fixes its weights' masks with their plaintext values, one per weight, "
+                         "of the weights' shapes")
+    provider = crypten.mpc.get_default_provider()
     ids = list(range(_NEXT_ID[0], _NEXT_ID[0] + len(shares)))
     if not provider.RECORDS_ONLY:
         _NEXT_ID[0] += len(shares)
@@ -71,20 +93,22 @@ def fix_masks(weights: Sequence[Any]) -> None:
     flat = torch.cat([(s.share - b).reshape(-1) for s, b in zip(shares, masks)])
     opened = crypten_comm.get().all_reduce(flat)
     offset = 0
-    for s, b, i in zip(shares, masks, ids):
+    for k, (s, b, i) in enumerate(zip(shares, masks, ids)):
         f = opened[offset : offset + b.numel()].view(b.shape)
-        s.fixed_mask = FixedMask(i, f, b + f if s.rank == 0 else b)
+        s.fixed_mask = FixedMask(i, f, owner, s.encoder.encode(plaintext[k]) if s.rank == owner else None)
         offset += b.numel()
 
 
 def stationary_product(op: str, x: Any, y: Any, **kwargs: Any) -> Any:
     """``x (*) y`` for an ArithmeticSharedTensor ``x`` and a weight ``y`` with a fixed mask
-    (the Beaver product's shares, before truncation)."""
+    (the product's shares, before truncation): one message to the weight's owner."""
     from .backend import ArithmeticSharedTensor, crypten, crypten_comm
 
     mask: FixedMask = y.fixed_mask
     a, c = crypten.mpc.get_default_provider().stationary_triple(x.size(), y.size(), op, mask.mask_id, **kwargs)
-    e = crypten_comm.get().all_reduce(x.share - a)
+    e = crypten_comm.get().reduce(x.share - a, mask.owner)  # dst positional: CrypTen counts args[1]
     fn = getattr(torch, op)
-    return ArithmeticSharedTensor.from_shares(c + fn(e, mask.e_factor, **kwargs) + fn(a, mask.f, **kwargs),
-                                              precision=0)
+    share = c + fn(a, mask.f, **kwargs)
+    if x.rank == mask.owner:
+        share = share + fn(e, mask.weight, **kwargs)
+    return ArithmeticSharedTensor.from_shares(share, precision=0)

@@ -132,22 +132,28 @@ def secure_logits(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 def spied_step(offline: Any, key: tuple, step: Callable[[], Any]) -> tuple[Any, dict[str, Any], list[torch.Tensor]]:
     """Run ``step`` (secure code) prepared by ``offline`` under ``key``: its result, its
-    communication stats, and every tensor this party saw opened (a copy of each)."""
+    communication stats, and every tensor this party saw opened or revealed to it (a copy
+    of each, in order)."""
     offline.prepare(key, step)
     comm = backend.crypten_comm.get()
-    all_reduce, opened = comm.all_reduce, []
+    originals, opened = {"all_reduce": comm.all_reduce, "reduce": comm.reduce}, []
 
-    def spy(t, *args, **kwargs):
-        out = all_reduce(t, *args, **kwargs)
-        opened.append(out.clone())
-        return out
+    def spy(name: str) -> Callable[..., Any]:
+        def spied(*args, **kwargs):
+            out = originals[name](*args, **kwargs)
+            if out is not None:  # a reveal to another party returns nothing here
+                opened.append(out.clone())
+            return out
+        return spied
 
     backend.reset_comm_stats()
-    comm.all_reduce = spy
+    for name in originals:
+        setattr(comm, name, spy(name))
     try:
         result = step()
     finally:
-        comm.all_reduce = all_reduce
+        for name, original in originals.items():
+            setattr(comm, name, original)
     stats = backend.comm_stats()
     offline.finish()
     return result, stats, opened

@@ -1,5 +1,5 @@
-"""Weight-stationary masks: products by a masked weight are right, cheaper, and open
-nothing an attacker can combine across images."""
+"""Weight-stationary masks: products by a masked weight are right, cheaper, reveal the
+activation to the owner only, and nothing an attacker can combine across images."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def _products(dealer: bool, reuse_a: bool = False):
         offline = OfflinePhase(rank, dealer)
         w = crypten.cryptensor(W if rank == 0 else torch.zeros(W.shape), src=0)
         backend.reset_comm_stats()
-        offline.run(lambda: fix_masks([w]))
+        offline.run(lambda: fix_masks([w], 0, [W] if rank == 0 else None))
         masking = backend.comm_stats()
         provider = crypten.mpc.get_default_provider()
         triple, first = provider.stationary_triple, {}
@@ -50,24 +50,38 @@ def _products(dealer: bool, reuse_a: bool = False):
 
 
 @pytest.mark.parametrize("dealer", [False, True], ids=["tfp", "dealer"])
-def test_products_by_a_masked_weight_are_right_and_open_only_the_activation(dealer):
-    (outs, costs, masking, _), _ = _products(dealer)
+def test_products_by_a_masked_weight_are_right_and_reveal_only_the_activation_to_the_owner(dealer):
+    (outs, costs, masking, owner_saw), (_, client_costs, _, client_saw) = _products(dealer)
     for image, out in zip(IMAGES, outs):
         assert (as_tensor(out) - image @ W).abs().max() < 1e-3
     assert masking["rounds"] == 1 and masking["bytes"] == 16 * W.numel()
-    # one Beaver round opening x only, then the exact truncation's round
-    assert [(c["rounds"], c["bytes"]) for c in costs] == [(2, 16 * IMAGES[0].numel() + 16 * 3 * 5)] * 2
+    # one message revealing x - a to the owner (8 bytes an element, each side), then the
+    # exact truncation's round; the client receives only the truncation's opening
+    expected = [(2, 8 * IMAGES[0].numel() + 16 * 3 * 5)] * 2
+    assert [(c["rounds"], c["bytes"]) for c in costs] == expected
+    assert [(c["rounds"], c["bytes"]) for c in client_costs] == expected
+    assert [len(seen) for seen in owner_saw] == [2, 2] and [len(seen) for seen in client_saw] == [1, 1]
+
+
+def test_the_owner_must_give_its_weights_plaintext():
+    def party(rank: int):
+        w = crypten.cryptensor(W if rank == 0 else torch.zeros(W.shape), src=0)
+        with pytest.raises(ValueError, match="plaintext values"):
+            fix_masks([w], rank)  # every party claims to own it; none gives the values
+        return True
+
+    assert run_2pc(party) == [True, True]
 
 
 def test_emulation_counts_what_the_parties_send():
     fp = FixedPoint(16)
     w = fp.tensor(W)
-    fix_masks([w])
+    fix_masks([w], 0)
     masking, fp.cost = fp.cost, type(fp.cost)()
     y = fp.tensor(IMAGES[0]).matmul(w)
     assert (y.get_plain_text() - IMAGES[0].double() @ W.double()).abs().max() < 1e-3
     assert (masking.rounds, masking.bytes) == (1, 16 * W.numel())
-    assert (fp.total_cost().rounds, fp.total_cost().bytes) == (2, 16 * IMAGES[0].numel() + 16 * 3 * 5)
+    assert (fp.total_cost().rounds, fp.total_cost().bytes) == (2, 8 * IMAGES[0].numel() + 16 * 3 * 5)
 
 
 def test_the_openings_of_two_images_do_not_reveal_their_difference():

@@ -93,6 +93,7 @@ class SecurePlan:
         self.model = model.eval()
         self.graph_module = trace(self.model)
         self._by_module: dict[str, dict[str, Any]] | None = None  # set by encrypt/emulate_weights
+        self._owner, self._plaintext = OWNER, {}  # the owner's rank; on the owner, its secrets' values by id
         self._specialised: dict[tuple[str, tuple[int, ...]], fx.GraphModule] = {}
         if self._refusals():
             self.model = rewrite_remaining(self.model)
@@ -163,8 +164,14 @@ class SecurePlan:
         ``run`` runs the mask step: directly (TFP), or with its correlated values prepared
         by the dealer first (:meth:`~secvit.runtime.dealer.OfflinePhase.run`).
         """
-        self._load(lambda value: crypten.cryptensor(value.float() if rank == owner else torch.zeros(value.shape),
-                                                    src=owner))
+        def share(value: torch.Tensor) -> Any:
+            secret = crypten.cryptensor(value.float() if rank == owner else torch.zeros(value.shape), src=owner)
+            if rank == owner:
+                self._plaintext[id(secret)] = value.float()
+            return secret
+
+        self._owner, self._plaintext = owner, {}
+        self._load(share)
         run(self.fix_weight_masks)
 
     def emulate_weights(self, fp: FixedPoint) -> None:
@@ -184,7 +191,7 @@ class SecurePlan:
 
     def fix_weight_masks(self) -> None:
         """Mask the weights once (:mod:`protocols.stationary`, one round): every product by
-        a weight then opens only the activation."""
+        a weight then reveals only the activation, to the owner."""
         weights, seen = [], set()
         for node in self.graph_module.graph.nodes:
             for path, module in self._node_leaves(node) if node.op == "call_module" else ():
@@ -193,7 +200,8 @@ class SecurePlan:
                     if secret is not None and id(secret) not in seen:
                         seen.add(id(secret))
                         weights.append(secret)
-        fix_masks(weights)
+        plaintext = [self._plaintext[id(w)] for w in weights] if self._plaintext else None
+        fix_masks(weights, self._owner, plaintext)
 
     def module_secrets(self, path: str) -> dict[str, Any]:
         """The encrypted tensors of the leaf module at ``path`` by name ("" holds the
