@@ -78,12 +78,15 @@ def test_parties_and_dealer_derive_the_promised_correlations():
         elif req.kind == "trig":
             r, t = _open(shares, "r"), _open(shares, "t")
             assert torch.equal(t, trig_values(r, *req.args))
-            angle = (r & ((1 << req.args[0]) - 1)).double() * (2 * math.pi / 2**22)
-            if req.args[5]:
-                assert torch.allclose(t[1].double() / 2**18, (angle * 3).cos(), atol=1e-5)  # C_2: harmonic 3
-                assert torch.equal(t[7], r * t[1])  # R C_2
-            else:
-                assert t.shape[0] == 4  # C_1, C_2, S_1, S_2
+            m, count, scale_bits, first, step, products = req.args
+            angle = (r & ((1 << m) - 1)).double() * (2 * math.pi / 2**m) * (first + step)  # harmonic index 1
+            rows = t.view(-1, count, r.numel(), 2)  # (C_k, S_k) per harmonic, then (R C_k, R S_k)
+            c2, s2 = rows[0, 1, :, 0].view(r.shape), rows[0, 1, :, 1].view(r.shape)
+            assert torch.allclose(c2.double() / 2**scale_bits, angle.cos(), atol=1e-5)
+            assert torch.allclose(s2.double() / 2**scale_bits, angle.sin(), atol=1e-5)
+            assert rows.shape[0] == (2 if products else 1)
+            if products:
+                assert torch.equal(rows[1, 1, :, 0].view(r.shape), r * c2)  # R C_2
         elif req.kind == "b2a":
             bit = _open(shares, "bit", True)
             assert set(bit.tolist()) <= {0, 1} and torch.equal(_open(shares, "r"), bit)
