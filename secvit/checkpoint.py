@@ -290,10 +290,18 @@ def load_model(ckpt: str | Path, policy: str | None = None) -> tuple[nn.Module, 
 
 
 def save_checkpoint(model: nn.Module, meta: Meta, out: str | Path, dtype: torch.dtype = torch.float16) -> Path:
-    """Write weights (``dtype``, float16 by default to keep shipped files small) and meta."""
+    """Write the parameters (``dtype``, float16 by default to keep shipped files small), the
+    buffers (e.g. ``norm.batch``'s running statistics) in float32, and meta.
+
+    Buffers stay float32 because they are few and need the range: a running variance of
+    the residual stream reached 7e4 in a BatchNorm ViT-Lite, past float16's 65,504, and
+    saved as inf it took the model from 94.7% to 53.9% test accuracy.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().to(dtype).contiguous() for k, v in model.state_dict().items()}
+    buffers = {name for name, _ in model.named_buffers()}
+    state = {k: v.detach().to(torch.float32 if k in buffers else dtype).contiguous()
+             for k, v in model.state_dict().items()}
     save_file(state, str(out / WEIGHTS))
     (out / META).write_text(json.dumps({**meta.to_dict(), "weights_dtype": str(dtype).removeprefix("torch.")}, indent=2) + "\n")
     return out

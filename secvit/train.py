@@ -242,8 +242,8 @@ def train(cfg: TrainConfig, out: str | Path) -> dict:
 
 
 def save_evaluated(model: nn.Module, meta: Meta, data: Dataset, out: str | Path) -> dict:
-    """Save a checkpoint with ``test_accuracy`` measured on the saved (float16) weights,
-    i.e. on exactly what is shipped; returns its ``meta.json`` contents."""
+    """Save a checkpoint with ``test_accuracy`` measured on the saved (float16) parameters
+    and float32 buffers, i.e. on exactly what is shipped; returns its ``meta.json`` contents."""
     save_checkpoint(model, meta, out)
     shipped, _ = load_model(out)
     meta.extra["test_accuracy"] = evaluate(shipped, meta.normalization.apply(data.x_test), data.y_test)

@@ -60,6 +60,31 @@ def test_checkpoint_round_trip(tmp_path):
         assert torch.allclose(a.half().float(), b), k
 
 
+def test_batch_statistics_beyond_float16_survive_a_round_trip(tmp_path):
+    """Parameters are stored in float16, buffers in float32: a BatchNorm running variance
+    past float16's 65,504 (a residual stream of a trained BatchNorm ViT-Lite reached 7e4)
+    comes back as it was, not as inf."""
+    from secvit.mpc_modules import MPCNorm
+    from secvit.rewrite import load_policy, rewrite
+
+    policy = load_policy("fast")
+    model = rewrite(create_model("vit_lite_1_2_16", num_classes=10), policy)[0].eval()
+    norm = next(m for m in model.modules() if isinstance(m, MPCNorm))
+    norm.running_var.fill_(7e4)
+    norm.running_mean.fill_(333.3)
+    meta = _meta()
+    meta.extra["policy"] = policy.to_dict()
+    save_checkpoint(model, meta, tmp_path / "c")
+    loaded, _ = load_model(tmp_path / "c")
+    loaded_norm = next(m for m in loaded.modules() if isinstance(m, MPCNorm))
+    assert torch.equal(loaded_norm.running_var, norm.running_var)
+    assert torch.equal(loaded_norm.running_mean, norm.running_mean)
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.isfinite(loaded(x)).all()
+        assert (loaded(x) - model(x)).abs().max() < 0.05  # the parameters' float16 rounding only
+
+
 def test_missing_checkpoint(tmp_path):
     with pytest.raises(CheckpointError, match="not a directory"):
         load_meta(tmp_path / "nope")
