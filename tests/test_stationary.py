@@ -100,3 +100,19 @@ def test_the_openings_of_two_images_do_not_reveal_their_difference():
     assert (difference(True) - secret).abs().max() < 1e-4  # the attack works on the control
     leaked = difference(False)
     assert (leaked - secret).abs().min() > 1.0 and leaked.abs().min() > 1e6  # and fails on secvit
+
+
+def test_a_product_by_a_masked_weight_runs_dry_on_every_party():
+    """A dry run (the offline phase's first pass) keeps each party's rank: the client must
+    not take the owner's side of a product, which needs the weight's plaintext."""
+
+    def party(rank: int):
+        w = crypten.cryptensor(W if rank == 0 else torch.zeros(W.shape), src=0)
+        fix_masks([w], 0, [W] if rank == 0 else None)
+        x = crypten.cryptensor(IMAGES[0] if rank == 1 else torch.zeros(IMAGES[0].shape), src=1)
+        with backend.dry_run() as requests:
+            seen_rank = backend.crypten_comm.get().get_rank()
+            x.matmul(w)
+        return seen_rank, [r.kind for r in requests]
+
+    assert run_2pc(party) == [(0, ["smatmul", "trunc"]), (1, ["smatmul", "trunc"])]

@@ -10,7 +10,7 @@ import torch
 
 from ..preprocessing import Request
 from ..providers import ZeroStream
-from ..backend import CPU, DistributedCommunicator, cfg, crypten, crypten_comm
+from ..backend import CPU, cfg, crypten, crypten_comm
 from .settings import RECORDER, truncation_stats
 from .streams import STREAMS
 
@@ -20,7 +20,7 @@ __all__ = ["dry_run", "truncations_of"]
 class _DryCommunicator:
     """Answers every collective with this party's own tensor, sends nothing."""
 
-    def __init__(self, real: DistributedCommunicator | None):
+    def __init__(self, real: Any):
         self.rank, self.world_size = (real.get_rank(), real.get_world_size()) if real is not None else (0, 2)
 
     def get_rank(self) -> int:
@@ -57,7 +57,8 @@ def dry_run() -> Iterator[list[Request]]:
     inside are meaningless; only the sequence of requests is. Works outside a session too
     (as rank 0 of two)."""
     get, streams, provider = crypten_comm.get, dict(crypten.generators), cfg.mpc.provider
-    dry = _DryCommunicator(DistributedCommunicator.instance if crypten_comm.is_initialized() else None)
+    # the session's communicator (secvit's channels or gloo): a party keeps its rank in a dry run
+    dry = _DryCommunicator(crypten_comm.get() if crypten_comm.is_initialized() else None)
     crypten_comm.get = lambda: dry
     crypten.generators.update({name: {CPU: ZeroStream()} for name in STREAMS})
     cfg.mpc.provider = RECORDER.NAME

@@ -57,7 +57,8 @@ class Op:
             branches), its inner modules being the leaves.
         stationary: Modules: the names of prepared secrets that only ever enter products
             as their fixed right operand (weights): they get fixed Beaver masks at load
-            (:mod:`protocols.stationary`), so each product opens only the activation.
+            (:mod:`protocols.stationary`), so each product reveals only the activation, masked,
+            to the owner.
     """
 
     name: str
