@@ -93,7 +93,6 @@ class SecurePlan:
         self.model = model.eval()
         self.graph_module = trace(self.model)
         self._by_module: dict[str, dict[str, Any]] | None = None  # set by encrypt/emulate_weights
-        self._owner, self._plaintext = OWNER, {}  # the owner's rank; on the owner, its secrets' values by id
         self._specialised: dict[tuple[str, tuple[int, ...]], fx.GraphModule] = {}
         if self._refusals():
             self.model = rewrite_remaining(self.model)
@@ -164,15 +163,16 @@ class SecurePlan:
         ``run`` runs the mask step: directly (TFP), or with its correlated values prepared
         by the dealer first (:meth:`~secvit.runtime.dealer.OfflinePhase.run`).
         """
+        plaintext: dict[int, torch.Tensor] = {}  # on the owner: each secret's value, by the secret's id
+
         def share(value: torch.Tensor) -> Any:
             secret = crypten.cryptensor(value.float() if rank == owner else torch.zeros(value.shape), src=owner)
             if rank == owner:
-                self._plaintext[id(secret)] = value.float()
+                plaintext[id(secret)] = value.float()
             return secret
 
-        self._owner, self._plaintext = owner, {}
         self._load(share)
-        run(self.fix_weight_masks)
+        run(lambda: self.fix_weight_masks(owner, plaintext))
 
     def emulate_weights(self, fp: FixedPoint) -> None:
         """Hold the owner's tensors as fixed-point secrets of ``fp``, their masks fixed
@@ -189,9 +189,10 @@ class SecurePlan:
         for module, name, value in self.plaintext_secrets():
             self._by_module.setdefault(module, {})[name] = secret(value)
 
-    def fix_weight_masks(self) -> None:
+    def fix_weight_masks(self, owner: int = OWNER, plaintext: dict[int, torch.Tensor] | None = None) -> None:
         """Mask the weights once (:mod:`protocols.stationary`, one round): every product by
-        a weight then reveals only the activation, to the owner."""
+        a weight then reveals only the activation, to the ``owner``, who passes the secrets'
+        ``plaintext`` values by the secrets' ids (emulation passes nothing)."""
         weights, seen = [], set()
         for node in self.graph_module.graph.nodes:
             for path, module in self._node_leaves(node) if node.op == "call_module" else ():
@@ -200,8 +201,7 @@ class SecurePlan:
                     if secret is not None and id(secret) not in seen:
                         seen.add(id(secret))
                         weights.append(secret)
-        plaintext = [self._plaintext[id(w)] for w in weights] if self._plaintext else None
-        fix_masks(weights, self._owner, plaintext)
+        fix_masks(weights, owner, [plaintext[id(w)] for w in weights] if plaintext else None)
 
     def module_secrets(self, path: str) -> dict[str, Any]:
         """The encrypted tensors of the leaf module at ``path`` by name ("" holds the
