@@ -94,6 +94,7 @@ def _exact_decode(self: FixedPointEncoder, tensor: torch.Tensor | None) -> torch
 FixedPointEncoder.decode = _exact_decode
 
 _crypten_mpc_init = MPCTensor.__init__
+_PLACEHOLDER = torch.empty(0)
 
 
 def _mpc_init(self: MPCTensor, tensor: Any, *args: Any, **kwargs: Any) -> None:
@@ -104,12 +105,34 @@ def _mpc_init(self: MPCTensor, tensor: Any, *args: Any, **kwargs: Any) -> None:
     0.43 s of party 0's 3.4 s under cProfile)."""
     if isinstance(tensor, list) and not tensor and not args and not kwargs:
         CrypTensor.__init__(self, requires_grad=False)
-        self._tensor, self.ptype = torch.tensor([]), Ptype.arithmetic
+        self._tensor, self.ptype = _PLACEHOLDER, Ptype.arithmetic  # replaced by the caller, never written
         return
     _crypten_mpc_init(self, tensor, *args, **kwargs)
 
 
 MPCTensor.__init__ = _mpc_init
+
+_crypten_getattribute = CrypTensor.__getattribute__
+_OPERATOR_NAMES = CrypTensor.PYTHON_BUILTIN
+
+
+def _getattribute(self: CrypTensor, name: str) -> Any:
+    """CrypTen's attribute lookup, direct where its autograd is off (secvit's engine never
+    differentiates: :data:`CrypTensor.AUTOGRAD_ENABLED` is off from import) and the name is
+    not an in-place method: CrypTen wraps every method read (about 22,000 per ViT-Lite
+    forward pass) in its debug validator and its autograd dispatch, 9% of party 0's time
+    under cProfile. In-place names, methods only an autograd function defines, and
+    autograd itself take CrypTen's path."""
+    if CrypTensor.AUTOGRAD_ENABLED or (name[-1] == "_" and name[-2:] != "__" and name != "copy_"):
+        return _crypten_getattribute(self, name)
+    try:
+        return object.__getattribute__(self, _OPERATOR_NAMES.get(name, name))
+    except AttributeError:
+        return _crypten_getattribute(self, name)
+
+
+CrypTensor.__getattribute__ = _getattribute
+CrypTensor.set_grad_enabled(False)
 
 # The session API, defined against the names above (its modules import them from here).
 from .mpc_runtime import communicator, fast_config  # noqa: E402,F401  (apply the communicator and config fixes)

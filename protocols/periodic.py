@@ -198,6 +198,13 @@ def trig_values(r: torch.Tensor, modulus_bits: int, count: int, scale_bits: int,
     return out.view(-1, *r.shape)
 
 
+def _harmonic_sum(terms: torch.Tensor) -> torch.Tensor:
+    """The sum over harmonics and (cos, sin) of ``(H, n, 2)`` terms: over the leading
+    dimension first, whose rows are contiguous (twice as fast as one reduction over
+    dimensions 0 and 2 at H = 8 and 16)."""
+    return terms.view(terms.shape[0], -1).sum(0).view(-1, 2).sum(1)
+
+
 def periodic_shares(share: torch.Tensor, rank: int, series: FourierSeries, precision_bits: int, r: torch.Tensor,
                     masks: torch.Tensor, open_sum: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
     """This party's share of ``f(x)`` (or ``x f(x)``) at ``2^(q + s)`` (``2^(p + q + s)``)
@@ -221,8 +228,8 @@ def periodic_shares(share: torch.Tensor, rank: int, series: FourierSeries, preci
     for lo, hi, z in harmonic_chunks(t, series.first, series.step, count):
         ab = torch.view_as_real(z.mul_(coeffs[lo:hi, None])).round_().long()  # (A_k, B_k) at 2^q
         if series.times_x:
-            r_total += (ab * rows[1, lo:hi]).sum((0, 2))
-        total += ab.mul_(rows[0, lo:hi]).sum((0, 2))
+            r_total += _harmonic_sum(ab * rows[1, lo:hi])
+        total += _harmonic_sum(ab.mul_(rows[0, lo:hi]))
     total, r_total = total.view(share.shape), r_total.view(share.shape)
     scale_bits = series.coeff_bits + series.mask_bits
     constant = round(series.constant * 2.0**scale_bits)
