@@ -43,7 +43,8 @@ class TrainConfig:
     of training) distil from the ``teacher`` checkpoint; ``uskd`` needs no teacher;
     ``sparse`` replays the ``cached_logits`` file of ``secvit cache-logits``. ``gqa``
     groups the (rewritten) model's K/V heads into that many per layer before fine-tuning
-    (:mod:`secvit.gqa`).
+    (:mod:`secvit.gqa`). ``clip_grad`` clips the gradient's global norm before each step
+    (None: no clipping).
     """
 
     model: str = "vit_lite_7_4_32"
@@ -65,6 +66,7 @@ class TrainConfig:
     stage1_share: float = 0.5
     cached_logits: str | None = None
     gqa: int | None = None
+    clip_grad: float | None = None
 
     def __post_init__(self) -> None:
         if self.distill is not None and self.distill not in METHODS:
@@ -163,6 +165,8 @@ def fit(model: nn.Module, data: Dataset, norm: Normalization, cfg: TrainConfig) 
                     group["lr"] = _lr_at(step, total, cfg.warmup_epochs * steps_per_epoch, cfg.lr) * group["lr_scale"]
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
+                if cfg.clip_grad is not None:
+                    nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
                 opt.step()
                 step += 1
                 progress.update(task, advance=1, status=f"epoch {epoch + 1}/{cfg.epochs} loss {loss.item():.3f}")

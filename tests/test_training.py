@@ -36,3 +36,32 @@ def test_shipped_checkpoint_accuracy(suffix, policy):
     assert abs(accuracy - meta.extra["test_accuracy"]) < 1e-9
     assert meta.model == "vit_lite_7_4_32"
     assert (meta.extra.get("policy") or {}).get("name") == policy
+
+
+def test_clip_grad_bounds_every_steps_gradient_norm(monkeypatch):
+    """``--clip-grad`` caps the global gradient norm the optimiser sees; unclipped steps
+    exceed the cap (so the check can fail)."""
+    from secvit.data import Dataset, Normalization
+    from secvit.models import create_model
+    from secvit.train import fit
+
+    full = load_dataset("digits", 16, 3)
+    data = Dataset("digits", full.x_train[:128], full.y_train[:128], full.x_test[:32], full.y_test[:32], 10)
+    norms: list[float] = []
+    step = torch.optim.AdamW.step
+
+    def recording_step(self, *args, **kwargs):
+        grads = [p.grad for group in self.param_groups for p in group["params"] if p.grad is not None]
+        norms.append(float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))))
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", recording_step)
+    seen = {}
+    for clip in (None, 0.05):
+        norms.clear()
+        torch.manual_seed(0)
+        cfg = TrainConfig(model="vit_lite_1_2_16", epochs=1, warmup_epochs=1, clip_grad=clip)
+        fit(create_model("vit_lite_1_2_16", num_classes=10, img_size=16), data, Normalization((0.5,) * 3, (0.5,) * 3),
+            cfg)
+        seen[clip] = max(norms)
+    assert seen[None] > 0.05 >= seen[0.05] - 1e-6

@@ -20,7 +20,8 @@ def cmd_train(a: argparse.Namespace) -> int:
 
     cfg = TrainConfig(model=a.model, data=a.data, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed,
                       init=a.init, policy=a.policy, teacher=a.teacher, distill=a.distill, temperature=a.temperature,
-                      stage1_share=a.stage1_share, cached_logits=a.cached_logits, gqa=a.gqa)
+                      stage1_share=a.stage1_share, cached_logits=a.cached_logits, gqa=a.gqa,
+                      clip_grad=a.clip_grad)
     meta = train(cfg, a.out)
     console.print(f"wrote {a.out}: test accuracy {meta['test_accuracy']:.4f} on {meta['test_images']} images")
     return 0
@@ -129,6 +130,8 @@ def add_parsers(sub: argparse._SubParsersAction, default_checkpoint: str) -> Non
     p.add_argument("--stage1-share", type=float, default=0.5, help="mpcformer: share of training in stage 1 (0.5)")
     p.add_argument("--cached-logits", metavar="FILE", help="sparse: teacher logits written by secvit cache-logits")
     p.add_argument("--gqa", type=int, metavar="G", help="group K/V heads into G per layer first (a rewritten model)")
+    p.add_argument("--clip-grad", type=float, metavar="NORM",
+                   help="clip the gradient's global norm to NORM before each step (BatchNorm ViTs need it)")
     p.add_argument("--out", required=True, help="checkpoint directory to write")
     p.set_defaults(func=cmd_train)
 
