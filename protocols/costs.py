@@ -5,8 +5,9 @@ directions of the exchange), and 8 per element of a reveal to one party (a messa
 way: each side counts it once). A Beaver product opens both masked operands (1 round); a
 product by the owner's weight with a fixed mask (:mod:`.stationary`) reveals the
 activation to the owner (1 round);
-a square opens one; a comparison (``_ltz``: arithmetic-to-binary conversion and a carry
-circuit) takes 8 rounds and 432 bytes per element. Each truncation (after a product, a
+a square opens one; CrypTen's comparison (``_ltz``: arithmetic-to-binary conversion and a
+carry circuit) takes 8 rounds and 432 bytes per element, secvit's sign test with the
+dealer's keys (``nonnegative``, :mod:`.dcf`) opens one masked tensor. Each truncation (after a product, a
 product by a public float, or a division by a public integer) opens one masked tensor:
 1 round, 16 bytes per element (:mod:`.truncation`). The emulation's tensor
 (:class:`~protocols.fixed_point.FixedPointTensor`) charges these as a kernel runs on it,
@@ -20,7 +21,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["CMP_BYTES", "CMP_ROUNDS", "OPEN_BYTES", "REVEAL_BYTES", "Cost", "mul", "reveal", "square", "truncation"]
+__all__ = ["CMP_BYTES", "CMP_ROUNDS", "OPEN_BYTES", "REVEAL_BYTES", "Cost", "mul", "reveal", "sign", "square",
+           "truncation"]
 
 OPEN_BYTES = 16
 REVEAL_BYTES = 8
@@ -49,6 +51,11 @@ def mul(n_a: int, n_b: int | None = None) -> Cost:
 
 
 def square(n: int) -> Cost:
+    return Cost(1, OPEN_BYTES * n)
+
+
+def sign(n: int) -> Cost:
+    """The sign test of ``n`` elements with the dealer's comparison keys (:mod:`.dcf`)."""
     return Cost(1, OPEN_BYTES * n)
 
 

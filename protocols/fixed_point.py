@@ -262,6 +262,12 @@ class FixedPointTensor:
     def conv2d(self, kernel: Any, **kwargs: Any) -> "FixedPointTensor":
         return self._bilinear(F.conv2d, kernel, **kwargs)
 
+    def nonnegative(self) -> "FixedPointTensor":
+        """x >= 0 as a bit of scale 1 (under MPC: one opening and the dealer's comparison
+        keys, :mod:`.dcf`)."""
+        self._open(costs.sign(self._tensor.numel()))
+        return self._like((self._tensor >= 0).double(), True)
+
     def _ltz(self) -> "FixedPointTensor":
         """x < 0 as a bit of scale 1 (CrypTen: a comparison circuit)."""
         self._open(costs.Cost(costs.CMP_ROUNDS, costs.CMP_BYTES * self._tensor.numel()))

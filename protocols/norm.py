@@ -30,7 +30,8 @@ value per row (rounds, not bytes).
 
 The guess comes from the range the kernel knows: v in [V_MIN, V_MAX] = [0.0028, 384] is
 cut at V_MIN 2^i (i = 1..17); one batched comparison of each row's sum of squares S
-against the knots mapped back through k / n and k eps (8 rounds, 7 KB per row) says
+against the knots mapped back through k / n and k eps (one sign test with the dealer's
+keys, :mod:`.dcf`: 1 round, 272 bytes per row) says
 which piece v is in, and the piece's levels (integers: bits times integer steps, no
 truncation) give y0 = 1/sqrt of the piece's geometric middle, within a factor 2^(1/4)
 of 1/sqrt(v). g0 and r0 = 1/2 - g0 h0 are then affine in S with selected slopes (at p + 8
@@ -49,9 +50,9 @@ iteration still corrects up to v of about 3 V_MAX.
 Fixed-point precision at small variances: v = 2.8e-3 holds only 183 units of 2^-16, so
 v itself never enters the arithmetic: g0 takes S (n / k times more units) and its slope
 at p + 8 bits, and the fixed point of the iteration is 1/sqrt of that precise v.
-Rounds: 1 (the mean's truncation) + 2 (the square) + 8 (comparison) + 4 (g0, r0 and
-the first step) + 3 per further step + 2 (normalise): 23 with the defaults, and 2 more
-with a secret gamma.
+Rounds: 1 (the mean's truncation) + 2 (the square) + 1 (comparison) + 4 (g0, r0 and
+the first step) + 3 per further step + 2 (normalise): 16 with the defaults (23 with
+CrypTen's 8-round comparison), and 2 more with a secret gamma.
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ from typing import Callable, Iterator, Sequence
 
 import torch
 
+from .dcf import CW_WORDS, sign_key_values
 from .periodic import MAX_HARMONICS, trig_values
 from .randomness import KeyedStream
 
@@ -41,9 +42,11 @@ __all__ = [
     "RequestError",
     "correction_numel",
     "dealer_corrections",
+    "dealt_numel",
     "decode",
     "encode",
     "party_draws",
+    "stream_bytes",
     "truncation_values",
     "udiv",
 ]
@@ -62,7 +65,7 @@ class RequestError(ValueError):
 
 # kind -> (code, corrections per output element group). Codes are the wire format.
 KINDS = {"mul": 1, "matmul": 2, "conv2d": 3, "square": 4, "binary": 5, "b2a": 6, "trunc": 7, "mask": 8,
-         "smul": 9, "smatmul": 10, "sconv2d": 11, "trig": 12}
+         "smul": 9, "smatmul": 10, "sconv2d": 11, "trig": 12, "sign": 13}
 _NAMES = {code: name for name, code in KINDS.items()}
 _TRIPLES = ("mul", "matmul", "conv2d")
 _STATIONARY = ("smul", "smatmul", "sconv2d")  # triples for a fixed mask: fresh a, c = a (*) B
@@ -81,7 +84,8 @@ class Request:
             bits, harmonics, scale bits, first harmonic, step and whether the masks'
             products with R come too; for ``mask`` (a fixed mask B of
             :mod:`.stationary`) its id in ``args[0]``, and for the triples of a fixed
-            mask (``smul``, ``smatmul``, ``sconv2d``) the mask's id last.
+            mask (``smul``, ``smatmul``, ``sconv2d``) the mask's id last. A ``sign``
+            request (:mod:`.dcf`: the keys of a one-round comparison) has none.
     """
 
     kind: str
@@ -208,16 +212,30 @@ def _output_shape(req: Request) -> tuple[int, ...]:
         return tuple(torch.broadcast_shapes(req.size0, req.size1))
     if req.kind == "trig":
         return ((4 if req.args[5] else 2) * req.args[1], *req.size0)
+    if req.kind == "sign":
+        return (*req.size0, CW_WORDS)
     return req.size0
 
 
+def _numel(req: Request, names: tuple[str, ...]) -> int:
+    return sum(math.prod(_shape(req, key)) for name, key, _ in _PLAN[req.kind] if name in names)
+
+
 def correction_numel(req: Request) -> int:
-    """How many int64 corrections the receiver gets for ``req``."""
-    return math.prod(_output_shape(req)) * len(_CORRECTED[req.kind])
+    """How many int64 values the receiver gets from the dealer for ``req`` (its
+    corrections and the values dealt to every party)."""
+    return _numel(req, _CORRECTED[req.kind] + _DEALT.get(req.kind, ()))
+
+
+def dealt_numel(req: Request) -> int:
+    """How many int64 values every other party gets from the dealer for ``req``."""
+    return _numel(req, _DEALT.get(req.kind, ()))
 
 
 # What a party draws per request, in this order: (name, shape key, stream method); the
-# names in _CORRECTED are the receiver's corrections instead of stream draws.
+# names in _CORRECTED are the receiver's corrections instead of stream draws, those in
+# _DEALT come whole from the dealer to every party (a comparison key's correction words,
+# common to both keys; each party's own root seed is a stream draw).
 _PLAN: dict[str, list[tuple[str, str, str]]] = {
     "mul": [("a", "size0", "ring"), ("b", "size1", "ring"), ("c", "out", "ring")],
     "matmul": [("a", "size0", "ring"), ("b", "size1", "ring"), ("c", "out", "ring")],
@@ -228,17 +246,30 @@ _PLAN: dict[str, list[tuple[str, str, str]]] = {
     "trunc": [("r", "size0", "ring"), ("q", "size0", "ring"), ("t", "size0", "ring")],
     "mask": [("b", "size0", "ring")],
     "trig": [("r", "size0", "ring"), ("t", "out", "ring")],
+    "sign": [("r", "size0", "ring"), ("seed", "seed", "ring"), ("high", "size0", "ring"), ("cw", "out", "ring")],
     **{kind: [("a", "size0", "ring"), ("c", "out", "ring")] for kind in _STATIONARY},
 }
 _CORRECTED = {"mul": ("c",), "matmul": ("c",), "conv2d": ("c",), "square": ("r2",), "binary": ("c",),
-              "b2a": ("r",), "trunc": ("q", "t"), "mask": (), "trig": ("t",), **{kind: ("c",) for kind in _STATIONARY}}
+              "b2a": ("r",), "trunc": ("q", "t"), "mask": (), "trig": ("t",), "sign": ("high",),
+              **{kind: ("c",) for kind in _STATIONARY}}
+_DEALT = {"sign": ("cw",)}
 
 
 def _shape(req: Request, key: str) -> tuple[int, ...]:
+    if key == "seed":  # a 128-bit root seed per element
+        return (*req.size0, 2)
     return _output_shape(req) if key == "out" else getattr(req, key)
 
 
-def party_draws(req: Request, stream: KeyedStream, corrections: Callable[[int], torch.Tensor] | None) -> dict[str, torch.Tensor]:
+def stream_bytes(requests: Sequence[Request], receiver: bool) -> int:
+    """How many bytes of its stream a party reads for ``requests`` (:func:`party_draws`;
+    the receiver reads no stream for the values it gets as corrections)."""
+    return 8 * sum(math.prod(_shape(req, key)) for req in requests for name, key, _ in _PLAN[req.kind]
+                   if not (receiver and name in _CORRECTED[req.kind]) and name not in _DEALT.get(req.kind, ()))
+
+
+def party_draws(req: Request, stream: KeyedStream, corrections: Callable[[int], torch.Tensor] | None,
+                dealt: Callable[[int], torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """This party's shares of ``req``'s values.
 
     Args:
@@ -246,37 +277,54 @@ def party_draws(req: Request, stream: KeyedStream, corrections: Callable[[int], 
         stream: The party's keyed stream with the dealer.
         corrections: For the receiver, a function returning its next ``n`` corrections;
             None on every other party.
+        dealt: A function returning the next ``n`` values the dealer sent whole (the
+            receiver's come with its corrections); needed only by requests that have them.
     """
     out = {}
     for name, key, method in _PLAN[req.kind]:
         shape = _shape(req, key)
-        if corrections is not None and name in _CORRECTED[req.kind]:
+        if name in _DEALT.get(req.kind, ()):
+            if dealt is None:
+                raise RequestError(f"a {req.kind} request needs the values the dealer sends every party")
+            out[name] = dealt(math.prod(shape)).view(shape)
+        elif corrections is not None and name in _CORRECTED[req.kind]:
             out[name] = corrections(math.prod(shape)).view(shape)
         else:
             out[name] = stream.bits(shape, 1) if method == "bit" else stream.ring(shape)
     return out
 
 
-def _combine(req: Request, values: dict[str, torch.Tensor], masks: dict[int, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The correlated values, from the plaintext values drawn so far (a, b / r / bit) and
-    the fixed masks (``masks``, by id; a ``mask`` request adds one)."""
+def _combine(req: Request, draws: list[dict[str, torch.Tensor]], masks: dict[int, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The correlated values (corrected or dealt), from every party's draws (their
+    plaintext sums: a, b / r / bit) and the fixed masks (``masks``, by id; a ``mask``
+    request adds one)."""
     kind = req.kind
+
+    def value(name: str) -> torch.Tensor:
+        return _reduce(kind, name, [d[name] for d in draws])
+
     if kind == "mask":
-        masks[req.mask_id] = values["b"]
+        masks[req.mask_id] = value("b")
         return {}
     if kind in _TRIPLES + _STATIONARY:
-        b = values["b"] if kind in _TRIPLES else _fixed_mask(req, masks)
+        b = value("b") if kind in _TRIPLES else _fixed_mask(req, masks)
         kwargs = req.conv_kwargs() if req.op == "conv2d" else {}
-        return {"c": getattr(torch, req.op)(values["a"], b, **kwargs)}
+        return {"c": getattr(torch, req.op)(value("a"), b, **kwargs)}
     if kind == "square":
-        return {"r2": values["r"] * values["r"]}
+        r = value("r")
+        return {"r2": r * r}
     if kind == "binary":
-        return {"c": values["a"] & values["b"]}
+        return {"c": value("a") & value("b")}
     if kind == "b2a":
-        return {"r": values["bit"]}
+        return {"r": value("bit")}
     if kind == "trig":
-        return {"t": trig_values(values["r"], *req.args)}
-    q, t = truncation_values(values["r"], req.args[0])
+        return {"t": trig_values(value("r"), *req.args)}
+    if kind == "sign":
+        if len(draws) != 2:
+            raise RequestError(f"comparison keys are for two parties, not {len(draws)}")
+        high, words = sign_key_values(value("r"), [d["seed"] for d in draws])
+        return {"high": high, "cw": words}
+    q, t = truncation_values(value("r"), req.args[0])
     return {"q": q, "t": t}
 
 
@@ -297,23 +345,25 @@ def _reduce(kind: str, name: str, shares: list[torch.Tensor]) -> torch.Tensor:
 
 
 def dealer_corrections(requests: Sequence[Request], streams: Sequence[KeyedStream],
-                       masks: dict[int, torch.Tensor]) -> Iterator[torch.Tensor]:
-    """The receiver's (rank 0's) corrections for ``requests``, one flat tensor per request.
+                       masks: dict[int, torch.Tensor]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Per request, the receiver's (rank 0's) corrections and the values dealt to every
+    other party, as two flat tensors (the receiver's include its dealt values, in
+    :func:`party_draws`'s order).
 
     ``streams[i]`` is the dealer's copy of party ``i``'s stream; the dealer reads each
     exactly as :func:`party_draws` does on that party. ``masks``: the fixed masks of the
     session so far, by id (``mask`` requests add to it; it outlives one table).
     """
-    placeholder = lambda n: torch.zeros(n, dtype=torch.int64)  # noqa: E731  (the receiver draws no corrected value)
+    placeholder = lambda n: torch.zeros(n, dtype=torch.int64)  # noqa: E731  (nobody draws a corrected or dealt value)
     for req in requests:
-        draws = [party_draws(req, s, placeholder if i == 0 else None) for i, s in enumerate(streams)]
-        values = {name: _reduce(req.kind, name, [d[name] for d in draws]) for name in draws[0]
-                  if name not in _CORRECTED[req.kind]}
+        draws = [party_draws(req, s, placeholder if i == 0 else None, placeholder) for i, s in enumerate(streams)]
         xor = req.kind == "binary"
-        parts = [torch.zeros(0, dtype=torch.int64)]
-        for name, value in _combine(req, values, masks).items():
-            others = [d[name] for d in draws[1:]]
-            for other in others:
-                value = value ^ other if xor else value - other
+        parts, dealt = [torch.zeros(0, dtype=torch.int64)], [torch.zeros(0, dtype=torch.int64)]
+        for name, value in _combine(req, draws, masks).items():
+            if name in _DEALT.get(req.kind, ()):
+                dealt.append(value.reshape(-1))
+            else:
+                for other in draws[1:]:
+                    value = value ^ other[name] if xor else value - other[name]
             parts.append(value.reshape(-1))
-        yield torch.cat(parts)
+        yield torch.cat(parts), torch.cat(dealt)

@@ -75,15 +75,30 @@ class KeyedStream:
             raise ValueError(f"a stream key is {KEY_BYTES} bytes, got {len(key)}")
         self._encryptor = Cipher(algorithms.AES(key), modes.CTR(nonce)).encryptor()
         self._zeros = bytes(0)
+        self._ahead = np.empty(0, dtype=np.uint8)  # keystream computed ahead (:meth:`prefetch`), not yet read
         self.drawn_bytes = 0
 
-    def _keystream(self, nbytes: int) -> np.ndarray:
+    def _encrypt_zeros(self, nbytes: int) -> np.ndarray:
         if len(self._zeros) < nbytes:
             self._zeros = bytes(max(nbytes, 2 * len(self._zeros)))
         out = np.empty(nbytes + _BLOCK - 1, dtype=np.uint8)
         self._encryptor.update_into(memoryview(self._zeros)[:nbytes], out)
-        self.drawn_bytes += nbytes
         return out[:nbytes]
+
+    def prefetch(self, nbytes: int) -> None:
+        """Compute the next ``nbytes`` of the keystream now (an offline phase does, so that
+        the online phase only reads them); reads return the same values either way."""
+        extra = nbytes - len(self._ahead)
+        if extra > 0:
+            self._ahead = np.concatenate([self._ahead, self._encrypt_zeros(extra)]) if len(self._ahead) else \
+                self._encrypt_zeros(extra)
+
+    def _keystream(self, nbytes: int) -> np.ndarray:
+        self.drawn_bytes += nbytes
+        if not len(self._ahead):
+            return self._encrypt_zeros(nbytes)
+        out, self._ahead = self._ahead[:nbytes], self._ahead[nbytes:]
+        return out if len(out) == nbytes else np.concatenate([out, self._encrypt_zeros(nbytes - len(out))])
 
     def ring(self, size: Sequence[int] | torch.Size) -> torch.Tensor:
         """Uniform elements of Z_{2^64} as int64 (two's complement) of shape ``size``."""

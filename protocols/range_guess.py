@@ -3,9 +3,10 @@
 An inverse square root or a reciprocal converges from a guess within a constant factor
 of its answer. When the input's range [lo, hi] is known (a norm's row variances, a
 softmax's row means), cutting it into pieces of ratio 4 and comparing the input with
-every knot in one batched comparison (8 rounds, 432 bytes per element and knot) gives
-such a guess anywhere in the range, where an exponential or polynomial guess covers
-only a narrow part of it or costs many squarings. The pieces' levels are public; the
+every knot in one batched comparison gives such a guess anywhere in the range, where an
+exponential or polynomial guess covers only a narrow part of it or costs many squarings.
+The comparison is the sign test with the dealer's keys (:mod:`.dcf`: 1 round, 16 bytes
+per element and knot; CrypTen's circuit took 8 rounds and 432). The pieces' levels are public; the
 bits (integers) select them by a product with public integer steps: no truncation.
 """
 
@@ -32,8 +33,8 @@ def geometric_pieces(lo: float, hi: float, ratio: float = 4.0) -> tuple[tuple[fl
 
 def piece_bits(v: Any, knots: tuple[float, ...]) -> Any:
     """Whether each element of the secret ``v`` is at or above each knot: integral bits
-    of shape (knots, elements), one batched comparison."""
-    return stack([v.reshape(-1) - knot for knot in knots]).ge(0)
+    of shape (knots, elements), one batched sign test (1 round with the dealer's keys)."""
+    return stack([v.reshape(-1) - knot for knot in knots]).nonnegative()
 
 
 def select_units(bits: Any, levels: torch.Tensor, unit_bits: int, size: Any) -> Any:

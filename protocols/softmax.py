@@ -32,9 +32,9 @@ logits' own truncation inside an attention (no round of its own).
 The three normalised replacements divide by the row mean m = sum / N with a reciprocal
 of r = k m for r in [0.01, 600]: the guess y0 = 0.8 / (geometric middle of r's piece),
 the range cut into pieces of ratio 4 (:mod:`protocols.range_guess`: one batched
-comparison, 8 rounds), puts r y0 in [0.4, 1.6]; then 5 Newton-Raphson steps
-y <- y (2 - r y) reach relative error 1e-7 (2 rounds each: 18 in all, where CrypTen's
-exponential guess and 10 steps took 28). 2Quad takes k = 1/8 (row means in
+sign test with the dealer's keys, 1 round), puts r y0 in [0.4, 1.6]; then 5
+Newton-Raphson steps y <- y (2 - r y) reach relative error 1e-7 (2 rounds each: 11 in
+all, where CrypTen's exponential guess and 10 steps took 28). 2Quad takes k = 1/8 (row means in
 [0.08, 4800]: fine-tuned ViT-Lite rows reach 650, beyond CrypTen's range). The ReLU
 forms take k = 10 and the mean floor d = 1e-2 (the papers' eps, scaled with N): a row
 whose scores are all negative or ~0 has a ReLU mean of ~0, where the reciprocal diverges

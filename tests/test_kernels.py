@@ -126,7 +126,7 @@ def test_layer_norm_over_the_variance_range_of_trained_vits():
     assert err.max() < 5e-3, err  # both ends of the declared range included
     # square, the guess's comparison, g0 and r0, the first step, 2 steps of 2 products, normalise;
     # plus their truncations (one per step: g h stays at 2p bits)
-    assert rounds == _with_truncations(costs.Cost(1 + 8 + 1 + 1 + 2 * 2 + 1), layer_norm_secure, x)[0] == 23
+    assert rounds == _with_truncations(costs.Cost(1 + 1 + 1 + 1 + 2 * 2 + 1), layer_norm_secure, x)[0] == 16
 
 
 def test_reveal_decodes_values_just_above_negative_integers():

@@ -29,10 +29,12 @@ def test_session_agrees_with_plaintext(tiny_ckpt, provider):
     assert summary["max_abs_logit_error"] < 0.05
     assert summary["rounds_per_forward"] > 0 and summary["bytes_per_image"] > 0
     assert set(summary["parties"]) == {"0", "1"}
-    if provider == "dealer":  # prepared offline: the owner received the corrections, the client nothing
-        # (one exchange with the dealer for the weights' masks, one per batch)
-        assert summary["insecure"] == [] and summary["offline"]["0"]["messages"] == 2 * (1 + 3)
-        assert summary["offline"]["0"]["bytes"] > 0 and summary["offline"]["1"]["bytes"] == 0
+    if provider == "dealer":  # prepared offline: the owner received the corrections (one exchange with the
+        # dealer for the weights' masks, one per batch), the client only its LayerNorms' comparison keys (one
+        # message per batch: the correction words common to both keys)
+        offline = summary["offline"]
+        assert summary["insecure"] == [] and offline["0"]["messages"] == 2 * (1 + 3) and offline["1"]["messages"] == 3
+        assert offline["0"]["bytes"] > offline["1"]["bytes"] > 0
         assert summary["weight_masks"]["0"]["rounds"] == summary["weight_masks"]["1"]["rounds"] == 1
     else:
         assert any("party 0 deals" in reason for reason in summary["insecure"])

@@ -9,8 +9,9 @@ import torch
 
 from protocols import backend
 from protocols.backend import crypten
-from protocols.preprocessing import (WIDTH, Request, RequestError, correction_numel, dealer_corrections, decode,
-                                     encode, party_draws, udiv)
+from protocols.dcf import nonnegative_shares
+from protocols.preprocessing import (WIDTH, Request, RequestError, correction_numel, dealer_corrections, dealt_numel,
+                                     decode, encode, party_draws, udiv)
 from protocols.periodic import trig_values
 from protocols.providers import PreprocessingError
 from protocols.randomness import KeyedStream, new_key
@@ -34,6 +35,7 @@ REQUESTS = [
     Request("sconv2d", (1, 2, 6, 6), (3, 2, 3, 3), (2, 2, 1, 1, 1, 1, 1, 1)),
     Request("trig", (2, 7), (), (22, 3, 18, 1, 2, 1)),
     Request("trig", (5,), (), (24, 2, 28, 1, 1, 0)),
+    Request("sign", (3, 5)),
 ]
 
 
@@ -54,16 +56,20 @@ def test_parties_and_dealer_derive_the_promised_correlations():
     streams = [KeyedStream(k) for k in keys]
     masks = {}
     for req in REQUESTS:
-        flat = next(corrections)
-        assert flat.numel() == correction_numel(req)
-        offset = [0]
+        flat, dealt = next(corrections)
+        assert flat.numel() == correction_numel(req) and dealt.numel() == dealt_numel(req)
 
-        def take(n: int) -> torch.Tensor:
-            out = flat[offset[0] : offset[0] + n]
-            offset[0] += n
-            return out
+        def reader(values: torch.Tensor):
+            offset = [0]
 
-        shares = [party_draws(req, streams[0], take), party_draws(req, streams[1], None)]
+            def take(n: int) -> torch.Tensor:
+                out = values[offset[0] : offset[0] + n]
+                offset[0] += n
+                return out
+            return take
+
+        take = reader(flat)
+        shares = [party_draws(req, streams[0], take, take), party_draws(req, streams[1], None, reader(dealt))]
         if req.kind == "mask":
             masks[req.mask_id] = _open(shares, "b")
         elif req.kind in ("mul", "matmul", "conv2d", "smatmul", "sconv2d"):
@@ -87,6 +93,15 @@ def test_parties_and_dealer_derive_the_promised_correlations():
             assert rows.shape[0] == (2 if products else 1)
             if products:
                 assert torch.equal(rows[1, 1, :, 0].view(r.shape), r * c2)  # R C_2
+        elif req.kind == "sign":  # the keys and masks give [x >= 0] for any x with |x| < 2^62
+            x = torch.tensor([[0, -1, 1, 2**61, -(2**61)], [2**62 - 1, 1 - 2**62, 5, -5, 123456789],
+                              [-987654321, 42, -42, 2**40, -(2**40)]])
+            x0 = torch.randint(-(2**63), 2**63 - 1, x.shape)
+            opened = x + _open(shares, "r") + (1 << 62)
+            bits = [nonnegative_shares(xs, i, sh["r"], sh["seed"], sh["high"], sh["cw"], lambda _: opened)
+                    for i, (xs, sh) in enumerate(zip((x0, x - x0), shares))]
+            assert torch.equal(bits[0] + bits[1], (x >= 0).long())
+            assert torch.equal(shares[0]["cw"], shares[1]["cw"])  # the correction words are common
         elif req.kind == "b2a":
             bit = _open(shares, "bit", True)
             assert set(bit.tolist()) <= {0, 1} and torch.equal(_open(shares, "r"), bit)
@@ -101,7 +116,7 @@ def test_each_share_alone_is_uniform_looking():
     """The receiver's corrections and the other party's stream carry no visible structure."""
     keys = [new_key(), new_key()]
     req = Request("square", (20000,))
-    flat = next(dealer_corrections([req], [KeyedStream(k) for k in keys], {}))
+    flat, _ = next(dealer_corrections([req], [KeyedStream(k) for k in keys], {}))
     for values in (flat, KeyedStream(keys[1]).ring((20000,))):
         assert abs(float((values < 0).double().mean()) - 0.5) < 0.02
         assert abs(float((values & 1).double().mean()) - 0.5) < 0.02

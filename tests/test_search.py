@@ -80,4 +80,4 @@ def test_round_budget_counts_layers_by_the_registry():
     # the ReLU-softmax's counted rounds over scaling's, truncations included (the registry test measures them)
     shape = (1, 2, 65, 65)
     expected = protocols.get("softmax.relu").total_cost(shape).rounds - protocols.get("softmax.scaling").total_cost(shape).rounds
-    assert layer_rounds(65, attn) == expected == 40
+    assert layer_rounds(65, attn) == expected == 33

@@ -23,7 +23,7 @@ __all__ = ["DEALER_COMMANDS", "Endpoint", "barrier", "comm_stats", "control_chan
            "init", "join_as_dealer", "recv_message", "reset_comm_stats", "send_message", "set_threads", "shutdown",
            "stop_dealer"]
 
-DEALER_COMMANDS = {"prepare": 1, "stop": 2}
+DEALER_COMMANDS = {"prepare": 1, "stop": 2, "keys": 3}
 _DEALER_WAIT_S = 86400.0  # the dealer waits out a whole online phase; a lost peer is the watchdog's to find
 _SESSION: dict[str, Mesh | int] = {}
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
 
+from ..dcf import nonnegative_shares
 from ..periodic import FourierSeries, periodic_shares
 from ..providers import DealerProvider, FirstPartyProvider, RecordingProvider
 from ..stationary import is_stationary, stationary_product
@@ -172,6 +173,21 @@ def _fourier(self: MPCTensor, series: FourierSeries) -> MPCTensor:
 
 
 MPCTensor.fourier = _fourier
+
+
+def _nonnegative(self: MPCTensor) -> MPCTensor:
+    """``[x >= 0]`` as integers (scale 1) for ``|x| < 2^62`` ring units: one opening and
+    the dealer's comparison keys (:mod:`~protocols.dcf`), where CrypTen's ``ge(0)`` takes
+    8 rounds."""
+    result = self.clone()
+    share = result._tensor
+    r, seed, high, words = crypten.mpc.get_default_provider().sign_keys(share.size())
+    share.share = nonnegative_shares(share.share, share.rank, r, seed, high, words, crypten_comm.get().all_reduce)
+    share.encoder = FixedPointEncoder(precision_bits=0)
+    return result
+
+
+MPCTensor.nonnegative = _nonnegative
 
 
 _crypten_mul, _crypten_mul_ = ArithmeticSharedTensor.mul, ArithmeticSharedTensor.mul_

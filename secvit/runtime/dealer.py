@@ -1,15 +1,21 @@
 """The dealer and the offline phase: every correlated value of a forward pass is prepared
 before the client's batch is shared, so the online phase waits on nothing from the dealer.
 
-The requests are data-independent (shapes are public): party 0 runs the plan once per
-batch shape without communication or randomness (:func:`protocols.backend.dry_run`),
-sends the request table to the dealer as an int64 tensor, and receives its corrections
+The requests are data-independent (shapes are public): each party runs the plan once per
+batch shape without communication or randomness (:func:`protocols.backend.dry_run`);
+party 0 sends the request table to the dealer as an int64 tensor, and receives its corrections
 (:func:`protocols.preprocessing.dealer_corrections`). Party 1 needs nothing from the
-dealer online or offline beyond its stream key: it reads its shares from that stream.
+dealer online beyond its stream key: it reads its shares from that stream, and offline
+only the correction words of comparison keys (:mod:`protocols.dcf`), common to both keys.
+Both run the dry run (cached per shape) and compute the stream they will read ahead,
+checking every online request against the table.
 
 What each process learns: the dealer sees only the request table (shapes, which the
 architecture fixes anyway) and never an opened value; party 0's corrections and party
-1's stream are uniform to their holder.
+1's stream are uniform to their holder, and a comparison key (correction words and the
+holder's own root seed) is pseudo-random without the other party's seed
+(``tests/test_dcf.py`` recovers the compared value from one key where that seed is
+known, and not from secvit's).
 """
 
 from __future__ import annotations
@@ -22,8 +28,8 @@ import torch
 
 from protocols import backend
 from protocols.randomness import KeyedStream
-from protocols.preprocessing import (MAX_REQUESTS, WIDTH, Request, correction_numel, dealer_corrections, decode,
-                                     encode)
+from protocols.preprocessing import (MAX_REQUESTS, WIDTH, Request, correction_numel, dealer_corrections, dealt_numel,
+                                     decode, encode)
 
 from .agreement import check_agreement, versions
 from .roles import OWNER
@@ -47,13 +53,20 @@ def serve(streams: list[KeyedStream], settings: backend.MPCSettings, world_size:
         requests = decode(data.view(-1, WIDTH))
         began = time.perf_counter()
         flat = torch.empty(sum(correction_numel(r) for r in requests), dtype=torch.int64)
-        offset = 0
-        for correction in dealer_corrections(requests, streams, masks):  # filled in place: one batch's worth at a time
+        keys = torch.empty(sum(dealt_numel(r) for r in requests), dtype=torch.int64)
+        offset = dealt_offset = 0
+        for correction, dealt in dealer_corrections(requests, streams, masks):  # filled in place: one batch at a time
             flat[offset : offset + correction.numel()] = correction
+            keys[dealt_offset : dealt_offset + dealt.numel()] = dealt
             offset += correction.numel()
+            dealt_offset += dealt.numel()
         backend.send_message("prepare", flat, OWNER)
-        log(f"dealer: {len(requests)} requests, {offset * 8 / 1e6:.1f} MB in {time.perf_counter() - began:.2f} s")
-        del flat  # before the next batch's buffer is allocated
+        for rank in range(world_size) if keys.numel() else ():
+            if rank != OWNER:
+                backend.send_message("keys", keys, rank)
+        log(f"dealer: {len(requests)} requests, {(offset + dealt_offset) * 8 / 1e6:.1f} MB in "
+            f"{time.perf_counter() - began:.2f} s")
+        del flat, keys  # before the next batch's buffers are allocated
 
 
 @dataclass
@@ -90,16 +103,24 @@ class OfflinePhase:
             return
         began = time.perf_counter()
         provider = backend.dealer_provider()
+        requests = self._tables.get(key) if key is not None else None
+        if requests is None:
+            with backend.dry_run() as recorded:
+                dry_run()
+            requests = list(recorded)
+            if key is not None:
+                self._tables[key] = requests
         if self.rank != OWNER:
-            provider.begin(None, None)
+            expected = sum(dealt_numel(r) for r in requests)
+            keys = None
+            if expected:  # comparison keys: the correction words common to both parties' keys
+                _, keys = backend.recv_message(backend.dealer_rank(), expected)
+                if keys.numel() != expected:
+                    raise RuntimeError(f"the dealer sent {keys.numel()} key words; {expected} were due")
+                self.bytes += 8 * (2 + expected)
+                self.messages += 1
+            provider.begin(requests, None, keys)
         else:
-            requests = self._tables.get(key) if key is not None else None
-            if requests is None:
-                with backend.dry_run() as recorded:
-                    dry_run()
-                requests = list(recorded)
-                if key is not None:
-                    self._tables[key] = requests
             self.bytes += backend.send_message("prepare", encode(requests), backend.dealer_rank())
             expected = sum(correction_numel(r) for r in requests)
             _, corrections = backend.recv_message(backend.dealer_rank(), expected)
