@@ -41,7 +41,7 @@ def test_keys_share_beta_where_x_is_below_alpha(bits):
         assert np.array_equal(total, np.where(x < alpha, beta, 0))
 
 
-def _sign_test(dealer: bool):
+def _sign_test(dealer: bool, transport: str = "tls"):
     x = torch.cat([torch.randn(300) * 100, torch.tensor([0.0, -2.0**-16, 2.0**-16, 2.0**29, -(2.0**29)])])
 
     def party(rank: int):
@@ -54,7 +54,7 @@ def _sign_test(dealer: bool):
         offline.finish()
         return bits.get_plain_text(dst=1), stats["rounds"], stats["bytes"]
 
-    results = run_2pc(party, dealer=dealer)
+    results = run_2pc(party, dealer=dealer, transport=transport)
     encoded = (x * 2**16).long()  # CrypTen's encoding
     assert torch.equal(as_tensor(results[1][0]), (encoded >= 0).float())
     expected = costs.sign(x.numel())
@@ -65,8 +65,11 @@ def test_sign_test_under_mpc_with_the_dealer():
     _sign_test(dealer=True)
 
 
-def test_sign_test_under_mpc_with_party_0_dealing():
-    _sign_test(dealer=False)
+@pytest.mark.parametrize("transport", ["tls", "gloo"])
+def test_sign_test_under_mpc_with_party_0_dealing(transport):
+    """Party 0 passes party 1 its key uncounted, on secvit's message link or, in a session
+    on CrypTen's gloo communicator (the benchmarks' baseline transport), on its group."""
+    _sign_test(dealer=False, transport=transport)
 
 
 def _recover_x(opened: torch.Tensor, own_seed: torch.Tensor, words: torch.Tensor, guessed_seed: torch.Tensor) -> int:

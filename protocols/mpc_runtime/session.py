@@ -5,7 +5,7 @@ every pair of processes (:mod:`.mesh`), CrypTen's communicator on it
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 from urllib.parse import urlparse
 
 import torch
@@ -122,10 +122,22 @@ def _transfer(sends: dict[int, list[torch.Tensor]], receives: dict[int, list[Fra
     transfer(mesh.data, sends, receives, mesh.timeout_s if timeout_s is None else timeout_s)
 
 
+def _gloo_group() -> Any | None:
+    """CrypTen's own process group where a session runs on its gloo communicator (the
+    benchmarks' baseline transport, party 0 dealing), else None."""
+    return None if "mesh" in _SESSION else crypten_comm.get().main_group
+
+
 def send_message(command: str, data: torch.Tensor, dst: int) -> int:
-    """Send ``(command, flat int64 data)`` to ``dst`` on the dealer's link; returns the bytes sent."""
+    """Send ``(command, flat int64 data)`` to ``dst`` on the dealer's link (uncounted; on
+    CrypTen's gloo group where the session has no channels); returns the bytes sent."""
     flat = data.reshape(-1).to(torch.int64).contiguous()
-    _transfer({dst: [torch.tensor([DEALER_COMMANDS[command], flat.numel()]), flat]}, {}, _DEALER_WAIT_S)
+    header = torch.tensor([DEALER_COMMANDS[command], flat.numel()])
+    if (group := _gloo_group()) is not None:
+        for part in (header, flat):
+            torch.distributed.send(part, dst, group=group)
+    else:
+        _transfer({dst: [header, flat]}, {}, _DEALER_WAIT_S)
     return 8 * (2 + flat.numel())
 
 
@@ -135,10 +147,18 @@ def recv_message(src: int, max_elements: int) -> tuple[str, torch.Tensor]:
     table through a whole online phase: the wait is unbounded here, and the watchdog
     ends it if a peer is lost."""
     header = torch.zeros(2, dtype=torch.int64)
+    names = {v: k for k, v in DEALER_COMMANDS.items()}
+    if (group := _gloo_group()) is not None:
+        torch.distributed.recv(header, src, group=group)
+        code, n = header.tolist()
+        if code not in names or not 0 <= n <= max_elements:
+            raise RuntimeError(f"malformed message from rank {src}: command {code}, {n} elements")
+        body = torch.empty(n, dtype=torch.int64)
+        torch.distributed.recv(body, src, group=group)
+        return names[code], body
     body = Frame("tensor", limit=8 * max_elements)
     _transfer({}, {src: [header, body]}, _DEALER_WAIT_S)
     code, n = header.tolist()
-    names = {v: k for k, v in DEALER_COMMANDS.items()}
     if code not in names or n * 8 != len(body.payload):
         raise RuntimeError(f"malformed dealer message from rank {src}: command {code}, {n} elements")
     return names[code], torch.frombuffer(body.payload, dtype=torch.int64) if n else torch.zeros(0, dtype=torch.int64)
