@@ -220,3 +220,19 @@ def test_a_request_outside_a_prepared_step_is_refused():
             provider.fixed_mask((4, 5), 0)
     finally:
         provider.stream = saved
+
+
+def test_a_prefetched_stream_reads_the_same_values():
+    """Keystream computed ahead (the offline phase's prefetch) is read in order, whether a
+    read falls inside it, straddles its end, or comes after a second prefetch."""
+    key = new_key()
+    plain, ahead = KeyedStream(key), KeyedStream(key)
+    ahead.prefetch(8 * 10)
+    sizes = [(3,), (4,), (5, 2), (7,)]  # 3 + 4 inside, 10 straddles the 80 prefetched bytes, 7 after
+    for size in sizes[:3]:
+        assert torch.equal(plain.ring(size), ahead.ring(size))
+    ahead.prefetch(8 * 20)
+    ahead.prefetch(8 * 5)  # less than already ahead: nothing more
+    assert torch.equal(plain.ring(sizes[3]), ahead.ring(sizes[3]))
+    assert torch.equal(plain.ring((30,)), ahead.ring((30,)))
+    assert plain.drawn_bytes == ahead.drawn_bytes == 8 * (3 + 4 + 10 + 7 + 30)
