@@ -135,16 +135,21 @@ def dcf_eval(party: int, seed: np.ndarray, words: np.ndarray, x: np.ndarray, n: 
     sides = (x[:, None] >> np.arange(n - 1, -1, -1, dtype=_U64)) & _LOW  # (N, n): x's bits, most significant first
     level_words = words[:, : 4 * n].reshape(count, n, 4)
     blocks = np.empty((2, count, 2), _U64)
+    cipher = np.empty(blocks.nbytes + 15, np.uint8)  # AES output, reused: out is a view of it
+    out = cipher[: blocks.nbytes].view(_U64).reshape(blocks.shape)
     for level in range(n):
         right, cw = sides[:, level], level_words[:, level]
-        blocks[0], blocks[1] = seeds, seeds
-        blocks[0, :, 0] ^= right
-        blocks[1, :, 0] ^= right | _U64(2)
-        out = _mmo(blocks)
-        seeds, child_control = out[0], out[0, :, 0] & _LOW
-        seeds[:, 0] &= ~_LOW
-        total += out[1, :, 0].view(np.int64) + cw[:, 2] * control.view(np.int64)
-        seeds ^= cw[:, :2].view(_U64) & (_U64(0) - control)[:, None]
+        np.bitwise_xor(seeds[:, 0], right, out=blocks[0, :, 0])
+        blocks[0, :, 1] = seeds[:, 1]
+        blocks[1] = blocks[0]
+        blocks[1, :, 0] ^= _U64(2)  # the value block of the same side: j + 2
+        _ECB.update_into(memoryview(blocks).cast("B"), cipher)
+        out ^= blocks
+        child_control = out[0, :, 0] & _LOW
+        out[0, :, 0] &= ~_LOW
+        total += out[1, :, 0].view(np.int64)
+        total += cw[:, 2] * control.view(np.int64)
+        np.bitwise_xor(out[0], cw[:, :2].view(_U64) & (_U64(0) - control)[:, None], out=seeds)
         control = child_control ^ (control & (cw[:, 3].view(_U64) >> right))
         control &= _LOW
     total += seeds[:, 1].view(np.int64) + words[:, -1] * control.view(np.int64)
