@@ -62,23 +62,19 @@ def _mmo(blocks: np.ndarray) -> np.ndarray:
     return out[: blocks.nbytes].view(_U64).reshape(blocks.shape) ^ blocks
 
 
-def _prg(seeds: np.ndarray, blocks: np.ndarray) -> np.ndarray:
-    """``G_j(s)`` for rows of 128-bit ``seeds`` ((M, 2) uint64) and per-row block
-    indices ``blocks`` ((M,) uint64)."""
-    inp = seeds.copy()
-    inp[:, 0] ^= blocks
-    return _mmo(inp)
-
-
-def _expand(seeds: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The left (``right`` 0) or right (1) child of each seed: its seed (lowest bit
-    cleared), control bit and ring element, from one AES call over both blocks."""
-    m = len(seeds)
-    out = _prg(np.concatenate([seeds, seeds]), np.concatenate([right, right + _U64(2)]))
-    child, value = out[:m], out[m:, 0].view(np.int64)
-    control = child[:, 0] & _LOW
-    child[:, 0] &= ~_LOW
-    return child, control, value
+def _child(seeds: np.ndarray, right: np.ndarray | np.uint64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The left (``right`` 0) or right (1) child of each 128-bit seed ((M, 2) uint64;
+    ``right`` per row or one for all): its seed (lowest bit cleared), control bit and ring
+    element, ``G_right`` and ``G_(right + 2)`` from one AES call."""
+    blocks = np.empty((2, len(seeds), 2), _U64)
+    np.bitwise_xor(seeds[:, 0], right, out=blocks[0, :, 0])
+    blocks[0, :, 1] = seeds[:, 1]
+    blocks[1] = blocks[0]
+    blocks[1, :, 0] ^= _U64(2)  # the ring element's block of the same side
+    out = _mmo(blocks)
+    control = out[0, :, 0] & _LOW
+    out[0, :, 0] &= ~_LOW
+    return out[0], control, out[1, :, 0].view(np.int64)
 
 
 def dcf_keygen(alpha: np.ndarray, beta: np.ndarray, n: int, seed0: np.ndarray, seed1: np.ndarray) -> np.ndarray:
@@ -101,7 +97,7 @@ def dcf_keygen(alpha: np.ndarray, beta: np.ndarray, n: int, seed0: np.ndarray, s
     for level in range(n):
         a = (alpha >> _U64(n - 1 - level)) & _LOW
         keep_right = a.astype(bool)
-        kids = [[_expand(s, np.full(count, side, _U64)) for side in (0, 1)] for s in seeds]  # [party][side]
+        kids = [[_child(s, _U64(side)) for side in (0, 1)] for s in seeds]  # [party][side]
         pick = lambda party, keep, i: np.where(  # noqa: E731  (child field i of the kept or lost side)
             (keep_right if keep else ~keep_right).reshape(-1, *([1] * (kids[party][0][i].ndim - 1))),
             kids[party][1][i], kids[party][0][i])
@@ -127,29 +123,19 @@ def dcf_keygen(alpha: np.ndarray, beta: np.ndarray, n: int, seed0: np.ndarray, s
 def dcf_eval(party: int, seed: np.ndarray, words: np.ndarray, x: np.ndarray, n: int) -> np.ndarray:
     """This party's share of ``beta [x < alpha]`` at public points ``x`` ((N,) uint64,
     below 2^n), one key per point (``seed`` (N, 2) uint64, ``words`` (N, 4 n + 1) int64).
-    Per level one AES call over two blocks per point (the child's seed and ring element
-    on ``x``'s side); the corrections apply by masks, not by selection."""
+    Per level one AES call over two blocks per point (:func:`_child` on ``x``'s side);
+    the corrections apply by masks, not by selection."""
     count = len(x)
     seeds, control = seed.copy(), np.full(count, party, _U64)
     total = np.zeros(count, np.int64)
     sides = (x[:, None] >> np.arange(n - 1, -1, -1, dtype=_U64)) & _LOW  # (N, n): x's bits, most significant first
     level_words = words[:, : 4 * n].reshape(count, n, 4)
-    blocks = np.empty((2, count, 2), _U64)
-    cipher = np.empty(blocks.nbytes + 15, np.uint8)  # AES output, reused: out is a view of it
-    out = cipher[: blocks.nbytes].view(_U64).reshape(blocks.shape)
     for level in range(n):
         right, cw = sides[:, level], level_words[:, level]
-        np.bitwise_xor(seeds[:, 0], right, out=blocks[0, :, 0])
-        blocks[0, :, 1] = seeds[:, 1]
-        blocks[1] = blocks[0]
-        blocks[1, :, 0] ^= _U64(2)  # the value block of the same side: j + 2
-        _ECB.update_into(memoryview(blocks).cast("B"), cipher)
-        out ^= blocks
-        child_control = out[0, :, 0] & _LOW
-        out[0, :, 0] &= ~_LOW
-        total += out[1, :, 0].view(np.int64)
+        child, child_control, value = _child(seeds, right)
+        total += value
         total += cw[:, 2] * control.view(np.int64)
-        np.bitwise_xor(out[0], cw[:, :2].view(_U64) & (_U64(0) - control)[:, None], out=seeds)
+        seeds = child ^ (cw[:, :2].view(_U64) & (_U64(0) - control)[:, None])
         control = child_control ^ (control & (cw[:, 3].view(_U64) >> right))
         control &= _LOW
     total += seeds[:, 1].view(np.int64) + words[:, -1] * control.view(np.int64)
