@@ -192,7 +192,7 @@ def trig_values(r: torch.Tensor, modulus_bits: int, count: int, scale_bits: int,
     out = torch.empty((2 if products else 1, count, r.numel(), 2), dtype=torch.int64)
     flat = r.reshape(-1)
     for lo, hi, z in harmonic_chunks(_angles(flat, modulus_bits), first, step, count):
-        out[0, lo:hi] = torch.view_as_real(z).mul_(2.0**scale_bits).round_().long()
+        out[0, lo:hi].copy_(torch.view_as_real(z).mul_(2.0**scale_bits).round_())  # rounded: the cast is exact
         if products:
             out[1, lo:hi] = flat[:, None] * out[0, lo:hi]
     return out.view(-1, *r.shape)

@@ -45,6 +45,7 @@ __all__ = [
     "dealt_numel",
     "decode",
     "encode",
+    "first_party_values",
     "party_draws",
     "stream_bytes",
     "truncation_values",
@@ -354,16 +355,43 @@ def dealer_corrections(requests: Sequence[Request], streams: Sequence[KeyedStrea
     exactly as :func:`party_draws` does on that party. ``masks``: the fixed masks of the
     session so far, by id (``mask`` requests add to it; it outlives one table).
     """
-    placeholder = lambda n: torch.zeros(n, dtype=torch.int64)  # noqa: E731  (nobody draws a corrected or dealt value)
     for req in requests:
-        draws = [party_draws(req, s, placeholder if i == 0 else None, placeholder) for i, s in enumerate(streams)]
-        xor = req.kind == "binary"
         parts, dealt = [torch.zeros(0, dtype=torch.int64)], [torch.zeros(0, dtype=torch.int64)]
-        for name, value in _combine(req, draws, masks).items():
+        for name, value in _receiver_values(req, streams, masks)[1].items():
             if name in _DEALT.get(req.kind, ()):
                 dealt.append(value.reshape(-1))
-            else:
-                for other in draws[1:]:
-                    value = value ^ other[name] if xor else value - other[name]
             parts.append(value.reshape(-1))
         yield torch.cat(parts), torch.cat(dealt)
+
+
+def _placeholder(n: int) -> torch.Tensor:
+    """What a dealer's copy of a party's draws holds for a corrected or dealt value: nobody
+    draws it, and nobody reads it (uninitialised)."""
+    return torch.empty(n, dtype=torch.int64)
+
+
+def _receiver_values(req: Request, streams: Sequence[KeyedStream], masks: dict[int, torch.Tensor]
+                     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """The receiver's (rank 0's) draws of ``req`` from ``streams[0]`` and, by name, its
+    corrections (the values less every other party's shares, drawn from ``streams[1:]``)
+    and the dealt values (whole)."""
+    draws = [party_draws(req, s, _placeholder if i == 0 else None, _placeholder) for i, s in enumerate(streams)]
+    xor = req.kind == "binary"
+    corrected = {}
+    for name, value in _combine(req, draws, masks).items():
+        if name not in _DEALT.get(req.kind, ()):
+            for other in draws[1:]:
+                value = value ^ other[name] if xor else value - other[name]
+        corrected[name] = value
+    return draws[0], corrected
+
+
+def first_party_values(req: Request, own: KeyedStream, peer: KeyedStream, masks: dict[int, torch.Tensor]
+                       ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Party 0's shares of ``req`` where it deals itself (TFP, two parties): the dealer's
+    arithmetic with ``own`` (party 0's local stream) as its own draws and ``peer`` (the
+    stream it shares with party 1, which draws its shares from it by :func:`party_draws`)
+    as party 1's. Returns the shares and the values party 1 must receive whole (flat)."""
+    draws, corrected = _receiver_values(req, (own, peer), masks)
+    dealt = [corrected[name].reshape(-1) for name in _DEALT.get(req.kind, ())]
+    return draws | corrected, torch.cat(dealt) if dealt else torch.zeros(0, dtype=torch.int64)

@@ -8,20 +8,18 @@ one table of requests describes a forward pass whichever provider serves it:
   keyed stream with the dealer; the receiver (rank 0) takes the corrections the dealer
   prepared for exactly these requests, checked one by one.
 * :class:`RecordingProvider` records the requests of a dry run and returns zero shares.
-* :class:`FirstPartyProvider` (``--insecure-tfp``): party 0 generates every value and
-  shares it; party 0 can therefore unmask every opening. Benchmarks only.
+* :class:`FirstPartyProvider` (``--insecure-tfp``): party 0 computes every value as the
+  dealer would and party 1 reads its shares from a stream the two share; party 0 can
+  therefore unmask every opening. Benchmarks only.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 
-from .dcf import CW_WORDS, sign_key_values
-from .periodic import trig_values
-from .preprocessing import Request, party_draws, stream_bytes, truncation_values
+from .preprocessing import Request, first_party_values, party_draws, stream_bytes
 from .randomness import KeyedStream
 
 __all__ = ["DealerProvider", "FirstPartyProvider", "PreprocessingError", "RecordingProvider", "UnsupportedRequestError",
@@ -232,75 +230,29 @@ class DealerProvider(_RequestProvider):
 
 
 class FirstPartyProvider(_RequestProvider):
-    """Party 0 deals (insecure against party 0): CrypTen's TFP plus truncation pairs."""
+    """Party 0 deals (insecure against party 0; two parties): it computes every value as
+    the dealer does (:func:`~.preprocessing.first_party_values`), taking its own shares
+    from its ``local`` stream and party 1's from the stream the two share (party 0's
+    ``next``, party 1's ``prev``), from which party 1 reads them as it would read its
+    stream with a dealer. Party 1 computes nothing; the values it must receive whole
+    (comparison keys' correction words) come on the message link, uncounted, as a
+    dealer's offline message would."""
 
     NAME = "secvit-tfp"
 
     def __init__(self) -> None:
-        from .backend import crypten
+        self._masks: dict[int, torch.Tensor] = {}  # party 0's plaintext fixed masks, by id
 
-        self._tfp = crypten.mpc.provider.TrustedFirstParty()
-        self._masks: dict[int, torch.Tensor] = {}  # party 0's plaintext fixed masks (others: unused)
+    def values(self, req: Request) -> dict[str, torch.Tensor]:
+        from .backend import CPU, crypten, recv_message, send_message
 
-    def generate_additive_triple(self, size0, size1, op, device=None, *args, **kwargs):
-        return self._tfp.generate_additive_triple(size0, size1, op, device, *args, **kwargs)
-
-    def square(self, size, device=None):
-        return self._tfp.square(size, device)
-
-    def generate_binary_triple(self, size0, size1, device=None):
-        return self._tfp.generate_binary_triple(size0, size1, device)
-
-    def B2A_rng(self, size, device=None):
-        return self._tfp.B2A_rng(size, device)
-
-    @staticmethod
-    def _dealt(*values: torch.Tensor) -> list[torch.Tensor]:
-        """Party 0's plaintext ``values`` secret-shared (pseudo-random zero shares, no round)."""
-        from .backend import crypten
-
-        flat = torch.cat([v.reshape(-1) for v in values])
-        shared = crypten.mpc.primitives.ArithmeticSharedTensor(flat, precision=0, src=0).share
-        return [part.view(v.shape) for part, v in zip(shared.split([v.numel() for v in values]), values)]
-
-    @staticmethod
-    def _ring(size) -> torch.Tensor:
-        from .backend import crypten
-
-        return crypten.generators["local"][torch.device("cpu")].ring(tuple(size))
-
-    def trunc_pair(self, size, divisor: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        r = self._ring(size)
-        return tuple(self._dealt(r, *truncation_values(r, divisor)))
-
-    def trig_masks(self, size, args: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-        r = self._ring(size)
-        return tuple(self._dealt(r, trig_values(r, *args)))
-
-    def sign_keys(self, size) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Party 0 makes both keys and sends party 1 its root seeds and the correction
-        words on the session's message link (outside the counted protocol, as a dealer's
-        offline message; TFP only)."""
-        from .backend import crypten, recv_message, send_message
-
-        size, r = tuple(size), self._ring(size)
-        numel = math.prod(size)
-        if crypten.comm.get().get_rank() == 0:
-            seeds = [self._ring((*size, 2)) for _ in range(2)]
-            high, words = sign_key_values(r, seeds)
-            send_message("keys", torch.cat([seeds[1].reshape(-1), words.reshape(-1)]), 1)
-            seed = seeds[0]
-        else:
-            _, keys = recv_message(0, numel * (2 + CW_WORDS))
-            seed, words = keys[: 2 * numel].view(*size, 2), keys[2 * numel :].view(*size, CW_WORDS)
-            high = torch.zeros(size, dtype=torch.int64)  # party 0's plaintext is the one dealt
-        r_share, high_share = self._dealt(r, high)
-        return r_share, seed, high_share, words
-
-    def fixed_mask(self, size, mask_id: int) -> torch.Tensor:
-        self._masks[mask_id] = self._ring(size)
-        return self._dealt(self._masks[mask_id])[0]
-
-    def stationary_triple(self, size0, size1, op: str, mask_id: int, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
-        a = self._ring(size0)
-        return tuple(self._dealt(a, getattr(torch, op)(a, self._masks[mask_id], **kwargs)))
+        comm = crypten.comm.get()
+        if comm.get_world_size() != 2:
+            raise UnsupportedRequestError(f"party 0 deals for two parties, not {comm.get_world_size()}")
+        if comm.get_rank() == 1:
+            return party_draws(req, crypten.generators["prev"][CPU], None, lambda n: recv_message(0, n)[1])
+        shares, dealt = first_party_values(req, crypten.generators["local"][CPU], crypten.generators["next"][CPU],
+                                           self._masks)
+        if dealt.numel():
+            send_message("keys", dealt, 1)
+        return shares

@@ -10,12 +10,14 @@ import pytest
 import torch
 
 from protocols.activation import gelu_series
-from protocols.backend import crypten
+from protocols.backend import CPU, crypten
 from protocols.fixed_point import FixedPoint
 from protocols.periodic import FourierSeries, fit_series, trig_values
 from secvit.runtime.dealer import OfflinePhase
 
 from .conftest import as_tensor, run_2pc, spied_step
+
+ArithmeticSharedTensor = crypten.mpc.primitives.ArithmeticSharedTensor
 
 X = (torch.rand(4000, generator=torch.Generator().manual_seed(0)) * 2 - 1) * 20
 WAVE = FourierSeries(period_bits=3, first=1, step=1, cos=(0.5, 0.0), sin=(0.0, -0.25), constant=0.125)
@@ -30,9 +32,9 @@ def _evaluate(dealer: bool, low_bits_mask: bool = False):
         offline = OfflinePhase(rank, dealer)
         provider = crypten.mpc.get_default_provider()
         if low_bits_mask:
-            def weak(size, args):
-                r = provider._ring(size) & ((1 << args[0]) - 1)
-                return tuple(provider._dealt(r, trig_values(r, *args)))
+            def weak(size, args):  # party 0 shares r and its masks by CrypTen's zero shares
+                r = crypten.generators["local"][CPU].ring(size) & ((1 << args[0]) - 1)
+                return tuple(ArithmeticSharedTensor(v, precision=0, src=0).share for v in (r, trig_values(r, *args)))
             provider.trig_masks = weak
         x = crypten.cryptensor(X if rank == 1 else torch.zeros(X.shape), src=1)
         outs, costs, first_opened = [], [], None
