@@ -26,12 +26,12 @@ test: $(STAMP)
 clean:
 	rm -rf $(VENV)
 
-CHECKPOINTS := vit_lite_7_4_32-digits vit_lite_7_4_32-digits-mpcformer vit_lite_7_4_32-digits-mpcvit
+CHECKPOINTS := vit_lite_7_4_32-digits vit_lite_7_4_32-digits-mpcformer vit_lite_7_4_32-digits-mpcvit vit_lite_3_4_32-digits-lean
 
 results: $(STAMP)
 	$(BIN)/secvit demo --json benchmarks/results/demo.json
 	for c in $(CHECKPOINTS); do $(BIN)/secvit check --checkpoint checkpoints/$$c --n 360 --mpc-n 16 --json benchmarks/results/check_$$c.json; done
-	for c in vit_lite_7_4_32-digits vit_lite_7_4_32-digits-mpcformer; do $(BIN)/secvit check --checkpoint checkpoints/$$c --split augmented --n 2000 --mpc-n 2000 --batch-size 16 --json benchmarks/results/mpc2000_$$c.json; done
+	for c in vit_lite_7_4_32-digits vit_lite_7_4_32-digits-mpcformer vit_lite_3_4_32-digits-lean; do $(BIN)/secvit check --checkpoint checkpoints/$$c --split augmented --n 2000 --mpc-n 2000 --batch-size 16 --json benchmarks/results/mpc2000_$$c.json; done
 	$(BIN)/python -m pytest benchmarks/test_dealer.py -q -m slow --benchmark-json=benchmarks/results/dealer.json
 	$(BIN)/python -m pytest benchmarks/test_secure_forward.py -q -m slow --benchmark-json=benchmarks/results/secure_forward.json
 	$(BIN)/python -m pytest benchmarks/test_protocols.py -q -m slow --benchmark-json=benchmarks/results/protocols.json

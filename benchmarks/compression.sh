@@ -37,6 +37,7 @@ train distill_sparse --policy mpcformer --distill sparse --cached-logits "$R/log
 "$BIN/secvit" pareto $(for m in none kd nkd mpcformer uskd sparse; do echo "$R/distill_$m"; done) \
     --names none,kd,nkd,mpcformer,uskd,sparse --network wan --json "$OUT/distill_mpcformer.json"
 "$BIN/secvit" pareto $T $T-mpcformer $T-mpcvit "$R/searched_f25" "$R/searched_f50" "$R/half_depth" \
-    "$R/half_depth_mpcformer_kd" --names exact,mpcformer,mpcvit,searched-25%,searched-50%,half-depth,half-depth-mpcformer \
+    "$R/half_depth_mpcformer_kd" checkpoints/vit_lite_3_4_32-digits-lean \
+    --names exact,mpcformer,mpcvit,searched-25%,searched-50%,half-depth,half-depth-mpcformer,lean-3-blocks \
     --network wan --json "$OUT/pareto_wan.json" --plot "$OUT/pareto_wan.png"
 "$BIN/python" benchmarks/readme_tables.py

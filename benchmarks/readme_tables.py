@@ -308,7 +308,9 @@ def targets_table(path: Path) -> str:
     if not runs:
         return ""
     rows = ["[4 of 7]'s targets: the shipped checkpoints' online phase with the dealer against the hand-written "
-            "CrypTen exact forward, in one run (`vit_lite_7_4_32`, batch 1, loopback, 2 cores; per party):", "",
+            "CrypTen exact forward of `vit_lite_7_4_32`, in one run (batch 1, loopback, 2 cores; per party; `lean` is "
+            "the 3-block student, the others have 7 blocks; the targets apply to the exact checkpoint and the best "
+            "MPC-friendly one):", "",
             "| forward | seconds | speed-up | MB | rounds | targets (speed-up, MB, rounds) | met |",
             "|---|---:|---:|---:|---:|---|---|"]
     for label, r in runs[0].items():

@@ -135,9 +135,11 @@ def test_secure_forward(benchmark, case: Case, label: str, setup: Setup) -> None
 
 
 SHIPPED = {"exact": DEFAULT_CHECKPOINT, "mpcformer": "checkpoints/vit_lite_7_4_32-digits-mpcformer",
-           "mpcvit": "checkpoints/vit_lite_7_4_32-digits-mpcvit"}
-TARGETS = {"exact": (3.0, 120e6, 700), "mpcformer": (10.0, 25e6, 150), "mpcvit": (10.0, 25e6, 150)}
-"""[4 of 7]'s targets: (speed-up over CrypTen's exact forward, bytes, rounds) per party."""
+           "mpcvit": "checkpoints/vit_lite_7_4_32-digits-mpcvit", "lean": "checkpoints/vit_lite_3_4_32-digits-lean"}
+TARGETS = {"exact": (3.0, 120e6, 700), "lean": (10.0, 25e6, 150)}
+"""[4 of 7]'s targets: (speed-up over CrypTen's exact forward, bytes, rounds) per party, for
+the exact checkpoint and the best MPC-friendly one (``lean``: within 1 point of the exact
+checkpoint's accuracy); the other shipped checkpoints are measured beside them."""
 TARGET_REPEATS = 5  # each forward's median of 5 (this VM's timings drift by up to 40% within an hour)
 
 
@@ -167,16 +169,19 @@ def test_targets_against_crypten_with_the_dealer(benchmark, case: Case) -> None:
 
     results = benchmark.pedantic(run, rounds=1, iterations=1)
     base = results[BASELINE]["seconds"]
-    for name, (speedup, max_bytes, max_rounds) in TARGETS.items():
+    for name in SHIPPED:
         r = results[name]
-        r |= {"speedup": base / r["seconds"], "targets": {"speedup": speedup, "bytes": max_bytes, "rounds": max_rounds},
-              "met": {"speedup": base / r["seconds"] >= speedup, "bytes": r["bytes"] <= max_bytes,
-                      "rounds": r["rounds"] <= max_rounds}}
+        r["speedup"] = base / r["seconds"]
+        if name in TARGETS:
+            speedup, max_bytes, max_rounds = TARGETS[name]
+            r |= {"targets": {"speedup": speedup, "bytes": max_bytes, "rounds": max_rounds},
+                  "met": {"speedup": r["speedup"] >= speedup, "bytes": r["bytes"] <= max_bytes,
+                          "rounds": r["rounds"] <= max_rounds}}
         assert r["max_abs_logit_error"] < 0.05
     benchmark.extra_info.update({"label": "online phase with the dealer vs CrypTen exact", "runs": results})
     for label, r in results.items():
         print(f"\n{label:>22}: {r['seconds']:6.2f} s  {r['bytes'] / 1e6:7.1f} MB  {r['rounds']:5d} rounds"
-              + (f"  {r['speedup']:.2f}x  met {r['met']}" if "met" in r else ""))
+              + (f"  {r['speedup']:.2f}x" if "speedup" in r else "") + (f"  met {r['met']}" if "met" in r else ""))
 
 
 def test_engine_vs_handwritten_costs(record_property) -> None:
@@ -191,7 +196,7 @@ def test_engine_vs_handwritten_costs(record_property) -> None:
     assert engine["max_abs_logit_error"] < 0.05
 
 
-@pytest.mark.parametrize("policy", ["exact", "mpcformer", "mpcvit", "relu", "linear"])
+@pytest.mark.parametrize("policy", ["exact", "mpcformer", "mpcvit", "relu", "linear", "fast", "lean"])
 def test_policy_forward(benchmark, case: Case, policy: str) -> None:
     """The shipped model rewritten by each policy: cost only (the weights are the exact
     model's; fine-tuned accuracies are in the check reports)."""

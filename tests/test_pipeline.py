@@ -24,19 +24,30 @@ def test_shipped_experiments_load(path):
     assert cfg.students and cfg.name == path.stem
 
 
-def test_shipped_config_trains_the_shipped_checkpoints_the_way_they_were_trained():
-    """Same init, policy and training options as recorded in each shipped checkpoint's
-    meta.json: running it retrains the same weights (training is deterministic)."""
-    cfg = load_experiment("configs/experiments/shipped-digits.yaml")
+SHIPPED_BY = {"shipped-digits": "checkpoints/vit_lite_7_4_32-digits-{}", "lean-digits": "checkpoints/vit_lite_3_4_32-digits-{}"}
+"""The experiment configs that reproduce shipped checkpoints, and where each student is shipped."""
+
+
+@pytest.mark.parametrize("name", SHIPPED_BY)
+def test_shipped_configs_train_the_shipped_checkpoints_the_way_they_were_trained(name):
+    """Same init, policy, teacher and training options as recorded in each shipped
+    checkpoint's meta.json: running it retrains the same weights (training is deterministic)."""
+    from secvit.train import TrainConfig
+
+    cfg = load_experiment(f"configs/experiments/{name}.yaml")
     assert cfg.teacher == {"checkpoint": "checkpoints/vit_lite_7_4_32-digits"}
     for spec in cfg.students:
-        recorded = load_meta(f"checkpoints/vit_lite_7_4_32-digits-{spec.name}").extra["train_config"]
-        assert recorded["init"] == cfg.teacher["checkpoint"] and recorded["policy"] == spec.policy
-        from secvit.train import TrainConfig
-
-        options = TrainConfig(**spec.train).__dict__
-        assert {k: recorded[k] for k in recorded if k not in ("init", "policy", "model", "data")} == \
-            {k: options[k] for k in recorded if k not in ("init", "policy", "model", "data")}
+        meta = load_meta(SHIPPED_BY[name].format(spec.name))
+        recorded = meta.extra["train_config"]
+        assert recorded["policy"] == spec.policy and recorded.get("teacher") == (
+            cfg.teacher["checkpoint"] if spec.train.get("distill") else None)
+        if cfg.compress is None:
+            assert recorded["init"] == cfg.teacher["checkpoint"]
+        else:  # the inherited student's depth (its init was the pipeline's compressed checkpoint)
+            assert cfg.compress["method"] == "inherit" and meta.model_args["depth"] == cfg.compress["depth"]
+        options = TrainConfig(**spec.train, teacher=recorded.get("teacher")).__dict__
+        same = [k for k in recorded if k not in ("init", "policy", "model", "data")]
+        assert {k: recorded[k] for k in same} == {k: options[k] for k in same}
 
 
 @pytest.mark.parametrize("text, message", [
