@@ -159,23 +159,28 @@ def harmonic_chunks(t: torch.Tensor, first: int, step: int, count: int) -> Itera
     """``(lo, hi, e^(i k t))`` for the harmonics ``k = first + i step``, ``lo <= i < hi``, as
     ``(hi - lo, *t.shape)`` complex128 tensors, in chunks of about :data:`CHUNK_ELEMENTS`.
 
-    Two sines and cosines per element and chunk, the rest by doubling: rows ``[m, 2m)``
-    are rows ``[0, m)`` times ``e^(i m step t)`` (log2 of the chunk's rows products, each
-    a vectorised complex product; error below 1e-13, 4x faster than a sine and cosine
-    per harmonic)."""
+    Two sines and cosines per element in all, the rest by products: a chunk's rows
+    ``[m, 2m)`` are rows ``[0, m)`` times ``e^(i m step t)`` (doubling), and a chunk's first
+    row is the previous chunk's last times ``e^(i step t)`` (large tensors come one
+    harmonic per chunk). Each a vectorised complex product; error below 1e-13, 4x faster
+    than a sine and cosine per harmonic."""
     per_chunk = max(1, CHUNK_ELEMENTS // max(1, t.numel()))
     one = torch.ones_like(t, dtype=torch.float64)
+    base = torch.polar(one, step * t)
+    row = torch.polar(one, first * t)
     for lo in range(0, count, per_chunk):
         hi = min(count, lo + per_chunk)
         table = torch.empty((hi - lo, *t.shape), dtype=torch.complex128)
-        table[0] = torch.polar(one, (first + step * lo) * t)
-        power, filled = torch.polar(one, step * t), 1
+        table[0] = row
+        power, filled = base, 1
         while filled < hi - lo:
             m = min(filled, hi - lo - filled)
             torch.mul(table[:m], power, out=table[filled : filled + m])
             filled += m
             if filled < hi - lo:
                 power = power * power
+        if hi < count:
+            row = table[-1] * base
         yield lo, hi, table
 
 

@@ -380,8 +380,8 @@ def _receiver_values(req: Request, streams: Sequence[KeyedStream], masks: dict[i
     corrected = {}
     for name, value in _combine(req, draws, masks).items():
         if name not in _DEALT.get(req.kind, ()):
-            for other in draws[1:]:
-                value = value ^ other[name] if xor else value - other[name]
+            for other in draws[1:]:  # in place: every value _combine returns is its own
+                value = value.bitwise_xor_(other[name]) if xor else value.sub_(other[name])
         corrected[name] = value
     return draws[0], corrected
 
