@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from .preprocessing import Request, first_party_values, party_draws, stream_bytes
+from .preprocessing import Request, dealt_numel, first_party_values, party_draws, stream_bytes
 from .randomness import KeyedStream
 
 __all__ = ["DealerProvider", "FirstPartyProvider", "PreprocessingError", "RecordingProvider", "UnsupportedRequestError",
@@ -158,6 +158,25 @@ class RecordingProvider(_RequestProvider):
         return party_draws(req, ZeroStream(), None, ZeroStream.zeros)
 
 
+class _Cursor:
+    """Consecutive slices of a flat tensor of preprocessing (corrections or dealt values)."""
+
+    def __init__(self, values: torch.Tensor | None, what: str):
+        self.values, self.offset, self.what = values, 0, what
+
+    def take(self, n: int) -> torch.Tensor:
+        if self.values is None or self.offset + n > self.values.numel():
+            raise PreprocessingError(f"the online phase used more {self.what} than the dealer sent")
+        out = self.values[self.offset : self.offset + n]
+        self.offset += n
+        return out
+
+    @property
+    def used(self) -> bool:
+        """Whether every value was taken (or there were none)."""
+        return self.values is None or self.offset == self.values.numel()
+
+
 class DealerProvider(_RequestProvider):
     """The online phase with a dealer.
 
@@ -173,36 +192,24 @@ class DealerProvider(_RequestProvider):
 
     def __init__(self) -> None:
         self.stream: KeyedStream | None = None
-        self._expected: list[Request] | None = None
-        self._corrections: torch.Tensor | None = None
-        self._dealt: torch.Tensor | None = None
-        self._next = self._offset = self._dealt_offset = 0
+        self._load(None, None, None)
         self._active = False
+
+    def _load(self, requests: list[Request] | None, corrections: torch.Tensor | None,
+              dealt: torch.Tensor | None) -> None:
+        self._expected, self._next = requests, 0
+        self._corrections = _Cursor(corrections, "corrections")
+        self._dealt = _Cursor(dealt, "dealt values (comparison keys)")
 
     def begin(self, requests: list[Request] | None, corrections: torch.Tensor | None,
               dealt: torch.Tensor | None = None) -> None:
         """Start a forward pass (``requests``: the prepared ones, None where not known;
         ``corrections``: the receiver's, else None; ``dealt``: the values the dealer sent
         every other party, where the requests have any)."""
-        self._expected, self._corrections, self._dealt = requests, corrections, dealt
-        self._next = self._offset = self._dealt_offset = 0
+        self._load(requests, corrections, dealt)
         self._active = True
         if requests is not None and self.stream is not None:
             self.stream.prefetch(min(PREFETCH_BYTES, stream_bytes(requests, corrections is not None)))
-
-    def _take(self, n: int) -> torch.Tensor:
-        if self._offset + n > self._corrections.numel():
-            raise PreprocessingError("the online phase used more corrections than the dealer prepared")
-        out = self._corrections[self._offset : self._offset + n]
-        self._offset += n
-        return out
-
-    def _take_dealt(self, n: int) -> torch.Tensor:
-        if self._dealt is None or self._dealt_offset + n > self._dealt.numel():
-            raise PreprocessingError("the online phase used more dealt values (comparison keys) than the dealer sent")
-        out = self._dealt[self._dealt_offset : self._dealt_offset + n]
-        self._dealt_offset += n
-        return out
 
     def values(self, req: Request) -> dict[str, torch.Tensor]:
         if self.stream is None:
@@ -215,17 +222,16 @@ class DealerProvider(_RequestProvider):
                 prepared = self._expected[self._next] if self._next < len(self._expected) else "nothing"
                 raise PreprocessingError(f"online request {self._next} is {req}; the dealer prepared {prepared}")
             self._next += 1
-        if self._corrections is None:
-            return party_draws(req, self.stream, None, self._take_dealt)
-        return party_draws(req, self.stream, self._take, self._take)
+        if self._corrections.values is None:
+            return party_draws(req, self.stream, None, self._dealt.take)
+        return party_draws(req, self.stream, self._corrections.take, self._corrections.take)
 
     def end(self) -> None:
         """Check that every prepared request, correction and dealt value was used."""
-        used = ((self._corrections is None or self._offset == self._corrections.numel())
-                and (self._dealt is None or self._dealt_offset == self._dealt.numel()))
+        used = self._corrections.used and self._dealt.used
         if self._expected is not None and (self._next != len(self._expected) or not used):
             raise PreprocessingError(f"the online phase used {self._next} of {len(self._expected)} prepared requests")
-        self._expected = self._corrections = self._dealt = None
+        self._load(None, None, None)
         self._active = False
 
 
@@ -250,7 +256,9 @@ class FirstPartyProvider(_RequestProvider):
         if comm.get_world_size() != 2:
             raise UnsupportedRequestError(f"party 0 deals for two parties, not {comm.get_world_size()}")
         if comm.get_rank() == 1:
-            return party_draws(req, crypten.generators["prev"][CPU], None, lambda n: recv_message(0, n)[1])
+            n = dealt_numel(req)
+            dealt = _Cursor(recv_message(0, n)[1] if n else None, "dealt values (comparison keys)")
+            return party_draws(req, crypten.generators["prev"][CPU], None, dealt.take)
         shares, dealt = first_party_values(req, crypten.generators["local"][CPU], crypten.generators["next"][CPU],
                                            self._masks)
         if dealt.numel():
