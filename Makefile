@@ -36,6 +36,8 @@ results: $(STAMP)
 	$(BIN)/python -m pytest benchmarks/test_secure_forward.py -q -m slow --benchmark-json=benchmarks/results/secure_forward.json
 	$(BIN)/python -m pytest benchmarks/test_protocols.py -q -m slow --benchmark-json=benchmarks/results/protocols.json
 	$(BIN)/python -m pytest benchmarks/test_model_policies.py -q -m slow --benchmark-json=benchmarks/results/model_policies.json
+	$(BIN)/secvit pareto $(foreach c,$(CHECKPOINTS),checkpoints/$(c)) --names exact,mpcformer,mpcvit,lean --network wan \
+	  --json benchmarks/results/pareto_shipped_wan.json --plot benchmarks/results/pareto_shipped_wan.png
 	$(BIN)/secvit profile --n 4 --network wan --json benchmarks/results/profile_exact_wan.json --plot benchmarks/results/profile_exact_wan.png
 	-for p in exact mpcformer; do c=checkpoints/vit_lite_7_4_32-digits$$([ $$p = exact ] || echo -$$p); \
 	  $(BIN)/secvit profile --checkpoint $$c --n 1 --network wan --netem --json benchmarks/results/netem_$${p}_wan.json; \

@@ -276,10 +276,11 @@ def distill_table(path: Path, teacher: float) -> str:
     return "\n".join(lines)
 
 
-def pareto_table(path: Path) -> str:
+def pareto_table(path: Path, subject: str = "Accuracy") -> str:
+    """``secvit pareto --json``: ``subject`` against secure cost, with its chart where there is one."""
     d = json.loads(path.read_text())
     net = d["network"]
-    lines = [f"Accuracy against secure cost (`secvit pareto`, batch 1, 2 parties, TFP, per party; estimate on "
+    lines = [f"{subject} against secure cost (`secvit pareto`, batch 1, 2 parties, TFP, per party; estimate on "
              f"`{net['name']}`, {net['bandwidth_mbps']:g} Mbit/s, {net['rtt_ms']:g} ms RTT):", "",
              "| model | policy | blocks | test acc. | rounds | MB/image | s/image (measured) | s/image (est.) | Pareto |",
              "|---|---|---:|---:|---:|---:|---:|---:|:---:|"]
@@ -353,6 +354,8 @@ def render() -> str:
         parts.append(dealer_table(RESULTS / "dealer.json"))
     if (RESULTS / "targets_dealer.json").exists():
         parts.append(targets_table(RESULTS / "targets_dealer.json"))
+    if (RESULTS / "pareto_shipped_wan.json").exists():
+        parts.append(pareto_table(RESULTS / "pareto_shipped_wan.json", "The shipped checkpoints' accuracy"))
     if (RESULTS / "scale.json").exists():
         parts.append(scale_table(RESULTS / "scale.json"))
     if (RESULTS / "secure_forward.json").exists():

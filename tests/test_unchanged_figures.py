@@ -29,7 +29,8 @@ from secvit.secure.plan import SecurePlan
 from .conftest import as_tensor, run_2pc
 
 FIGURES = Path(__file__).with_name("figures") / "forward.json"
-SHIPPED = ("vit_lite_7_4_32-digits", "vit_lite_7_4_32-digits-mpcformer", "vit_lite_7_4_32-digits-mpcvit")
+SHIPPED = ("vit_lite_7_4_32-digits", "vit_lite_7_4_32-digits-mpcformer", "vit_lite_7_4_32-digits-mpcvit",
+           "vit_lite_3_4_32-digits-lean")
 TIMM = "deit_tiny_patch16_224"  # random weights, plain (timm's attention traced inline)
 MPC_IMAGES, EMULATED_IMAGES = 2, 16
 EMULATION_TOLERANCE = 1e-4
