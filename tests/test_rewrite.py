@@ -120,7 +120,7 @@ def test_unknown_policy_name():
         load_policy("nope")
 
 
-@pytest.mark.parametrize("policy", ["mpcformer", "mpcvit-2h", "relu", "linear-folded", "fast"])
+@pytest.mark.parametrize("policy", ["mpcformer", "mpcvit-2h", "relu", "linear-folded", "fast", "lean"])
 def test_secure_forward_of_rewritten_models(policy: str):
     policies = {
         "mpcvit-2h": {"attention": {"default": "softmax.scaling", "heads": {0: ["softmax.relu", "softmax.scaling"]}}},
