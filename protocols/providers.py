@@ -158,6 +158,9 @@ class RecordingProvider(_RequestProvider):
         return party_draws(req, ZeroStream(), None, ZeroStream.zeros)
 
 
+_DEALT_VALUES = "dealt values (comparison keys)"  # what a party receives whole, in errors
+
+
 class _Cursor:
     """Consecutive slices of a flat tensor of preprocessing (corrections or dealt values)."""
 
@@ -199,7 +202,7 @@ class DealerProvider(_RequestProvider):
               dealt: torch.Tensor | None) -> None:
         self._expected, self._next = requests, 0
         self._corrections = _Cursor(corrections, "corrections")
-        self._dealt = _Cursor(dealt, "dealt values (comparison keys)")
+        self._dealt = _Cursor(dealt, _DEALT_VALUES)
 
     def begin(self, requests: list[Request] | None, corrections: torch.Tensor | None,
               dealt: torch.Tensor | None = None) -> None:
@@ -257,7 +260,7 @@ class FirstPartyProvider(_RequestProvider):
             raise UnsupportedRequestError(f"party 0 deals for two parties, not {comm.get_world_size()}")
         if comm.get_rank() == 1:
             n = dealt_numel(req)
-            dealt = _Cursor(recv_message(0, n)[1] if n else None, "dealt values (comparison keys)")
+            dealt = _Cursor(recv_message(0, n)[1] if n else None, _DEALT_VALUES)
             return party_draws(req, crypten.generators["prev"][CPU], None, dealt.take)
         shares, dealt = first_party_values(req, crypten.generators["local"][CPU], crypten.generators["next"][CPU],
                                            self._masks)
