@@ -7,7 +7,7 @@ product by the owner's weight with a fixed mask (:mod:`.stationary`) reveals the
 activation to the owner (1 round);
 a square opens one; CrypTen's comparison (``_ltz``: arithmetic-to-binary conversion and a
 carry circuit) takes 8 rounds and 432 bytes per element, secvit's sign test with the
-dealer's keys (``nonnegative``, :mod:`.dcf`) opens one masked tensor. Each truncation (after a product, a
+dealer's keys (``at_least``, :mod:`.dcf`) opens one masked tensor. Each truncation (after a product, a
 product by a public float, or a division by a public integer) opens one masked tensor:
 1 round, 16 bytes per element (:mod:`.truncation`). The emulation's tensor
 (:class:`~protocols.fixed_point.FixedPointTensor`) charges these as a kernel runs on it,

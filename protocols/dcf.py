@@ -19,12 +19,16 @@ The pseudo-random generator is fixed-key AES-128 in Matyas-Meyer-Oseas form,
 element. The key ``K`` is public (the construction's security rests on AES as a random
 permutation, as in every fixed-key FSS implementation).
 
-:func:`nonnegative_shares` turns it into the sign test of a shared ``x`` with
+:func:`at_least_opened` turns it into the sign test of a shared ``x`` with
 ``|x| < 2^62`` (the exact truncation's range): ``c = x + 2^62 + r`` is opened (one
 round, uniform), ``x + 2^62`` is in ``[0, 2^63)``, so ``x >= 0`` exactly when its bit 62
 is set, which is ``c_62 xor r_62 xor [c mod 2^62 < r mod 2^62]``: the dealer's key for
 ``alpha = r mod 2^62`` and ``beta = 1 - 2 r_62`` and its shares of ``r_62`` give shares of
-``r_62 xor [c mod 2^62 < alpha]``, and the public ``c_62`` flips them or not. CrypTen's
+``r_62 xor [c mod 2^62 < alpha]``, and the public ``c_62`` flips them or not. For public
+thresholds ``t``, ``c - t`` opens ``x - t`` with the same mask: one key per element,
+evaluated at each threshold, compares ``x`` with all of them (a range guess's knots), and
+the opening ``c`` is also that of an exact truncation by the same mask
+(:func:`~.truncation.truncation_from_opened`), when the dealer makes its pair from ``r``. CrypTen's
 comparison (arithmetic-to-binary conversion and a carry circuit) takes 8 rounds and 432
 bytes per element; this one 1 round and 16 bytes, plus :data:`CW_WORDS` (249) ring
 elements of correction words per element from the dealer, offline (the mask share, the
@@ -43,7 +47,7 @@ import numpy as np
 import torch
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-__all__ = ["CMP_BITS", "CW_WORDS", "dcf_eval", "dcf_keygen", "nonnegative_shares", "sign_key_values"]
+__all__ = ["CMP_BITS", "CW_WORDS", "at_least_opened", "at_least_shares", "dcf_eval", "dcf_keygen", "sign_key_values"]
 
 CMP_BITS = 62  # the sign test's key compares x + 2^62 + r mod 2^62 with r mod 2^62
 CW_WORDS = 4 * CMP_BITS + 1  # ring elements of correction words per key
@@ -143,7 +147,7 @@ def dcf_eval(party: int, seed: np.ndarray, words: np.ndarray, x: np.ndarray, n: 
 
 
 def sign_key_values(r: torch.Tensor, seeds: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """The dealer's side of :func:`nonnegative_shares` for masks ``r`` (shape S): the
+    """The dealer's side of :func:`at_least_opened` for masks ``r`` (shape S): the
     plaintext ``r_62`` bits and the keys' correction words (S + (:data:`CW_WORDS`,)),
     from the two parties' root seeds (S + (2,))."""
     flat = r.reshape(-1).numpy().view(_U64)
@@ -154,22 +158,43 @@ def sign_key_values(r: torch.Tensor, seeds: list[torch.Tensor]) -> tuple[torch.T
     return torch.from_numpy(high.copy()).view(r.shape), torch.from_numpy(words).view(*r.shape, CW_WORDS)
 
 
-def nonnegative_shares(share: torch.Tensor, rank: int, r: torch.Tensor, seed: torch.Tensor, high: torch.Tensor,
-                       words: torch.Tensor, open_sum: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """This party's share of ``[x >= 0]`` (integers 0/1) for ``|x| < 2^62``.
+def at_least_shares(c: torch.Tensor, rank: int, seed: torch.Tensor, high: torch.Tensor, words: torch.Tensor,
+                    thresholds: torch.Tensor) -> torch.Tensor:
+    """This party's shares of ``[x >= t]`` (integers 0/1, shape ``(len(thresholds), *c.shape)``)
+    for public ring integers ``t``, from the opened ``c = x + 2^62 + r`` (``r``: the keys'
+    mask); each ``|x - t| < 2^62``. ``c - t`` is the opening of ``x - t`` with the same
+    mask, so one key per element serves every threshold (evaluated at each point).
+
+    Args:
+        c: The opened sum (int64), shape S.
+        rank: 0 or 1 (rank 0 adds the public terms).
+        seed, high, words: This party's root seeds, share of ``r_62`` and the keys'
+            correction words (:func:`sign_key_values`), shapes S + (2,), S, S + (CW_WORDS,).
+        thresholds: (K,) int64.
+    """
+    k = thresholds.numel()
+    shifted = (c.reshape(1, -1) - thresholds.view(-1, 1)).numpy().view(_U64)
+    low = (shifted & _U64((1 << CMP_BITS) - 1)).reshape(-1)
+    flip = torch.from_numpy(((shifted >> _U64(CMP_BITS)) & _LOW).astype(bool))
+    seeds = np.tile(seed.reshape(-1, 2).numpy().view(_U64), (k, 1))
+    borrow = dcf_eval(rank, seeds, np.tile(words.reshape(-1, CW_WORDS).numpy(), (k, 1)), low, CMP_BITS)
+    u = torch.from_numpy(borrow).view(k, -1) + high.reshape(1, -1)  # r_62 xor [c - t mod 2^62 < r mod 2^62]
+    return torch.where(flip, (1 if rank == 0 else 0) - u, u).view(k, *c.shape)
+
+
+def at_least_opened(share: torch.Tensor, rank: int, r: torch.Tensor, seed: torch.Tensor, high: torch.Tensor,
+                    words: torch.Tensor, thresholds: torch.Tensor, open_sum: Callable[[torch.Tensor], torch.Tensor]
+                    ) -> torch.Tensor:
+    """This party's shares of ``[x >= t]`` for each public threshold (:func:`at_least_shares`),
+    opening ``c = x + 2^62 + r`` in one round.
 
     Args:
         share: This party's share of ``x`` (int64).
-        rank: 0 or 1 (rank 0 adds the public terms).
-        r, seed, high, words: This party's share of the mask ``r``, its key's root seed,
-            its share of ``r_62``, and the keys' correction words (:func:`sign_key_values`).
+        rank: 0 or 1.
+        r, seed, high, words: This party's share of the mask ``r`` and its key
+            (:func:`sign_key_values`).
+        thresholds: (K,) int64 ring integers.
         open_sum: Opens a shared tensor to both parties (one round).
     """
-    c = open_sum(share + r + ((1 << CMP_BITS) if rank == 0 else 0)).reshape(-1).numpy().view(_U64)
-    low = c & _U64((1 << CMP_BITS) - 1)
-    flip = ((c >> _U64(CMP_BITS)) & _LOW).astype(bool)
-    borrow = dcf_eval(rank, seed.reshape(-1, 2).numpy().view(_U64), words.reshape(-1, CW_WORDS).numpy(), low,
-                      CMP_BITS)
-    u = torch.from_numpy(borrow).view(share.shape) + high  # r_62 xor [c mod 2^62 < r mod 2^62]
-    flip = torch.from_numpy(flip).view(share.shape)
-    return torch.where(flip, (1 if rank == 0 else 0) - u, u)
+    c = open_sum(share + r + ((1 << CMP_BITS) if rank == 0 else 0))
+    return at_least_shares(c, rank, seed, high, words, thresholds)

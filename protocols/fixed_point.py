@@ -239,6 +239,26 @@ class FixedPointTensor:
         self._open_product(y)
         return self._like(self._tensor * y._tensor, False)
 
+    def square_mul_untruncated(self, weight: "FixedPointTensor | None" = None
+                               ) -> tuple["FixedPointTensor", "FixedPointTensor | None"]:
+        """x^2 and x w (None without ``weight``) at twice the fractional bits: one opening
+        where ``weight`` has a fixed mask, else a square and a Beaver product."""
+        n = self._tensor.numel()
+        cost = costs.square(n)
+        if weight is not None and not weight.fixed_mask:
+            cost += costs.mul(n, weight._tensor.numel())
+        self._open(cost)
+        square = self._like(self._tensor * self._tensor, False)
+        return square, None if weight is None else self._like(self._tensor * weight._tensor, False)
+
+    def truncate_wide_at_least(self, thresholds: Sequence[float]) -> tuple["FixedPointTensor", "FixedPointTensor"]:
+        """A value at twice the fractional bits back at p (one truncation by 2^p) and
+        :meth:`at_least` of it, thresholds encoded at 2p bits: one opening for both."""
+        units = self.fp.scale**2
+        truncated = self._like(self.fp.truncate(self._tensor, self._tensor.abs() * units), False)
+        t = torch.trunc(torch.tensor(thresholds, dtype=torch.float64) * units) / units
+        return truncated, self._compared(t)
+
     def mul_wide(self, wide: "FixedPointTensor") -> "FixedPointTensor":
         """x w for a product w held at 2p bits: one opening, one truncation by 2^(2p)."""
         self._open_product(wide)
@@ -262,11 +282,15 @@ class FixedPointTensor:
     def conv2d(self, kernel: Any, **kwargs: Any) -> "FixedPointTensor":
         return self._bilinear(F.conv2d, kernel, **kwargs)
 
-    def nonnegative(self) -> "FixedPointTensor":
-        """x >= 0 as a bit of scale 1 (under MPC: one opening and the dealer's comparison
-        keys, :mod:`.dcf`)."""
+    def at_least(self, thresholds: Sequence[float]) -> "FixedPointTensor":
+        """[x >= t] as bits of scale 1, stacked over the public thresholds (under MPC: one
+        opening and one key of the dealer per element, :mod:`.dcf`)."""
         self._open(costs.sign(self._tensor.numel()))
-        return self._like((self._tensor >= 0).double(), True)
+        return self._compared(self.fp.encode(torch.tensor(thresholds, dtype=torch.float64)))
+
+    def _compared(self, thresholds: torch.Tensor) -> "FixedPointTensor":
+        view = thresholds.view(-1, *[1] * self._tensor.dim())
+        return self._like((self._tensor.unsqueeze(0) >= view).double(), True)
 
     def _ltz(self) -> "FixedPointTensor":
         """x < 0 as a bit of scale 1 (CrypTen: a comparison circuit)."""

@@ -31,7 +31,7 @@ value per row (rounds, not bytes).
 The guess comes from the range the kernel knows: v in [V_MIN, V_MAX] = [0.0028, 384] is
 cut at V_MIN 2^i (i = 1..17); one batched comparison of each row's sum of squares S
 against the knots mapped back through k / n and k eps (one sign test with the dealer's
-keys, :mod:`.dcf`: 1 round, 272 bytes per row) says
+keys, :mod:`.dcf`: one key per row evaluated at the 17 knots, 16 bytes per row) says
 which piece v is in, and the piece's levels (integers: bits times integer steps, no
 truncation) give y0 = 1/sqrt of the piece's geometric middle, within a factor 2^(1/4)
 of 1/sqrt(v). g0 and r0 = 1/2 - g0 h0 are then affine in S with selected slopes (at p + 8
@@ -50,9 +50,17 @@ iteration still corrects up to v of about 3 V_MAX.
 Fixed-point precision at small variances: v = 2.8e-3 holds only 183 units of 2^-16, so
 v itself never enters the arithmetic: g0 takes S (n / k times more units) and its slope
 at p + 8 bits, and the fixed point of the iteration is 1/sqrt of that precise v.
-Rounds: 1 (the mean's truncation) + 2 (the square) + 1 (comparison) + 4 (g0, r0 and
-the first step) + 3 per further step + 2 (normalise): 16 with the defaults (23 with
-CrypTen's 8-round comparison), and 2 more with a secret gamma.
+The centred values c are opened once for both their squares and their product by gamma
+(the owner's weight, with a fixed mask: :func:`~protocols.stationary.square_and_stationary_product`),
+both kept at 2p fractional bits: the squares are summed before their truncation (one
+value per row), and (c gamma) h is truncated once, by 2^(2p) (|y| < 2^14 at p = 16).
+
+Rounds: 1 (the mean's truncation) + 1 (squares and c gamma) + 1 (the sum's truncation
+and its comparison with the knots: one opening, the dealer's truncation pair and keys
+made from one mask) + 4 (g0, r0 and the first step) + 3 per further step + 2
+(normalise): 15 with the defaults, gamma included (23 with CrypTen's 8-round comparison
+and without the shared openings). Bytes per element of x: 48 (three openings of the
+whole tensor), where a truncated square and two truncated products opened six.
 """
 
 from __future__ import annotations
@@ -61,7 +69,7 @@ from __future__ import annotations
 import torch
 
 from .fixed_point import from_units, precision_bits, stack
-from .range_guess import geometric_pieces, piece_bits, select_units
+from .range_guess import geometric_pieces, select_units
 from .registry import Protocol, register
 
 __all__ = ["LN_ITERS", "LN_VAR_SCALE", "batch_norm_reference", "folded_batch_norm", "inv_sqrt_goldschmidt",
@@ -80,21 +88,20 @@ def layer_norm_secure(
     """LayerNorm of a CrypTensor over its last dimension; ``weight``/``bias`` may be secret."""
     n = x.size(-1)
     centered = x - x.mean(-1, keepdim=True)
-    sum_sq = centered.square().sum(-1, keepdim=True)
-    y = centered * inv_sqrt_goldschmidt(sum_sq, var_scale / n, eps * var_scale, iters, var_scale**0.5)
-    if weight is not None:
-        y = y * weight
-    if bias is not None:
-        y = y + bias
-    return y
+    squares, scaled = centered.square_mul_untruncated(weight)  # c^2 and c gamma at 2p bits, one opening
+    h = inv_sqrt_goldschmidt(squares.sum(-1, keepdim=True), var_scale / n, eps * var_scale, iters, var_scale**0.5)
+    y = centered * h if scaled is None else h.mul_wide(scaled)
+    return y if bias is None else y + bias
 
 
-def inv_sqrt_goldschmidt(s, scale: float, shift: float = 0.0, iters: int = LN_ITERS, out_scale: float = 1.0):
-    """``out_scale / sqrt(v)`` for v = s * scale + shift (s a positive CrypTensor, scale and
-    shift public); see the module docstring."""
+def inv_sqrt_goldschmidt(s_wide, scale: float, shift: float = 0.0, iters: int = LN_ITERS, out_scale: float = 1.0):
+    """``out_scale / sqrt(v)`` for v = s * scale + shift (s a positive secret held at twice
+    the fractional bits, an untruncated sum of squares; scale and shift public); see the
+    module docstring. s's truncation and its comparison with the knots share one opening."""
     c = 2.0 * out_scale
     guess = _MIDDLES**-0.5
-    bits = piece_bits(s, tuple((k - shift) / scale for k in GUESS_KNOTS))
+    s, bits = s_wide.truncate_wide_at_least(tuple((k - shift) / scale for k in GUESS_KNOTS))
+    bits = bits.reshape(len(GUESS_KNOTS), -1)
     p = precision_bits(s)
     fine = p + SLOPE_EXTRA_BITS
     slopes = select_units(bits, torch.stack([guess * scale / c, guess**2 * scale / 2]), fine, s.size())

@@ -23,6 +23,7 @@ The functions here are the single description of that arithmetic:
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
@@ -66,7 +67,8 @@ class RequestError(ValueError):
 
 # kind -> (code, corrections per output element group). Codes are the wire format.
 KINDS = {"mul": 1, "matmul": 2, "conv2d": 3, "square": 4, "binary": 5, "b2a": 6, "trunc": 7, "mask": 8,
-         "smul": 9, "smatmul": 10, "sconv2d": 11, "trig": 12, "sign": 13}
+         "smul": 9, "smatmul": 10, "sconv2d": 11, "trig": 12, "sign": 13, "ssquare": 14,
+         "tsign": 15}
 _NAMES = {code: name for name, code in KINDS.items()}
 _TRIPLES = ("mul", "matmul", "conv2d")
 _STATIONARY = ("smul", "smatmul", "sconv2d")  # triples for a fixed mask: fresh a, c = a (*) B
@@ -85,8 +87,12 @@ class Request:
             bits, harmonics, scale bits, first harmonic, step and whether the masks'
             products with R come too; for ``mask`` (a fixed mask B of
             :mod:`.stationary`) its id in ``args[0]``, and for the triples of a fixed
-            mask (``smul``, ``smatmul``, ``sconv2d``) the mask's id last. A ``sign``
-            request (:mod:`.dcf`: the keys of a one-round comparison) has none.
+            mask (``smul``, ``smatmul``, ``sconv2d``) the mask's id last. ``ssquare``
+            (:func:`~.stationary.square_and_stationary_product`): a square pair
+            ``(a, a^2)`` whose ``a`` also makes ``c = a * B`` for the fixed mask ``B`` of
+            shape ``size1`` (its id in ``args[0]``). A ``sign`` request (:mod:`.dcf`:
+            the keys of a one-round comparison) has none; ``tsign`` (the keys and a
+            truncation pair of the same mask ``r``, one opening for both) the divisor.
     """
 
     kind: str
@@ -152,11 +158,11 @@ def decode(table: torch.Tensor) -> list[Request]:
             raise RequestError(f"unknown request kind {row[0]}")
         kind = _NAMES[row[0]]
         args = tuple(row[1 + 2 * (1 + MAX_DIMS) :])
-        if kind == "trunc":
+        if kind in ("trunc", "tsign"):
             if args[0] < 2 or any(args[1:]):
                 raise RequestError(f"truncation by {args[0]}: the divisor must be an integer >= 2")
             args = args[:1]
-        elif kind in ("mask", "smul", "smatmul"):
+        elif kind in ("mask", "smul", "smatmul", "ssquare"):
             if args[0] < 0 or any(args[1:]):
                 raise RequestError(f"{kind} request with arguments {args}: expected a mask id >= 0")
             args = args[:1]
@@ -203,17 +209,20 @@ def truncation_values(r: torch.Tensor, d: int) -> tuple[torch.Tensor, torch.Tens
     return udiv(r, d), (r < 0).long() * _wrapped((1 << 64) // d)
 
 
+@functools.lru_cache(maxsize=4096)
 def _output_shape(req: Request) -> tuple[int, ...]:
+    """The shape of ``req``'s ``out`` values (cached: shape inference on ``meta`` tensors
+    took 0.1 ms, more than drawing a small request's values)."""
     if req.kind in _TRIPLES + _STATIONARY:
         meta = torch.empty(req.size0, device="meta"), torch.empty(req.size1, device="meta")
         if req.op == "conv2d":
             return tuple(torch.nn.functional.conv2d(*meta, **req.conv_kwargs()).shape)
         return tuple(getattr(torch, req.op)(*meta).shape)
-    if req.kind == "binary":
+    if req.kind in ("binary", "ssquare"):
         return tuple(torch.broadcast_shapes(req.size0, req.size1))
     if req.kind == "trig":
         return ((4 if req.args[5] else 2) * req.args[1], *req.size0)
-    if req.kind == "sign":
+    if req.kind in ("sign", "tsign"):
         return (*req.size0, CW_WORDS)
     return req.size0
 
@@ -242,18 +251,22 @@ _PLAN: dict[str, list[tuple[str, str, str]]] = {
     "matmul": [("a", "size0", "ring"), ("b", "size1", "ring"), ("c", "out", "ring")],
     "conv2d": [("a", "size0", "ring"), ("b", "size1", "ring"), ("c", "out", "ring")],
     "square": [("r", "size0", "ring"), ("r2", "size0", "ring")],
+    "ssquare": [("a", "size0", "ring"), ("a2", "size0", "ring"), ("c", "out", "ring")],
     "binary": [("a", "size0", "ring"), ("b", "size1", "ring"), ("c", "out", "ring")],
     "b2a": [("bit", "size0", "bit"), ("r", "size0", "ring")],
     "trunc": [("r", "size0", "ring"), ("q", "size0", "ring"), ("t", "size0", "ring")],
     "mask": [("b", "size0", "ring")],
     "trig": [("r", "size0", "ring"), ("t", "out", "ring")],
     "sign": [("r", "size0", "ring"), ("seed", "seed", "ring"), ("high", "size0", "ring"), ("cw", "out", "ring")],
+    "tsign": [("r", "size0", "ring"), ("q", "size0", "ring"), ("t", "size0", "ring"), ("seed", "seed", "ring"),
+              ("high", "size0", "ring"), ("cw", "out", "ring")],
     **{kind: [("a", "size0", "ring"), ("c", "out", "ring")] for kind in _STATIONARY},
 }
-_CORRECTED = {"mul": ("c",), "matmul": ("c",), "conv2d": ("c",), "square": ("r2",), "binary": ("c",),
-              "b2a": ("r",), "trunc": ("q", "t"), "mask": (), "trig": ("t",), "sign": ("high",),
+_CORRECTED = {"mul": ("c",), "matmul": ("c",), "conv2d": ("c",), "square": ("r2",), "ssquare": ("a2", "c"),
+              "binary": ("c",), "b2a": ("r",), "trunc": ("q", "t"), "mask": (), "trig": ("t",), "sign": ("high",),
+              "tsign": ("q", "t", "high"),
               **{kind: ("c",) for kind in _STATIONARY}}
-_DEALT = {"sign": ("cw",)}
+_DEALT = {"sign": ("cw",), "tsign": ("cw",)}
 
 
 def _shape(req: Request, key: str) -> tuple[int, ...]:
@@ -314,17 +327,22 @@ def _combine(req: Request, draws: list[dict[str, torch.Tensor]], masks: dict[int
     if kind == "square":
         r = value("r")
         return {"r2": r * r}
+    if kind == "ssquare":
+        a = value("a")
+        return {"a2": a * a, "c": a * _fixed_mask(req, masks)}
     if kind == "binary":
         return {"c": value("a") & value("b")}
     if kind == "b2a":
         return {"r": value("bit")}
     if kind == "trig":
         return {"t": trig_values(value("r"), *req.args)}
-    if kind == "sign":
+    if kind in ("sign", "tsign"):
         if len(draws) != 2:
             raise RequestError(f"comparison keys are for two parties, not {len(draws)}")
-        high, words = sign_key_values(value("r"), [d["seed"] for d in draws])
-        return {"high": high, "cw": words}
+        r = value("r")
+        high, words = sign_key_values(r, [d["seed"] for d in draws])
+        pair = dict(zip("qt", truncation_values(r, req.args[0]))) if kind == "tsign" else {}
+        return pair | {"high": high, "cw": words}
     q, t = truncation_values(value("r"), req.args[0])
     return {"q": q, "t": t}
 

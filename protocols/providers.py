@@ -104,6 +104,12 @@ class _RequestProvider:
         v = self.values(Request("sign", tuple(size)))
         return v["r"], v["seed"], v["high"], v["cw"]
 
+    def truncation_sign_keys(self, size, divisor: int) -> tuple[torch.Tensor, ...]:
+        """:meth:`sign_keys` and the truncation pair ``(q, t)`` for ``divisor`` of the same
+        mask ``r``: ``(r, q, t, seed, high, cw)``."""
+        v = self.values(Request("tsign", tuple(size), (), (divisor,)))
+        return v["r"], v["q"], v["t"], v["seed"], v["high"], v["cw"]
+
     def fixed_mask(self, size, mask_id: int) -> torch.Tensor:
         """This party's share of a new fixed mask ``B`` (:mod:`.stationary`)."""
         return self.values(Request("mask", tuple(size), (), (mask_id,)))["b"]
@@ -115,6 +121,12 @@ class _RequestProvider:
         args = (*_conv_args(kwargs), mask_id) if op == "conv2d" else (mask_id,)
         v = self.values(Request("s" + op, tuple(size0), tuple(size1), args))
         return v["a"], v["c"]
+
+    def square_stationary_triple(self, size0, size1, mask_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """This party's shares of a fresh ``a``, of ``a^2`` and of ``c = a * B`` for fixed
+        mask ``mask_id`` (broadcast)."""
+        v = self.values(Request("ssquare", tuple(size0), tuple(size1), (mask_id,)))
+        return v["a"], v["a2"], v["c"]
 
     def wrap_rng(self, size, device=None):
         raise UnsupportedRequestError("secvit truncates with truncation pairs; CrypTen's wrap protocol is not used")

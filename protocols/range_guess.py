@@ -6,7 +6,8 @@ softmax's row means), cutting it into pieces of ratio 4 and comparing the input 
 every knot in one batched comparison gives such a guess anywhere in the range, where an
 exponential or polynomial guess covers only a narrow part of it or costs many squarings.
 The comparison is the sign test with the dealer's keys (:mod:`.dcf`: 1 round, 16 bytes
-per element and knot; CrypTen's circuit took 8 rounds and 432). The pieces' levels are public; the
+per element whatever the number of knots; CrypTen's circuit took 8 rounds and 432 per
+element and knot). The pieces' levels are public; the
 bits (integers) select them by a product with public integer steps: no truncation.
 """
 
@@ -17,7 +18,7 @@ from typing import Any
 
 import torch
 
-from .fixed_point import from_units, precision_bits, stack
+from .fixed_point import from_units, precision_bits
 
 __all__ = ["geometric_pieces", "piece_bits", "piecewise_constant", "select_units"]
 
@@ -33,8 +34,9 @@ def geometric_pieces(lo: float, hi: float, ratio: float = 4.0) -> tuple[tuple[fl
 
 def piece_bits(v: Any, knots: tuple[float, ...]) -> Any:
     """Whether each element of the secret ``v`` is at or above each knot: integral bits
-    of shape (knots, elements), one batched sign test (1 round with the dealer's keys)."""
-    return stack([v.reshape(-1) - knot for knot in knots]).nonnegative()
+    of shape (knots, elements), one sign test per element (1 round with the dealer's
+    keys, one key per element evaluated at every knot)."""
+    return v.reshape(-1).at_least(knots)
 
 
 def select_units(bits: Any, levels: torch.Tensor, unit_bits: int, size: Any) -> Any:

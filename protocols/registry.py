@@ -56,9 +56,12 @@ class Protocol:
     def emulate(self, x: torch.Tensor, fp: FixedPoint | None = None, **kwargs: Any) -> torch.Tensor:
         """What the secure kernel computes for ``x`` (float64), in plaintext: the kernel
         run on fixed-point secrets (``fp``: the arithmetic, e.g. to read its counts);
-        tensor keyword arguments (a norm's weight and bias) are secrets too."""
+        tensor keyword arguments (a norm's weight and bias) are secrets too, the weight
+        with a fixed mask (:mod:`.stationary`: its opening is paid at load)."""
         fp = fp or FixedPoint()
         secrets = {k: fp.tensor(v) if torch.is_tensor(v) else v for k, v in kwargs.items()}
+        if torch.is_tensor(kwargs.get("weight")):  # the owner's weight, masked once at load as the secure plan does
+            secrets["weight"].fixed_mask = True
         return self.secure(fp.tensor(x), **secrets).get_plain_text()
 
     def total_cost(self, shape: tuple[int, ...]) -> Cost:

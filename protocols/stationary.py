@@ -24,6 +24,11 @@ owner receives is uniform and independent whatever the secrets; the other partie
 receive nothing. Reusing ``A`` instead would give the owner ``X1 - X2``
 (``tests/test_stationary.py`` runs that attack).
 
+A square of the same ``X`` can share the opening: with ``(A, A^2)`` and ``C = A * B``
+from one request, ``E = X - A`` is opened to every party (the square needs it
+everywhere) and gives both ``X^2 = E^2 + 2 E [A] + [A^2]`` and ``X * W`` (one round, 16
+bytes per element: a LayerNorm's sum of squares and its product by gamma).
+
 Cost per product: one round and one message of ``X``'s size to the owner (8 bytes per
 element per party, CrypTen's count of a ``reduce``), where a fresh triple opens both
 operands to both parties (16 bytes per element of each); the weights' openings move to
@@ -40,7 +45,7 @@ from typing import Any, Sequence
 
 import torch
 
-__all__ = ["FixedMask", "fix_masks", "is_stationary", "stationary_product"]
+__all__ = ["FixedMask", "fix_masks", "is_stationary", "square_and_stationary_product", "stationary_product"]
 
 _NEXT_ID = [0]  # ids of this process's fixed masks; a dry run reads them without taking them
 
@@ -112,3 +117,22 @@ def stationary_product(op: str, x: Any, y: Any, **kwargs: Any) -> Any:
     if x.rank == mask.owner:
         share = share + fn(e, mask.weight, **kwargs)
     return ArithmeticSharedTensor.from_shares(share, precision=0)
+
+
+def square_and_stationary_product(x: Any, y: Any) -> tuple[Any, Any]:
+    """``x^2`` and ``x * y`` (broadcast) for an ArithmeticSharedTensor ``x`` and a weight
+    ``y`` with a fixed mask, from one opening of ``x`` to every party (the shares, before
+    truncation)."""
+    from .backend import ArithmeticSharedTensor, crypten, crypten_comm
+
+    mask: FixedMask = y.fixed_mask
+    a, a2, c = crypten.mpc.get_default_provider().square_stationary_triple(x.size(), y.size(), mask.mask_id)
+    e = crypten_comm.get().all_reduce(x.share - a)
+    square = a2 + 2 * e * a
+    product = c + a * mask.f
+    if x.rank == 0:
+        square = square + e * e
+    if x.rank == mask.owner:
+        product = product + e * mask.weight
+    return (ArithmeticSharedTensor.from_shares(square, precision=0),
+            ArithmeticSharedTensor.from_shares(product, precision=0))

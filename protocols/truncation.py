@@ -38,7 +38,7 @@ import torch
 from .preprocessing import udiv
 
 __all__ = ["OFFSET_BITS", "exact_truncate", "integer_divisor", "local_failure_rate", "local_truncate", "public_integer",
-           "valid_magnitude"]
+           "truncation_from_opened", "valid_magnitude"]
 
 OFFSET_BITS = 62
 
@@ -100,7 +100,12 @@ def exact_truncate(share: torch.Tensor, d: int, rank: int, pair: tuple[torch.Ten
     masked = share + r
     if rank == 0:
         masked = masked + (1 << OFFSET_BITS)
-    c = open_sum(masked)
+    return truncation_from_opened(open_sum(masked), d, rank, q, t)
+
+
+def truncation_from_opened(c: torch.Tensor, d: int, rank: int, q: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Steps 2 and 3: this party's share of ``x / d`` from the opened ``c = x + 2^62 + r``
+    (also the opening of a sign test with the same mask, :mod:`.dcf`)."""
     out = (c >= 0).long() * t - q
     if rank == 0:
         out = out + udiv(c, d) - (1 << OFFSET_BITS) // d

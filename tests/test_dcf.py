@@ -9,7 +9,7 @@ import torch
 
 from protocols import backend, costs
 from protocols.backend import crypten
-from protocols.dcf import CMP_BITS, dcf_eval, dcf_keygen, nonnegative_shares, sign_key_values
+from protocols.dcf import CMP_BITS, at_least_opened, dcf_eval, dcf_keygen, sign_key_values
 from protocols.preprocessing import Request, dealer_corrections, party_draws
 from protocols.randomness import KeyedStream, new_key
 from secvit.runtime.dealer import OfflinePhase
@@ -41,22 +41,27 @@ def test_keys_share_beta_where_x_is_below_alpha(bits):
         assert np.array_equal(total, np.where(x < alpha, beta, 0))
 
 
+THRESHOLDS = (0.0, 1.5, -3.25, 2.0**-16)
+
+
 def _sign_test(dealer: bool, transport: str = "tls"):
-    x = torch.cat([torch.randn(300) * 100, torch.tensor([0.0, -2.0**-16, 2.0**-16, 2.0**29, -(2.0**29)])])
+    """[x >= t] for several public thresholds t: one opening, one key per element."""
+    x = torch.cat([torch.randn(300) * 100, torch.tensor([0.0, -2.0**-16, 2.0**-16, 2.0**29, -(2.0**29), 1.5, -3.25])])
 
     def party(rank: int):
         offline = OfflinePhase(rank, dealer)
         secret = crypten.cryptensor(x if rank == 1 else torch.zeros(x.shape), src=1)
-        offline.prepare(tuple(x.shape), secret.nonnegative)
+        offline.prepare(tuple(x.shape), lambda: secret.at_least(THRESHOLDS))
         backend.reset_comm_stats()
-        bits = secret.nonnegative()
+        bits = secret.at_least(THRESHOLDS)
         stats = backend.comm_stats()
         offline.finish()
         return bits.get_plain_text(dst=1), stats["rounds"], stats["bytes"]
 
     results = run_2pc(party, dealer=dealer, transport=transport)
     encoded = (x * 2**16).long()  # CrypTen's encoding
-    assert torch.equal(as_tensor(results[1][0]), (encoded >= 0).float())
+    expected_bits = torch.stack([encoded >= int(t * 2**16) for t in THRESHOLDS]).float()
+    assert torch.equal(as_tensor(results[1][0]), expected_bits)
     expected = costs.sign(x.numel())
     assert all((r[1], r[2]) == (expected.rounds, expected.bytes) for r in results)
 
@@ -105,7 +110,7 @@ def test_a_party_that_knows_the_other_seed_recovers_x_and_secvits_party_does_not
         high, words = sign_key_values(r, [seed0, seed1])
         opened = x + (1 << CMP_BITS) + r
         r1 = torch.tensor([5])
-        shares = [nonnegative_shares(s, i, rs, sd, h, words, lambda _: opened)
+        shares = [at_least_opened(s, i, rs, sd, h, words, torch.zeros(1, dtype=torch.int64), lambda _: opened)[0]
                   for i, (s, rs, sd, h) in enumerate(((x0, r - r1, seed0, high), (x - x0, r1, seed1, 0 * high)))]
         assert int(shares[0] + shares[1]) == 1  # the test itself is right
         return _recover_x(opened[0], seed1, words[0], guess)

@@ -9,7 +9,7 @@ import torch
 
 from protocols import backend
 from protocols.backend import crypten
-from protocols.dcf import nonnegative_shares
+from protocols.dcf import at_least_opened
 from protocols.preprocessing import (WIDTH, Request, RequestError, correction_numel, dealer_corrections, dealt_numel,
                                      decode, encode, party_draws, udiv)
 from protocols.periodic import trig_values
@@ -33,6 +33,9 @@ REQUESTS = [
     Request("smatmul", (2, 3, 4), (4, 5), (0,)),
     Request("smatmul", (1, 4), (4, 5), (0,)),
     Request("sconv2d", (1, 2, 6, 6), (3, 2, 3, 3), (2, 2, 1, 1, 1, 1, 1, 1)),
+    Request("mask", (5,), (), (2,)),
+    Request("ssquare", (3, 5), (5,), (2,)),
+    Request("tsign", (3, 5), (), (1 << 16,)),
     Request("trig", (2, 7), (), (22, 3, 18, 1, 2, 1)),
     Request("trig", (5,), (), (24, 2, 28, 1, 1, 0)),
     Request("sign", (3, 5)),
@@ -79,6 +82,9 @@ def test_parties_and_dealer_derive_the_promised_correlations():
             assert torch.equal(c, getattr(torch, req.op)(a, b, **kwargs))
         elif req.kind == "square":
             assert torch.equal(_open(shares, "r2"), _open(shares, "r") ** 2)
+        elif req.kind == "ssquare":  # one mask a for the square and the product by the fixed mask
+            a = _open(shares, "a")
+            assert torch.equal(_open(shares, "a2"), a * a) and torch.equal(_open(shares, "c"), a * masks[req.mask_id])
         elif req.kind == "binary":
             assert torch.equal(_open(shares, "c", True), _open(shares, "a", True) & _open(shares, "b", True))
         elif req.kind == "trig":
@@ -93,15 +99,19 @@ def test_parties_and_dealer_derive_the_promised_correlations():
             assert rows.shape[0] == (2 if products else 1)
             if products:
                 assert torch.equal(rows[1, 1, :, 0].view(r.shape), r * c2)  # R C_2
-        elif req.kind == "sign":  # the keys and masks give [x >= 0] for any x with |x| < 2^62
+        elif req.kind in ("sign", "tsign"):  # the keys and masks give [x >= 0] for any x with |x| < 2^62
             x = torch.tensor([[0, -1, 1, 2**61, -(2**61)], [2**62 - 1, 1 - 2**62, 5, -5, 123456789],
                               [-987654321, 42, -42, 2**40, -(2**40)]])
             x0 = torch.randint(-(2**63), 2**63 - 1, x.shape)
-            opened = x + _open(shares, "r") + (1 << 62)
-            bits = [nonnegative_shares(xs, i, sh["r"], sh["seed"], sh["high"], sh["cw"], lambda _: opened)
+            r = _open(shares, "r")
+            opened = x + r + (1 << 62)
+            zero = torch.zeros(1, dtype=torch.int64)
+            bits = [at_least_opened(xs, i, sh["r"], sh["seed"], sh["high"], sh["cw"], zero, lambda _: opened)[0]
                     for i, (xs, sh) in enumerate(zip((x0, x - x0), shares))]
             assert torch.equal(bits[0] + bits[1], (x >= 0).long())
             assert torch.equal(shares[0]["cw"], shares[1]["cw"])  # the correction words are common
+            if req.kind == "tsign":  # and the truncation pair is made from the same mask r
+                assert torch.equal(_open(shares, "q"), udiv(r, req.args[0]))
         elif req.kind == "b2a":
             bit = _open(shares, "bit", True)
             assert set(bit.tolist()) <= {0, 1} and torch.equal(_open(shares, "r"), bit)

@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Literal, Sequence
+
+import torch
 
 
-from ..dcf import nonnegative_shares
+from ..dcf import CMP_BITS, at_least_opened, at_least_shares
 from ..periodic import FourierSeries, periodic_shares
 from ..providers import DealerProvider, FirstPartyProvider, RecordingProvider
-from ..stationary import is_stationary, stationary_product
-from ..truncation import exact_truncate, integer_divisor, local_truncate, public_integer
+from ..stationary import is_stationary, square_and_stationary_product, stationary_product
+from ..truncation import exact_truncate, integer_divisor, local_truncate, public_integer, truncation_from_opened
 from ..backend import ArithmeticSharedTensor, FixedPointEncoder, MPCTensor, beaver, cfg, crypten, crypten_comm
 from .streams import drawn_bytes
 
@@ -175,19 +177,46 @@ def _fourier(self: MPCTensor, series: FourierSeries) -> MPCTensor:
 MPCTensor.fourier = _fourier
 
 
-def _nonnegative(self: MPCTensor) -> MPCTensor:
-    """``[x >= 0]`` as integers (scale 1) for ``|x| < 2^62`` ring units: one opening and
-    the dealer's comparison keys (:mod:`~protocols.dcf`), where CrypTen's ``ge(0)`` takes
-    8 rounds."""
-    result = self.clone()
-    share = result._tensor
-    r, seed, high, words = crypten.mpc.get_default_provider().sign_keys(share.size())
-    share.share = nonnegative_shares(share.share, share.rank, r, seed, high, words, crypten_comm.get().all_reduce)
-    share.encoder = FixedPointEncoder(precision_bits=0)
+def _thresholds(share: ArithmeticSharedTensor, thresholds: Sequence[float]) -> torch.Tensor:
+    """Public thresholds encoded as ``share``'s values are (ring integers)."""
+    return share.encoder.encode(torch.tensor(thresholds, dtype=torch.float64)).long().reshape(-1)
+
+
+def _bits(like: MPCTensor, shares: torch.Tensor) -> MPCTensor:
+    result = like.clone()
+    result._tensor.share, result._tensor.encoder = shares, FixedPointEncoder(precision_bits=0)
     return result
 
 
-MPCTensor.nonnegative = _nonnegative
+def _at_least(self: MPCTensor, thresholds: Sequence[float]) -> MPCTensor:
+    """``[x >= t]`` as integers (scale 1), stacked over the public thresholds ``t`` (shape
+    ``(len(thresholds), *x.shape)``), for ``|x - t| < 2^62`` ring units: one opening of x
+    and one key of the dealer per element (:mod:`~protocols.dcf`), where CrypTen's
+    ``ge`` takes 8 rounds per comparison."""
+    share = self._tensor
+    r, seed, high, words = crypten.mpc.get_default_provider().sign_keys(share.size())
+    bits = at_least_opened(share.share, share.rank, r, seed, high, words, _thresholds(share, thresholds),
+                           crypten_comm.get().all_reduce)
+    return _bits(self, bits)
+
+
+def _truncate_wide_at_least(self: MPCTensor, thresholds: Sequence[float]) -> tuple[MPCTensor, MPCTensor]:
+    """A value at twice the fractional bits (:meth:`mul_untruncated`) back at the
+    session's (exact truncation) and :meth:`at_least` of the wide value, from one opening:
+    the dealer makes the truncation pair and the comparison keys from one mask."""
+    share = self._tensor
+    bits = round(math.log2(share.encoder.scale)) // 2
+    r, q, t, seed, high, words = crypten.mpc.get_default_provider().truncation_sign_keys(share.size(), 2**bits)
+    c = crypten_comm.get().all_reduce(share.share + r + ((1 << CMP_BITS) if share.rank == 0 else 0))
+    compared = at_least_shares(c, share.rank, seed, high, words, _thresholds(share, thresholds))
+    result = self.clone()
+    _count_truncation(result._tensor)
+    result._tensor.share = truncation_from_opened(c, 2**bits, share.rank, q, t)
+    result._tensor.encoder = FixedPointEncoder(precision_bits=bits)
+    return result, _bits(self, compared)
+
+
+MPCTensor.at_least, MPCTensor.truncate_wide_at_least = _at_least, _truncate_wide_at_least
 
 
 _crypten_mul, _crypten_mul_ = ArithmeticSharedTensor.mul, ArithmeticSharedTensor.mul_
@@ -256,7 +285,30 @@ def _mul_wide(self: MPCTensor, wide: MPCTensor) -> MPCTensor:
     return result
 
 
+def _square_mul_untruncated(self: MPCTensor, weight: MPCTensor | None = None) -> tuple[MPCTensor, MPCTensor | None]:
+    """x^2 and x w (broadcast; None without ``weight``) at twice the fractional bits: one
+    opening of x where ``weight`` has a fixed mask
+    (:func:`~protocols.stationary.square_and_stationary_product`), else a square and a
+    Beaver product (two openings)."""
+    if weight is not None and is_stationary(weight._tensor):
+        square, product = square_and_stationary_product(self._tensor, weight._tensor)
+    else:
+        square = beaver.square(self._tensor)
+        product = None if weight is None else beaver.mul(self._tensor, weight._tensor)
+    wide = FixedPointEncoder(precision_bits=2 * round(math.log2(self._tensor.encoder.scale)))
+
+    def result(share: ArithmeticSharedTensor | None) -> MPCTensor | None:
+        if share is None:
+            return None
+        out = self.clone()
+        out._tensor.share, out._tensor.encoder = share.share, wide
+        return out
+
+    return result(square), result(product)
+
+
 MPCTensor.mul_untruncated, MPCTensor.mul_wide = _mul_untruncated, _mul_wide
+MPCTensor.square_mul_untruncated = _square_mul_untruncated
 MPCTensor.square_div = _divided(beaver.square, "x^2 / d for a public integer ``d``: one opening, one truncation.")
 MPCTensor.matmul_div = _divided(beaver.matmul, "x @ y / d for a secret ``y`` and a public integer ``d``: one "
                                                "opening, one truncation.")

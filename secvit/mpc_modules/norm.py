@@ -69,7 +69,8 @@ def channels_last(fn, x):
     return fn(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
 
-@register_module(MPCNorm, kind="norm", prepare=MPCNorm.inference_affine, protocol=lambda m: m.protocol)
+@register_module(MPCNorm, kind="norm", prepare=MPCNorm.inference_affine, protocol=lambda m: m.protocol,
+                 stationary=("weight",))
 def _secure_norm(m: MPCNorm, s: dict, x):
     norm = functools.partial(protocols.get(m.protocol).secure, weight=s.get("weight"), bias=s.get("bias"), eps=m.eps)
     return channels_last(norm, x) if m.channels_first else norm(x)
