@@ -14,6 +14,7 @@ from protocols.activation import (
     gelu_series,
 )
 from protocols.backend import crypten
+from protocols.fixed_point import FixedPoint
 from protocols.norm import layer_norm_reference, layer_norm_secure
 from protocols.softmax import reciprocal_series, softmax_exact_reference, softmax_exact_secure
 
@@ -113,6 +114,25 @@ def test_softmax_reciprocal_covers_its_whole_range():
     out, rounds, _ = _secure(softmax_exact_secure, s)
     assert (out - softmax_exact_reference(s)).abs().max() < 1e-4
     assert rounds == 22 and reciprocal_series(65)[1] == 1 and reciprocal_series(197)[1] == 1
+
+
+def test_softmax_shift_error_over_256_tokens_stays_inside_exps_range():
+    """The ReLU series errs by at most ``below`` under and ``above`` over ReLU on the whole
+    spread; over ceil(log2 256) = 8 levels the shift m is in [max - 8 below, max + 8 above],
+    so s - m for rows spread up to 96 stays in exp's fitted range [-98, 1.5]."""
+    from protocols.softmax import EXACT_SPREAD, relu_series
+
+    d = torch.linspace(-EXACT_SPREAD, EXACT_SPREAD, 400001, dtype=torch.float64)
+    error = relu_series().reference(d) - d.clamp_min(0)
+    below, above = float(-error.min()), float(error.max())
+    assert 8 * below <= 1.5 and -EXACT_SPREAD - 8 * above >= -98
+    g = torch.Generator().manual_seed(0)
+    rows = torch.rand(4, 256, generator=g) * 96 - 48
+    rows[:, 0], rows[:, -1] = 48.0, -48.0
+    rows[1] = rows[0].flip(-1)
+    rows[2, 1:] = 47.5  # near-ties at the top: the series' largest error, every level
+    emulated = softmax_exact_secure(FixedPoint(16).tensor(rows)).get_plain_text()
+    assert (emulated - softmax_exact_reference(rows)).abs().max() < 1e-3
 
 
 def test_layer_norm_over_the_variance_range_of_trained_vits():
