@@ -1,5 +1,7 @@
 """Datasets: scikit-learn's digits (the default; ships with the package, no download),
-a user's ``npz:PATH`` (arrays ``x`` and ``y``) and ``cifar10:DIR`` (python pickle batches).
+Fashion-MNIST (``fashion-mnist``: Debian's ``dataset-fashion-mnist`` package, or
+``fashion-mnist:DIR``), ``mnist:DIR`` and ``idx:DIR`` (IDX files, :mod:`secvit.idx`), a
+user's ``npz:PATH`` (arrays ``x`` and ``y``) and ``cifar10:DIR`` (python pickle batches).
 
 Every source yields float images in [0, 1], shape (N, C, H, W), resized to the model's
 input size; normalisation (per-channel mean and std of the training split) is stored
@@ -16,8 +18,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from .errors import UsageError
+from .idx import FASHION_MNIST_DIR, load_idx_dir
 
-__all__ = ["Dataset", "Normalization", "load_dataset", "to_unit_range", "resize"]
+__all__ = ["DATA_SPECS", "Dataset", "Normalization", "load_dataset", "to_unit_range", "resize"]
 
 DIGITS_SEED = 0
 DIGITS_TEST_FRACTION = 0.2
@@ -139,23 +142,32 @@ def _cifar10(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray
     return np.concatenate([b[0] for b in train]), xt, np.concatenate([b[1] for b in train]), yt
 
 
-def load_dataset(spec: str, img_size: int, in_chans: int = 3) -> Dataset:
-    """Load ``digits``, ``npz:PATH`` or ``cifar10:DIR`` at the model's resolution.
+DATA_SPECS = "'digits', 'fashion-mnist[:DIR]', 'mnist:DIR', 'idx:DIR', 'npz:PATH' or 'cifar10:DIR'"
 
-    The digits split is deterministic (stratified, seed 0): 1,437 train and 360 test images.
+
+def load_dataset(spec: str, img_size: int, in_chans: int = 3) -> Dataset:
+    """Load a dataset by its spec (:data:`DATA_SPECS`) at the model's resolution.
+
+    The digits split is deterministic (stratified, seed 0): 1,437 train and 360 test
+    images; the IDX datasets keep their official split (Fashion-MNIST and MNIST: 60,000
+    and 10,000).
 
     Raises:
-        ValueError: unknown ``spec`` or malformed data.
+        UsageError: unknown ``spec``, missing files or malformed data.
     """
     kind, _, arg = spec.partition(":")
     if kind == "digits" and not arg:
         x_tr, x_te, y_tr, y_te = _digits()
+    elif kind == "fashion-mnist":
+        x_tr, x_te, y_tr, y_te = load_idx_dir(Path(arg) if arg else FASHION_MNIST_DIR, "Fashion-MNIST")
+    elif kind in ("mnist", "idx") and arg:
+        x_tr, x_te, y_tr, y_te = load_idx_dir(Path(arg), "MNIST" if kind == "mnist" else "IDX data")
     elif kind == "npz" and arg:
         x_tr, x_te, y_tr, y_te = _npz(Path(arg))
     elif kind == "cifar10" and arg:
         x_tr, x_te, y_tr, y_te = _cifar10(Path(arg))
     else:
-        raise UsageError(f"unknown data {spec!r}: expected 'digits', 'npz:PATH' or 'cifar10:DIR'")
+        raise UsageError(f"unknown data {spec!r}: expected {DATA_SPECS}")
     y_tr, y_te = torch.as_tensor(y_tr, dtype=torch.long), torch.as_tensor(y_te, dtype=torch.long)
     return Dataset(
         name=spec,

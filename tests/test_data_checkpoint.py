@@ -43,7 +43,7 @@ def test_cifar10_source(tmp_path):
 
 
 def test_unknown_data_source():
-    with pytest.raises(ValueError, match="expected 'digits', 'npz:PATH' or 'cifar10:DIR'"):
+    with pytest.raises(ValueError, match="expected 'digits', 'fashion-mnist"):
         load_dataset("imagenet", 32)
 
 

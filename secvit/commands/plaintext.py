@@ -116,7 +116,8 @@ def add_parsers(sub: argparse._SubParsersAction, default_checkpoint: str) -> Non
     """Add this group's commands (train, cache-logits, models, rewrite, inherit, compress, search, pipeline) to ``sub``."""
     p = sub.add_parser("train", help="train a model in plaintext and write a checkpoint")
     p.add_argument("--model", default="vit_lite_7_4_32")
-    p.add_argument("--data", default="digits", help="digits | npz:PATH | cifar10:DIR")
+    p.add_argument("--data", default="digits", help="digits | fashion-mnist[:DIR] | mnist:DIR | idx:DIR | npz:PATH | "
+                                                    "cifar10:DIR")
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)

@@ -1,0 +1,70 @@
+"""IDX datasets: the file format on hand-made files, clear errors, and Debian's Fashion-MNIST."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from secvit.data import load_dataset
+from secvit.errors import UsageError
+from secvit.idx import FASHION_MNIST_DIR, FASHION_MNIST_PACKAGE, load_idx_dir, read_idx
+
+
+def _write(path: Path, values: np.ndarray, compress: bool) -> None:
+    header = bytes([0, 0, 8, values.ndim]) + b"".join(int(s).to_bytes(4, "big") for s in values.shape)
+    data = header + values.astype(np.uint8).tobytes()
+    if compress:
+        path.with_name(path.name + ".gz").write_bytes(gzip.compress(data))
+    else:
+        path.write_bytes(data)
+
+
+def _dataset(root: Path, compress: bool) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    arrays = {"train-images-idx3-ubyte": rng.integers(0, 256, (6, 28, 28)), "train-labels-idx1-ubyte": np.arange(6) % 3,
+              "t10k-images-idx3-ubyte": rng.integers(0, 256, (4, 28, 28)), "t10k-labels-idx1-ubyte": np.array([2, 1, 0, 2])}
+    for name, values in arrays.items():
+        _write(root / name, values, compress)
+    return arrays
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_idx_files_read_back_as_written(tmp_path, compress):
+    arrays = _dataset(tmp_path, compress)
+    x_tr, x_te, y_tr, y_te = load_idx_dir(tmp_path, "test data")
+    assert np.array_equal(x_tr, arrays["train-images-idx3-ubyte"]) and np.array_equal(y_te, [2, 1, 0, 2])
+    data = load_dataset(f"idx:{tmp_path}", 16, 1)
+    assert data.x_train.shape == (6, 1, 16, 16) and data.x_test.shape == (4, 1, 16, 16) and data.num_classes == 3
+    assert float(data.x_train.max()) <= 1.0 and data.y_train.tolist() == [0, 1, 2, 0, 1, 2]
+
+
+def test_malformed_and_missing_files_say_what_is_wrong(tmp_path):
+    _dataset(tmp_path, compress=False)
+    broken = tmp_path / "t10k-labels-idx1-ubyte"
+    broken.write_bytes(bytes([0, 0, 8, 1]) + (5).to_bytes(4, "big") + bytes(4))
+    with pytest.raises(UsageError, match=r"shape \(5,\) \(5 values\), the file holds 4"):
+        read_idx(broken)
+    broken.write_bytes(b"PK\x03\x04")
+    with pytest.raises(UsageError, match="not an IDX file"):
+        load_dataset(f"mnist:{tmp_path}", 28, 1)
+    broken.unlink()
+    with pytest.raises(UsageError, match="MNIST: t10k-labels-idx1-ubyte .* not found"):
+        load_dataset(f"mnist:{tmp_path}", 28, 1)
+
+
+def test_missing_fashion_mnist_names_the_package(monkeypatch, tmp_path):
+    monkeypatch.setattr("secvit.idx.FASHION_MNIST_DIR", tmp_path)
+    monkeypatch.setattr("secvit.data.FASHION_MNIST_DIR", tmp_path)
+    with pytest.raises(UsageError, match=f"apt-get install {FASHION_MNIST_PACKAGE}"):
+        load_dataset("fashion-mnist", 28, 1)
+
+
+@pytest.mark.skipif(not FASHION_MNIST_DIR.exists(), reason=f"Fashion-MNIST is not installed (Debian package "
+                                                            f"{FASHION_MNIST_PACKAGE}; .ci/run installs it as root)")
+def test_debians_fashion_mnist_is_the_official_split():
+    data = load_dataset("fashion-mnist", 28, 1)
+    assert data.x_train.shape == (60000, 1, 28, 28) and data.x_test.shape == (10000, 1, 28, 28)
+    assert data.num_classes == 10 and data.y_test.bincount().tolist() == [1000] * 10
