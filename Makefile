@@ -33,7 +33,9 @@ results: $(STAMP)
 	for c in $(CHECKPOINTS); do $(BIN)/secvit check --checkpoint checkpoints/$$c --n 360 --mpc-n 16 --json benchmarks/results/check_$$c.json; done
 	for c in vit_lite_7_4_32-digits vit_lite_7_4_32-digits-mpcformer vit_lite_3_4_32-digits-lean; do $(BIN)/secvit check --checkpoint checkpoints/$$c --split augmented --n 2000 --mpc-n 2000 --batch-size 16 --json benchmarks/results/mpc2000_$$c.json; done
 	$(BIN)/python -m pytest benchmarks/test_dealer.py -q -m slow --benchmark-json=benchmarks/results/dealer.json
-	$(BIN)/python -m pytest benchmarks/test_secure_forward.py -q -m slow --benchmark-json=benchmarks/results/secure_forward.json
+	$(BIN)/python -m pytest benchmarks/test_secure_forward.py -q -m slow -k "not targets" --benchmark-json=benchmarks/results/secure_forward.json
+	$(BIN)/python -m pytest benchmarks/test_secure_forward.py -q -m slow -k targets --benchmark-json=benchmarks/results/targets_dealer.json
+	$(BIN)/python -m pytest benchmarks/test_scale.py -q -m slow --benchmark-json=benchmarks/results/scale.json
 	$(BIN)/python -m pytest benchmarks/test_protocols.py -q -m slow --benchmark-json=benchmarks/results/protocols.json
 	$(BIN)/python -m pytest benchmarks/test_model_policies.py -q -m slow --benchmark-json=benchmarks/results/model_policies.json
 	$(BIN)/secvit pareto $(foreach c,$(CHECKPOINTS),checkpoints/$(c)) --names exact,mpcformer,mpcvit,lean --network wan \
