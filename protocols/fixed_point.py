@@ -260,10 +260,11 @@ class FixedPointTensor:
         return truncated, self._compared(t)
 
     def mul_wide(self, wide: "FixedPointTensor") -> "FixedPointTensor":
-        """x w for a product w held at 2p bits: one opening, one truncation by 2^(2p)."""
+        """x w for a product w held at 2p bits: one opening, one truncation by 2^(2p)
+        (exact in every truncation mode)."""
         self._open_product(wide)
         values = self._tensor * wide._tensor
-        return self._like(self.fp.truncate(values, values.abs() * self.fp.scale**3), False)
+        return self._like(self.fp.truncate(values, values.abs() * self.fp.scale**3, exact_only=True), False)
 
     def _product_div(self, product: torch.Tensor, d: int) -> "FixedPointTensor":
         if self.integral:

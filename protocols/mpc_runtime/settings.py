@@ -278,10 +278,13 @@ def _mul_untruncated(self: MPCTensor, y: MPCTensor) -> MPCTensor:
 
 def _mul_wide(self: MPCTensor, wide: MPCTensor) -> MPCTensor:
     """x w for a secret ``w`` at more fractional bits than x (:meth:`mul_untruncated`),
-    truncated by w's scale: one opening, one truncation."""
+    truncated by w's scale: one opening, one truncation, always the exact one (at three
+    times the fractional bits, local truncation would fail on one element in 2^16 per unit
+    of the result)."""
     result = self.clone()
     share = result._tensor
-    share.share = beaver.mul(share, wide._tensor).div_(wide._tensor.encoder.scale).share
+    share.share = beaver.mul(share, wide._tensor).share
+    _exact_div_(share, int(wide._tensor.encoder.scale))
     return result
 
 
