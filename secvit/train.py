@@ -2,7 +2,7 @@
 
 AdamW with linear warm-up and cosine decay, label smoothing, and random translation by
 up to ``shift`` pixels (zero padding) as the only augmentation. Same seed, same machine,
-same thread count: same weights.
+same thread count: same weights, also when a stopped run is resumed (``resume``).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from .distill.sparse import LogitCache
 from .models import create_model
 from .mpc_modules import MPCNorm
 from .errors import UsageError
+from .train_state import TrainingState
 
 TEACHER_METHODS = ("kd", "nkd", "mpcformer")
 
@@ -135,14 +136,17 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": ps, "weight_decay": wd, "lr_scale": scale} for (wd, scale), ps in groups.items()]
 
 
-def fit(model: nn.Module, data: Dataset, norm: Normalization, cfg: TrainConfig) -> None:
+def fit(model: nn.Module, data: Dataset, norm: Normalization, cfg: TrainConfig, state: TrainingState | None = None,
+        resume: bool = False) -> None:
     """Train ``model`` in place by ``cfg`` (optimiser, schedule, augmentation, loss); a
     module's ``regularization()``, where it has one, is added to the loss, and its
-    ``schedule(progress)`` is called before every step with the share of training done."""
+    ``schedule(progress)`` is called before every step with the share of training done.
+    ``state`` records each completed epoch; ``resume`` continues from the last one."""
     gen = torch.Generator().manual_seed(cfg.seed)
     distiller = _distiller(cfg, model, data)
     extra = [{"params": distiller.parameters(), "weight_decay": 0.0, "lr_scale": 1.0}] if distiller.parameters() else []
     opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay) + extra, lr=cfg.lr)
+    done = state.restore(model, opt, distiller.parameters(), gen) if resume and state is not None else 0
     steps_per_epoch = math.ceil(len(data.x_train) / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
     x_test = norm.apply(data.x_test)
@@ -150,9 +154,10 @@ def fit(model: nn.Module, data: Dataset, norm: Normalization, cfg: TrainConfig) 
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[status]}"),
                TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns) as progress:
-        task = progress.add_task(f"train {cfg.model}", total=total, status="")
-        step = 0
-        for epoch in range(cfg.epochs):
+        step = done * steps_per_epoch
+        task = progress.add_task(f"train {cfg.model}", total=total, completed=step,
+                                 status=f"resumed after epoch {done}" if done else "")
+        for epoch in range(done, cfg.epochs):
             model.train()
             order = torch.randperm(len(data.x_train), generator=gen)
             for i in range(0, len(order), cfg.batch_size):
@@ -174,6 +179,8 @@ def fit(model: nn.Module, data: Dataset, norm: Normalization, cfg: TrainConfig) 
             progress.update(task, status=f"epoch {epoch + 1}/{cfg.epochs} test acc {acc:.4f}")
             if not progress.console.is_terminal:
                 progress.console.print(f"epoch {epoch + 1}/{cfg.epochs}: loss {loss.item():.4f}, test accuracy {acc:.4f}")
+            if state is not None:
+                state.save(epoch + 1, model, opt, distiller.parameters(), gen)
     if recalibrate_batch_statistics(model, norm.apply(data.x_train), cfg.batch_size):
         acc = evaluate(model, x_test, data.y_test)
         print(f"batch statistics recalibrated on the training images: test accuracy {acc:.4f}")
@@ -200,8 +207,10 @@ def recalibrate_batch_statistics(model: nn.Module, x: torch.Tensor, batch_size: 
     return True
 
 
-def train(cfg: TrainConfig, out: str | Path) -> dict:
-    """Train ``cfg.model`` on ``cfg.data`` and write a checkpoint to ``out``.
+def train(cfg: TrainConfig, out: str | Path, resume: bool = False) -> dict:
+    """Train ``cfg.model`` on ``cfg.data`` and write a checkpoint to ``out``; the state
+    after each epoch is kept in ``out`` until the checkpoint is written, and ``resume``
+    continues a stopped run from it (:mod:`secvit.train_state`).
 
     Returns:
         The written ``meta.json`` contents (:func:`save_evaluated`).
@@ -237,20 +246,25 @@ def train(cfg: TrainConfig, out: str | Path) -> dict:
         model = to_gqa(model, cfg.gqa)
         extra["gqa"] = cfg.gqa
     start = time.perf_counter()
-    fit(model, data, norm, cfg)
+    state = TrainingState(out, dict(cfg.__dict__))
+    fit(model, data, norm, cfg, state, resume)
     meta = Meta(model=cfg.model, model_args=model_args, img_size=img_size, in_chans=in_chans,
                 num_classes=data.num_classes, normalization=norm, data=cfg.data,
                 extra={**extra, "seed": cfg.seed, "train_config": cfg.__dict__,
                        "train_seconds": round(time.perf_counter() - start, 1)})
-    return save_evaluated(model, meta, data, out)
+    written = save_evaluated(model, meta, data, out)
+    state.clear()
+    return written
 
 
-def save_evaluated(model: nn.Module, meta: Meta, data: Dataset, out: str | Path) -> dict:
-    """Save a checkpoint with ``test_accuracy`` measured on the saved (float16) parameters
-    and float32 buffers, i.e. on exactly what is shipped; returns its ``meta.json`` contents."""
-    save_checkpoint(model, meta, out)
+def save_evaluated(model: nn.Module, meta: Meta, data: Dataset, out: str | Path,
+                   dtype: torch.dtype = torch.float16) -> dict:
+    """Save a checkpoint with ``test_accuracy`` measured on the saved parameters (``dtype``,
+    float16 by default) and float32 buffers, i.e. on exactly what is shipped; returns its
+    ``meta.json`` contents."""
+    save_checkpoint(model, meta, out, dtype)
     shipped, _ = load_model(out)
     meta.extra["test_accuracy"] = evaluate(shipped, meta.normalization.apply(data.x_test), data.y_test)
     meta.extra["test_images"] = len(data.x_test)
-    save_checkpoint(model, meta, out)
+    save_checkpoint(model, meta, out, dtype)
     return meta.to_dict()

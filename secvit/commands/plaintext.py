@@ -1,4 +1,4 @@
-"""The plaintext commands: ``train``, ``cache-logits``, ``models``, ``inherit``,
+"""The plaintext commands: ``train``, ``import``, ``cache-logits``, ``models``, ``inherit``,
 ``compress``, ``search``, ``pipeline`` and ``rewrite``."""
 
 from __future__ import annotations
@@ -9,10 +9,11 @@ from pathlib import Path
 
 from rich.table import Table
 
+from ..errors import UsageError
 from . import console
 
-__all__ = ["cmd_cache_logits", "cmd_compress", "cmd_inherit", "cmd_models", "cmd_pipeline", "cmd_rewrite",
-           "cmd_search", "cmd_train"]
+__all__ = ["cmd_cache_logits", "cmd_compress", "cmd_import", "cmd_inherit", "cmd_models", "cmd_pipeline",
+           "cmd_rewrite", "cmd_search", "cmd_train"]
 
 
 def cmd_train(a: argparse.Namespace) -> int:
@@ -22,8 +23,22 @@ def cmd_train(a: argparse.Namespace) -> int:
                       init=a.init, policy=a.policy, teacher=a.teacher, distill=a.distill, temperature=a.temperature,
                       stage1_share=a.stage1_share, cached_logits=a.cached_logits, gqa=a.gqa,
                       clip_grad=a.clip_grad)
-    meta = train(cfg, a.out)
+    meta = train(cfg, a.out, resume=a.resume)
     console.print(f"wrote {a.out}: test accuracy {meta['test_accuracy']:.4f} on {meta['test_images']} images")
+    return 0
+
+
+def cmd_import(a: argparse.Namespace) -> int:
+    from ..importer import import_weights
+
+    try:
+        args = json.loads(a.model_args)
+    except json.JSONDecodeError as e:
+        raise UsageError(f"--model-args {a.model_args!r}: not a JSON object ({e})") from None
+    meta = import_weights(a.model, args, a.weights, a.out, data=a.data, norm=a.norm)
+    accuracy = (f": test accuracy {meta['test_accuracy']:.4f} on {meta['test_images']} {a.data} images"
+                if "test_accuracy" in meta else " (no --data: accuracy not measured)")
+    console.print(f"wrote {a.out}{accuracy}")
     return 0
 
 
@@ -113,7 +128,8 @@ def cmd_rewrite(a: argparse.Namespace) -> int:
 
 
 def add_parsers(sub: argparse._SubParsersAction, default_checkpoint: str) -> None:
-    """Add this group's commands (train, cache-logits, models, rewrite, inherit, compress, search, pipeline) to ``sub``."""
+    """Add this group's commands (train, import, cache-logits, models, rewrite, inherit, compress, search,
+    pipeline) to ``sub``."""
     p = sub.add_parser("train", help="train a model in plaintext and write a checkpoint")
     p.add_argument("--model", default="vit_lite_7_4_32")
     p.add_argument("--data", default="digits", help="digits | fashion-mnist[:DIR] | mnist:DIR | idx:DIR | npz:PATH | "
@@ -134,7 +150,21 @@ def add_parsers(sub: argparse._SubParsersAction, default_checkpoint: str) -> Non
     p.add_argument("--clip-grad", type=float, metavar="NORM",
                    help="clip the gradient's global norm to NORM before each step (BatchNorm ViTs need it)")
     p.add_argument("--out", required=True, help="checkpoint directory to write")
+    p.add_argument("--resume", action="store_true",
+                   help="continue a stopped run from its last completed epoch (same options; same final weights)")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("import", help="a plaintext-trained timm or secvit state_dict as a checkpoint")
+    p.add_argument("--model", required=True, help="a built-in or timm model name (secvit models)")
+    p.add_argument("--model-args", default="{}", metavar="JSON",
+                   help='constructor arguments, e.g. \'{"num_classes": 10, "img_size": 28, "in_chans": 1}\'')
+    p.add_argument("--weights", required=True, metavar="FILE",
+                   help="a state_dict: .safetensors, or a PyTorch file (loaded with weights_only=True)")
+    p.add_argument("--data", help="a dataset spec: its test split measures the import (as in secvit train)")
+    p.add_argument("--norm", metavar="MEAN,STD", help="the training normalisation: MEAN,STD or C means then C stds "
+                                                      "(default: fitted on --data's training split)")
+    p.add_argument("--out", required=True, help="checkpoint directory to write")
+    p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("cache-logits", help="store a teacher's top-K probabilities per sample and augmentation seed")
     p.add_argument("--teacher", required=True, metavar="CHECKPOINT")
