@@ -23,7 +23,8 @@ from .models.registry import ModelFn, builtin_entry
 from .errors import SecvitError
 
 __all__ = ["DEFAULT_CHECKPOINT", "MODEL_ARG_RULES", "TIMM_MODEL_ARGS", "VIT_LITE_ARGS", "ArgRule", "CheckpointError",
-           "Meta", "allowed_model_args", "apply_policy", "build_model", "load_meta", "load_model", "save_checkpoint"]
+           "Meta", "allowed_model_args", "apply_policy", "build_model", "check_model", "check_model_args", "load_meta",
+           "load_model", "save_checkpoint"]
 
 WEIGHTS = "model.safetensors"
 META = "meta.json"
@@ -136,14 +137,14 @@ def _check_value(key: str, value: Any, where: str) -> Any:
     return value
 
 
-def _check_model(model: Any, source: str) -> str:
+def check_model(model: Any, source: str) -> str:
     """``model`` when it names a built-in or supported timm architecture."""
     if not isinstance(model, str) or not is_known(model):
         raise CheckpointError(f"{source}: unknown model {reprlib.repr(model)}")
     return model
 
 
-def _check_model_args(model: str, args: Any, source: str) -> dict[str, Any]:
+def check_model_args(model: str, args: Any, source: str) -> dict[str, Any]:
     """``args`` when every key is allowed for ``model`` and every value obeys its rule.
 
     Raises:
@@ -199,10 +200,10 @@ class Meta:
         if missing:
             raise CheckpointError(f"{source}: missing keys {missing}")
         known = set(required) | {"data"}
-        model = _check_model(d["model"], source)
+        model = check_model(d["model"], source)
         return cls(
             model=model,
-            model_args=_check_model_args(model, d["model_args"], source),
+            model_args=check_model_args(model, d["model_args"], source),
             img_size=_check_value("img_size", d["img_size"], f"{source}: img_size"),
             in_chans=_check_value("in_chans", d["in_chans"], f"{source}: in_chans"),
             num_classes=_check_value("num_classes", d["num_classes"], f"{source}: num_classes"),
