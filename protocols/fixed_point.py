@@ -39,7 +39,7 @@ from . import costs
 from .periodic import FourierSeries
 from .truncation import integer_divisor, local_failure_rate, public_integer, valid_magnitude
 
-__all__ = ["FixedPoint", "FixedPointTensor", "TruncationStats", "cat", "from_units", "precision_bits",
+__all__ = ["FixedPoint", "FixedPointTensor", "TruncationStats", "cat", "contiguous", "from_units", "precision_bits",
            "stack"]
 
 
@@ -342,6 +342,15 @@ def precision_bits(x: Any) -> int:
     """The fractional bits ``p`` of a fixed-point secret's arithmetic."""
     scale = x.fp.scale if isinstance(x, FixedPointTensor) else x._tensor.encoder.scale
     return round(math.log2(scale))
+
+
+def contiguous(x: Any) -> Any:
+    """``x`` with contiguous storage (after a permute, ``view`` needs it, as in torch)."""
+    if isinstance(x, FixedPointTensor):
+        return x._like(x._tensor.contiguous())
+    result = x.clone()
+    result._tensor.share = result._tensor.share.contiguous()
+    return result
 
 
 def cat(tensors: Sequence[Any], dim: int = 0) -> Any:

@@ -107,7 +107,8 @@ entry forwards its ``**kwargs``; what the project writes (``num_classes`` from t
 ``depth`` / ``mlp_ratio`` / ``num_heads`` / ``head_dim`` from compression) is among them."""
 
 TIMM_MODEL_ARGS = frozenset(MODEL_ARG_RULES) - {"head_dim"}
-"""Arguments allowed for timm ``vit_*`` / ``deit_*`` / ``tiny_vit_*`` models."""
+"""Arguments allowed for the timm models (``vit_*``, ``deit_*``, ``deit3_*``, ``tiny_vit_*``,
+``beit_*``, ``swin_*``): the scalar ones; Swin's per-stage tuples keep the named model's."""
 
 
 def _entry_args(entry: ModelFn) -> frozenset[str]:

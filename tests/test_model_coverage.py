@@ -105,3 +105,23 @@ class _FunctionalNorm(torch.nn.Module):
 def test_what_the_engine_refuses_is_named(module, message):
     with pytest.raises(UnsupportedOpError, match=message):
         SecurePlan(torch.nn.Sequential(torch.nn.Linear(4, 4), module))
+
+
+PLAIN_ROUTE = {  # attentions the policies do not rewrite: the exact route (softmax calls and modules replaced)
+    "deit3_small_patch16_224": {"img_size": 32, "patch_size": 8, "num_classes": 10, "depth": 2},  # LayerScale
+    "beit_base_patch16_224": {"img_size": 32, "patch_size": 8, "num_classes": 10, "depth": 2, "embed_dim": 192,
+                              "num_heads": 3},  # relative position bias; q/v biases by F.linear
+    "swin_tiny_patch4_window7_224": {"img_size": 56, "num_classes": 10, "depths": (2, 2), "num_heads": (3, 6),
+                                     "embed_dim": 48},  # shifted windows: torch.roll, the -100 mask
+}
+
+
+@pytest.mark.parametrize("name", sorted(PLAIN_ROUTE))
+def test_plain_timm_architectures_run_under_mpc(name: str):
+    torch.manual_seed(0)
+    model = create_model(name, **PLAIN_ROUTE[name]).eval()
+    _trained_scale(model, model.patch_embed.img_size)
+    x = torch.rand(1, 3, *model.patch_embed.img_size)
+    with torch.no_grad():
+        ref = model(x)
+    assert (secure_logits(model, x) - ref).abs().max() < 0.05

@@ -1,8 +1,10 @@
 """Model registry in timm's style: entry points only set arguments.
 
 Built-in entries are registered with :func:`register_model`; any timm ``vit_*``,
-``deit_*`` or ``tiny_vit_*`` architecture is also available by name (random init: no
-weights are downloaded). Fused attention is switched off so that softmax stays
+``deit_*``, ``deit3_*`` (LayerScale), ``tiny_vit_*``, ``beit_*`` (relative position bias,
+q/v biases through ``F.linear``) or ``swin_*`` (shifted windows: ``torch.roll`` and an
+additive mask) architecture is also available by name (random init: no weights are
+downloaded). Fused attention is switched off so that softmax stays
 visible to tracing.
 """
 
@@ -18,7 +20,7 @@ __all__ = ["builtin_entry", "create_model", "is_known", "list_models", "register
 
 ModelFn = Callable[..., nn.Module]
 _REGISTRY: dict[str, ModelFn] = {}
-_TIMM_PREFIXES = ("vit_", "deit_", "tiny_vit_")
+_TIMM_PREFIXES = ("vit_", "deit_", "deit3_", "tiny_vit_", "beit_", "swin_")
 
 
 def register_model(fn: ModelFn) -> ModelFn:

@@ -16,7 +16,7 @@ from timm.layers import Attention
 from timm.models.tiny_vit import Attention as TinyVitAttention
 from timm.models.tiny_vit import TinyVitBlock
 
-from protocols.fixed_point import cat
+from protocols.fixed_point import cat, contiguous
 from protocols.norm import folded_batch_norm
 
 from .table import UnsupportedOpError, own_tensors, register_function, register_method, register_module
@@ -91,7 +91,23 @@ def _pad(x, pad, mode: str = "constant", value: float | None = None):
     return x.pad(pad, value=value or 0.0)
 
 
+def _roll(x, shifts, dims=None):
+    """torch.roll along ``dims`` (Swin's shifted windows): a public permutation, two slices
+    concatenated per dimension."""
+    if dims is None:
+        raise UnsupportedOpError("torch.roll without dims (over the flattened tensor) is not supported")
+    shifts, dims = (shifts, dims) if isinstance(dims, (tuple, list)) else ((shifts,), (dims,))
+    for shift, dim in zip(shifts, dims):
+        n = x.shape[dim]
+        cut = (n - shift % n) % n
+        if cut:
+            head = (slice(None),) * (dim % len(x.shape))
+            x = cat([x[(*head, slice(cut, None))], x[(*head, slice(0, cut))]], dim=dim)
+    return x
+
+
 register_function(torch.cat, torch.concat, secure=lambda tensors, dim=0: cat(tensors, dim=dim))
+register_function(torch.roll, secure=_roll)
 register_function(F.relu, kind="activation", secure=lambda x, inplace=False: x.relu())
 register_function(operator.matmul, torch.matmul, kind="matmul", secure=lambda a, b: a.matmul(b))
 register_function(F.pad, secure=_pad)
@@ -100,4 +116,6 @@ register_function(F.gelu, kind="activation", refused=_REWRITTEN.format("MPCActiv
 register_function(F.layer_norm, kind="norm", refused="is not supported under MPC; use nn.LayerNorm (which is rewritten)")
 register_method("softmax", kind="softmax", refused=_LAST_DIM_SOFTMAX)
 register_method("matmul", "bmm", kind="matmul", secure=None)
-register_method("contiguous", secure=lambda x: x)  # CrypTensors are always contiguous
+register_method("contiguous", secure=contiguous)
+register_function(F.linear, kind="linear", secure=lambda x, weight, bias=None: linear_of(
+    {"weight_t": weight.t()} | ({} if bias is None else {"bias": bias}), "", x))  # BEiT's qkv (q/v bias concatenated)

@@ -69,6 +69,21 @@ class _Interpreter(fx.Interpreter):
         return getattr(self_obj, target)(*rest, **kwargs)
 
 
+MASK_FLOOR = -30.0
+"""Where the owner clamps additive attention masks (Swin's shifted-window ``attn_mask``,
+-100 between tokens of different windows): e^-30 is below 2^-43, zero after a softmax at
+16 fractional bits as e^-100 is, and the rows stay inside ``softmax.exact``'s spread
+(96) when their scores spread up to 66."""
+
+
+def _deep_masks(model: nn.Module) -> list[torch.Tensor]:
+    """The model's additive attention masks beyond :data:`MASK_FLOOR`: floating-point
+    buffers of two values, 0 and one below the floor (tracing renames buffers, so they are
+    recognised by value; none on a ``meta`` skeleton: the values are the owner's)."""
+    return [b for b in model.buffers() if b.is_floating_point() and b.device.type != "meta" and b.numel()
+            and len(values := b.unique()) == 2 and float(values[1]) == 0.0 and float(values[0]) < MASK_FLOOR]
+
+
 class SecurePlan:
     """A traced model whose secret tensors are CrypTensors shared by the model owner.
 
@@ -100,6 +115,11 @@ class SecurePlan:
         if has_batch_statistics(self.model):  # the owner folds them into the next Linear layers
             self.model = copy.deepcopy(self.model)
             fold_batch_statistics(trace(self.model))
+            self.graph_module = trace(self.model)
+        if _deep_masks(self.model):
+            self.model = copy.deepcopy(self.model)
+            for mask in _deep_masks(self.model):
+                mask.clamp_(min=MASK_FLOOR)
             self.graph_module = trace(self.model)
         refusals = self._refusals()
         if refusals:
