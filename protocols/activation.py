@@ -1,4 +1,5 @@
-"""GELU kernels and their MPC-friendly replacements.
+"""GELU kernels and their MPC-friendly replacements; SiLU and Hardswish (timm's EVA-02 and
+LeViT) exactly (``silu.exact``, ``hardswish.exact``: their functions below).
 
 ``gelu.quad`` (MPCFormer, Li et al., ICLR 2023): 0.125 x^2 + 0.25 x + 0.5 (needs
 distillation), computed as (x + 1)^2 / 8 + 0.375: one square whose truncation also
@@ -62,7 +63,9 @@ __all__ = [
     "gelu_fourier_reference",
     "gelu_fourier_secure",
     "gelu_series",
+    "hardswish_secure",
     "poly_pieces",
+    "silu_series",
 ]
 
 ERF_TERMS = 8
@@ -70,6 +73,9 @@ ERF_RANGE = 1.77  # |z| = |x| / sqrt(2) up to which the 8-term series holds
 GELU_PERIOD_BITS = 6  # period 64
 GELU_HARMONICS = 20
 GELU_RANGE = 26.0
+SILU_PERIOD_BITS = 7  # period 128
+SILU_HARMONICS = 32
+SILU_RANGE = 48.0
 _SQRT2 = math.sqrt(2.0)
 
 
@@ -127,6 +133,24 @@ def gelu_series() -> FourierSeries:
 def gelu_fourier_secure(x):
     """GELU of a CrypTensor as x Phi(x), Phi by its Fourier series (see the module docstring)."""
     return x.fourier(gelu_series())
+
+
+@functools.lru_cache(maxsize=None)
+def silu_series() -> FourierSeries:
+    """sigma(x) as odd sine harmonics 1..63 of period 128, fitted on [-48, 48]; the kernel
+    multiplies by x (``silu.exact``: GELU's construction, the logistic saturating more slowly)."""
+    return fit_series(lambda v: 1 / (1 + np.exp(-v)), -SILU_RANGE, SILU_RANGE, SILU_PERIOD_BITS, SILU_HARMONICS,
+                      step=2, terms=("sin",), constant=0.5, times_x=True, weight=lambda v: np.maximum(np.abs(v), 0.5))
+
+
+def hardswish_secure(x):
+    """Hardswish x relu6(x + 3) / 6 of a secret: b_lo = [x >= -3] and b_hi = [x >= 3] from one
+    opening (the dealer's key evaluated at both knots), q = x (x + 3) / 6 =
+    (x + 3/2)^2 / 6 - 3/8 (one square, its truncation dividing by 6), then
+    (b_lo - b_hi) q + b_hi x in one product of the integral bits (no truncation): 4 rounds."""
+    lo, hi = x.at_least((-3.0, 3.0)).unbind(0)
+    q = (x + 1.5).square_div(6) - 0.375
+    return (stack([lo - hi, hi]) * stack([q, x])).sum(0)
 
 
 def gelu_fourier_reference(x: torch.Tensor) -> torch.Tensor:
@@ -192,6 +216,18 @@ register(Protocol(
     name="gelu.exact", kind="activation", secure=gelu_fourier_secure, reference=torch.nn.functional.gelu,
     formula="x Phi(x); secure: Phi by 20 odd sine harmonics of period 64, trigonometric masks",
     paper="SHAFT (Kei and Chow, NDSS 2025)", valid_range=(-GELU_RANGE, GELU_RANGE), tolerance=1e-3,
+))
+register(Protocol(
+    name="silu.exact", kind="activation", secure=lambda x: x.fourier(silu_series()),
+    reference=torch.nn.functional.silu,
+    formula="x sigma(x); secure: sigma by 32 odd sine harmonics of period 128, trigonometric masks",
+    paper="SiLU (Elfwing et al., 2018) by SHAFT's construction (Kei and Chow, NDSS 2025)",
+    valid_range=(-SILU_RANGE, SILU_RANGE), tolerance=1e-3,
+))
+register(Protocol(
+    name="hardswish.exact", kind="activation", secure=hardswish_secure, reference=torch.nn.functional.hardswish,
+    formula="x relu6(x + 3) / 6; secure: one comparison with both knots, a square, a product by the bits",
+    paper="Hardswish (Howard et al., MobileNetV3, ICCV 2019)", valid_range=(-22.0, 22.0), tolerance=1e-3,
 ))
 register(Protocol(
     name="gelu.poly", kind="activation", secure=gelu_poly_secure, reference=gelu_poly_reference,

@@ -85,6 +85,16 @@ def _mismatches(model: nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
     return out
 
 
+def _input_geometry(model: nn.Module, args: dict[str, Any]) -> tuple[int, int]:
+    """The input size and channels the architecture takes: its patch embedding's where it
+    has one, else the ``img_size`` argument (or timm's default) and its first convolution's."""
+    embed = getattr(model, "patch_embed", None)
+    if embed is not None:
+        return embed.img_size[0], embed.proj.in_channels
+    size = args.get("img_size") or model.pretrained_cfg["input_size"][-1]
+    return int(size), next(m for m in model.modules() if isinstance(m, nn.Conv2d)).in_channels
+
+
 def import_weights(model_name: str, model_args: dict[str, Any], weights: str | Path, out: str | Path,
                    data: str | None = None, norm: str | None = None) -> dict[str, Any]:
     """Write a checkpoint of ``model_name`` (with ``model_args``) holding ``weights``.
@@ -105,7 +115,7 @@ def import_weights(model_name: str, model_args: dict[str, Any], weights: str | P
     name = check_model(model_name, "--model")
     args = check_model_args(name, model_args, "--model-args")
     model = create_model(name, **args).eval()
-    img_size, in_chans = model.patch_embed.img_size[0], model.patch_embed.proj.in_channels
+    img_size, in_chans = _input_geometry(model, args)
     normalization = parse_norm(norm, in_chans) if norm else None
     state = read_state_dict(weights)
     problems = _mismatches(model, state)

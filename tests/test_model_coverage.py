@@ -113,6 +113,8 @@ PLAIN_ROUTE = {  # attentions the policies do not rewrite: the exact route (soft
                               "num_heads": 3},  # relative position bias; q/v biases by F.linear
     "swin_tiny_patch4_window7_224": {"img_size": 56, "num_classes": 10, "depths": (2, 2), "num_heads": (3, 6),
                                      "embed_dim": 48},  # shifted windows: torch.roll, the -100 mask
+    "eva02_tiny_patch14_224": {"img_size": 28, "patch_size": 14, "num_classes": 10, "depth": 2},  # SwiGLU, rotary
+    "levit_128s": {"img_size": 64, "num_classes": 10},  # Hardswish, BatchNorm1d, attention biases
 }
 
 
@@ -120,8 +122,9 @@ PLAIN_ROUTE = {  # attentions the policies do not rewrite: the exact route (soft
 def test_plain_timm_architectures_run_under_mpc(name: str):
     torch.manual_seed(0)
     model = create_model(name, **PLAIN_ROUTE[name]).eval()
-    _trained_scale(model, model.patch_embed.img_size)
-    x = torch.rand(1, 3, *model.patch_embed.img_size)
+    size = (PLAIN_ROUTE[name]["img_size"],) * 2
+    _trained_scale(model, size)
+    x = torch.rand(1, 3, *size)
     with torch.no_grad():
         ref = model(x)
     assert (secure_logits(model, x) - ref).abs().max() < 0.05

@@ -16,10 +16,20 @@ from secvit.rewrite import load_policy, rewrite
 from secvit.secure.emulation import emulate
 from timm.layers import Attention
 
+def _with_statistics(norm: nn.BatchNorm1d) -> nn.BatchNorm1d:
+    with torch.no_grad():
+        norm.running_mean.normal_(0, 1)
+        norm.running_var.uniform_(0.5, 2.0)
+        norm.weight.normal_(1, 0.2)
+        norm.bias.normal_(0, 0.2)
+    return norm.eval()
+
+
 EXAMPLES = {  # one instance and input shape per module type with a secure form
     nn.Linear: (lambda: nn.Linear(6, 5), (2, 3, 6)),
     nn.Conv2d: (lambda: nn.Conv2d(3, 4, 3, stride=2, padding=1), (2, 3, 8, 8)),
     nn.BatchNorm2d: (lambda: nn.BatchNorm2d(3).eval(), (2, 3, 4, 4)),
+    nn.BatchNorm1d: (lambda: _with_statistics(nn.BatchNorm1d(4)), (6, 4)),  # LeViT's, over flattened tokens
     nn.AdaptiveAvgPool2d: (lambda: nn.AdaptiveAvgPool2d(1), (2, 3, 4, 4)),
     nn.ReLU: (nn.ReLU, (2, 7)),
     nn.Dropout: (nn.Dropout, (2, 7)),
@@ -85,3 +95,19 @@ def test_calls_are_rewritten_to_mpc_modules_and_run():
     with torch.no_grad():
         assert (emulate(gm, x) - gm(x)).abs().max() < 5e-3
         assert (emulate(model, x) - model(x)).abs().max() < 5e-3  # exact first: same as plaintext
+
+
+def test_roll_chunk_and_casts_on_secrets_match_torch():
+    from protocols.fixed_point import FixedPoint
+    from secvit.ops.builtin import _chunk, _roll, _same_dtype
+
+    x = torch.arange(2 * 5 * 4 * 3.0).view(2, 5, 4, 3)
+    secret = FixedPoint(16).tensor(x)
+    for shifts, dims in [((-3, -3), (1, 2)), ((3, 3), (1, 2)), (2, 1), ((7,), (2,))]:
+        assert torch.equal(_roll(secret, shifts, dims).get_plain_text(), torch.roll(x, shifts, dims).double())
+    for chunks, dim in [(2, -1), (3, 1), (2, 0)]:
+        ours = [c.get_plain_text() for c in _chunk(secret, chunks, dim)]
+        assert all(torch.equal(a, b.double()) for a, b in zip(ours, x.chunk(chunks, dim), strict=True))
+    assert _same_dtype(secret, dtype=torch.float16) is secret
+    with pytest.raises(ops.UnsupportedOpError, match="cannot be cast to torch.int64"):
+        _same_dtype(secret, torch.int64)

@@ -2,8 +2,9 @@
 
 Built-in entries are registered with :func:`register_model`; any timm ``vit_*``,
 ``deit_*``, ``deit3_*`` (LayerScale), ``tiny_vit_*``, ``beit_*`` (relative position bias,
-q/v biases through ``F.linear``) or ``swin_*`` (shifted windows: ``torch.roll`` and an
-additive mask) architecture is also available by name (random init: no weights are
+q/v biases through ``F.linear``), ``swin_*`` (shifted windows: ``torch.roll`` and an
+additive mask), ``eva02_*`` (SwiGLU, rotary embeddings) or ``levit_*`` (Hardswish,
+BatchNorm1d) architecture is also available by name (random init: no weights are
 downloaded). Fused attention is switched off so that softmax stays
 visible to tracing.
 """
@@ -20,7 +21,7 @@ __all__ = ["builtin_entry", "create_model", "is_known", "list_models", "register
 
 ModelFn = Callable[..., nn.Module]
 _REGISTRY: dict[str, ModelFn] = {}
-_TIMM_PREFIXES = ("vit_", "deit_", "deit3_", "tiny_vit_", "beit_", "swin_")
+_TIMM_PREFIXES = ("vit_", "deit_", "deit3_", "tiny_vit_", "beit_", "swin_", "eva02_", "levit_")
 
 
 def register_model(fn: ModelFn) -> ModelFn:

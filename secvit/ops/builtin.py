@@ -16,7 +16,7 @@ from timm.layers import Attention
 from timm.models.tiny_vit import Attention as TinyVitAttention
 from timm.models.tiny_vit import TinyVitBlock
 
-from protocols.fixed_point import cat, contiguous
+from protocols.fixed_point import cat, contiguous, stack
 from protocols.norm import folded_batch_norm
 
 from .table import UnsupportedOpError, own_tensors, register_function, register_method, register_module
@@ -63,9 +63,10 @@ def _batch_norm_prepare(m: nn.BatchNorm2d) -> dict[str, torch.Tensor]:
     return {"scale": scale.detach(), "shift": shift.detach()}
 
 
-@register_module(nn.BatchNorm2d, kind="norm", prepare=_batch_norm_prepare)
-def _batch_norm(m: nn.BatchNorm2d, s: dict, x):
-    return x * s["scale"].view(1, -1, 1, 1) + s["shift"].view(1, -1, 1, 1)
+@register_module(nn.BatchNorm1d, nn.BatchNorm2d, kind="norm", prepare=_batch_norm_prepare)
+def _batch_norm(m: nn.BatchNorm1d | nn.BatchNorm2d, s: dict, x):
+    channels = (1, -1) + (1,) * (len(x.shape) - 2)  # over dim 1: (N, C), (N, C, L) or (N, C, H, W)
+    return x * s["scale"].view(channels) + s["shift"].view(channels)
 
 
 @register_module(nn.AdaptiveAvgPool2d)
@@ -78,7 +79,7 @@ def _adaptive_avg_pool(m: nn.AdaptiveAvgPool2d, s: dict, x):
 register_module(nn.ReLU, kind="activation", secure=lambda m, s, x: x.relu())
 register_module(nn.Dropout, nn.Identity, secure=_identity)
 register_module(nn.Flatten, secure=lambda m, s, x: x.flatten(m.start_dim, m.end_dim))
-register_module(nn.GELU, kind="activation", refused=_REWRITTEN.format("MPCActivation"))
+register_module(nn.GELU, nn.SiLU, nn.Hardswish, kind="activation", refused=_REWRITTEN.format("MPCActivation"))
 register_module(nn.LayerNorm, kind="norm", refused=_REWRITTEN.format("MPCNorm") + " (over the last dimension only)")
 register_module(nn.Softmax, kind="softmax", refused=_LAST_DIM_SOFTMAX)
 register_module(Attention, TinyVitAttention, kind="attention", refused=_REWRITTEN.format("MPCAttention"))
@@ -91,6 +92,11 @@ def _pad(x, pad, mode: str = "constant", value: float | None = None):
     return x.pad(pad, value=value or 0.0)
 
 
+def _narrow(x, dim: int, start: int, stop: int):
+    """``x``'s slice ``start:stop`` along ``dim`` (a secret's indexing, any dim)."""
+    return x[(slice(None),) * (dim % len(x.shape)) + (slice(start, stop),)]
+
+
 def _roll(x, shifts, dims=None):
     """torch.roll along ``dims`` (Swin's shifted windows): a public permutation, two slices
     concatenated per dimension."""
@@ -101,12 +107,42 @@ def _roll(x, shifts, dims=None):
         n = x.shape[dim]
         cut = (n - shift % n) % n
         if cut:
-            head = (slice(None),) * (dim % len(x.shape))
-            x = cat([x[(*head, slice(cut, None))], x[(*head, slice(0, cut))]], dim=dim)
+            x = cat([_narrow(x, dim, cut, n), _narrow(x, dim, 0, cut)], dim=dim)
     return x
 
 
+def _getattr(obj, name: str, *default):
+    """``getattr``, where a secret's ``dtype`` is the float32 it decodes to (EVA-02's rotary
+    embedding casts back to its input's dtype)."""
+    if name == "dtype" and not torch.is_tensor(obj) and hasattr(obj, "get_plain_text"):
+        return torch.float32
+    return getattr(obj, name, *default)
+
+
+def _same_dtype(x, *args, **kwargs):
+    """``to``/``type_as`` on a secret: only to a floating dtype (or the CPU), where it is
+    itself (fixed point stands for float32)."""
+    targets = [a for a in (*args, *kwargs.values()) if a is not None and not isinstance(a, bool)]
+    for t in targets:
+        if isinstance(t, torch.dtype) and not t.is_floating_point or isinstance(t, (str, torch.device)) and \
+                torch.device(t).type != "cpu":
+            raise UnsupportedOpError(f"a secret cannot be cast to {t}")
+    return x
+
+
+def _chunk(x, chunks: int, dim: int = 0):
+    """``chunk`` as torch cuts it (EVA-02's SwiGLU halves): slices of ceil(n / chunks)."""
+    n = x.shape[dim]
+    step = -(-n // chunks)
+    return tuple(_narrow(x, dim, i, min(n, i + step)) for i in range(0, n, step))
+
+
+register_function(getattr, secure=_getattr)
+register_method("chunk", secure=_chunk)
+register_function(torch.chunk, secure=_chunk)
+register_method("to", "type_as", secure=_same_dtype)
 register_function(torch.cat, torch.concat, secure=lambda tensors, dim=0: cat(tensors, dim=dim))
+register_function(torch.stack, secure=lambda tensors, dim=0: stack(tensors, dim=dim))  # EVA-02's rotary halves
 register_function(torch.roll, secure=_roll)
 register_function(F.relu, kind="activation", secure=lambda x, inplace=False: x.relu())
 register_function(operator.matmul, torch.matmul, kind="matmul", secure=lambda a, b: a.matmul(b))
@@ -117,5 +153,6 @@ register_function(F.layer_norm, kind="norm", refused="is not supported under MPC
 register_method("softmax", kind="softmax", refused=_LAST_DIM_SOFTMAX)
 register_method("matmul", "bmm", kind="matmul", secure=None)
 register_method("contiguous", secure=contiguous)
+register_method("reshape_as", secure=lambda x, other: x.reshape(other.shape))  # LeViT's LinearNorm
 register_function(F.linear, kind="linear", secure=lambda x, weight, bias=None: linear_of(
     {"weight_t": weight.t()} | ({} if bias is None else {"bias": bias}), "", x))  # BEiT's qkv (q/v bias concatenated)
