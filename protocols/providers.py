@@ -19,7 +19,8 @@ from typing import Any
 
 import torch
 
-from .preprocessing import Request, dealt_numel, first_party_values, party_draws, stream_bytes
+from .preprocessing import dealt_numel, first_party_values, party_draws, stream_bytes
+from .requests import Request
 from .randomness import KeyedStream
 
 __all__ = ["DealerProvider", "FirstPartyProvider", "PreprocessingError", "RecordingProvider", "UnsupportedRequestError",

@@ -10,7 +10,8 @@ import torch
 from protocols import backend, costs
 from protocols.backend import crypten
 from protocols.dcf import CMP_BITS, at_least_opened, dcf_eval, dcf_keygen, sign_key_values
-from protocols.preprocessing import Request, dealer_corrections, party_draws
+from protocols.preprocessing import dealer_corrections, party_draws
+from protocols.requests import Request
 from protocols.randomness import KeyedStream, new_key
 from secvit.runtime.dealer import OfflinePhase
 

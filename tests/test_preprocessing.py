@@ -10,8 +10,8 @@ import torch
 from protocols import backend
 from protocols.backend import crypten
 from protocols.dcf import at_least_opened
-from protocols.preprocessing import (WIDTH, Request, RequestError, correction_numel, dealer_corrections, dealt_numel,
-                                     decode, encode, party_draws, udiv)
+from protocols.preprocessing import correction_numel, dealer_corrections, dealt_numel, party_draws, udiv
+from protocols.requests import WIDTH, Request, RequestError, decode, encode
 from protocols.periodic import trig_values
 from protocols.providers import PreprocessingError
 from protocols.randomness import KeyedStream, new_key

@@ -28,8 +28,8 @@ import torch
 
 from protocols import backend
 from protocols.randomness import KeyedStream
-from protocols.preprocessing import (MAX_REQUESTS, WIDTH, Request, correction_numel, dealer_corrections, dealt_numel,
-                                     decode, encode)
+from protocols.preprocessing import correction_numel, dealer_corrections, dealt_numel
+from protocols.requests import MAX_REQUESTS, WIDTH, Request, decode, encode
 
 from .agreement import check_agreement, versions
 from .roles import OWNER
