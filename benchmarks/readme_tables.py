@@ -2,7 +2,7 @@
 
 Results: ``benchmarks/results/demo.json`` (``secvit demo --json``),
 ``benchmarks/results/secure_forward.json`` (pytest-benchmark ``--benchmark-json``) and
-``benchmarks/results/check_*.json`` and ``mpc2000_*.json`` (``secvit check --json``),
+``benchmarks/results/check_*.json``, ``mpc2000_*.json`` and ``fashion_*.json`` (``secvit check --json``),
 ``benchmarks/results/dealer.json`` (``benchmarks/test_dealer.py``),
 ``benchmarks/results/targets_dealer.json`` and ``scale.json`` ([4 of 7]'s targets and scale),
 ``benchmarks/results/compare_*.json`` (``secvit compare --json``),
@@ -197,6 +197,13 @@ def _sample_row(r: dict) -> str:
             f"{t['local_corrupted_images_per_million']:,.0f} |")
 
 
+def _real_data_row(r: dict) -> str:
+    a = r["accuracy"]
+    return (f"| {Path(r['checkpoint']).name} | {r['policy']} | {a['reference']:.2%} | {a['emulation']:.2%} | "
+            f"{a['mpc']:.2%} | {r['agreement_mpc_vs_reference']:.2%} | {r['max_abs_logit_error_mpc_vs_reference']:.1e} | "
+            f"{r['bytes_per_image_mpc'] / 1e6:.1f} | {r['rounds_per_forward_mpc']:.0f} | {r['seconds_per_image_mpc']:.2f} |")
+
+
 @dataclass(frozen=True)
 class ReportTable:
     """One markdown row per JSON report matching ``pattern`` (``row``), under
@@ -232,6 +239,15 @@ REPORT_TABLES = (
                 "| checkpoint | images under MPC | agreement with the reference | max abs logit error | "
                 "truncated elements / image | largest truncated |x| | local truncation: corrupted images per "
                 "million |", _sample_row),
+    # `secvit check` of the Fashion-MNIST checkpoints: the whole test split, MPC on the first 1,000
+    ReportTable("fashion_*.json",
+                lambda first: (f"Fashion-MNIST (`secvit check --n {first['images']} --mpc-n {first['mpc_images']} "
+                               f"--batch-size {first['batch_size']}`: accuracy on the {first['images']:,} test images "
+                               f"in plaintext and emulation, on the first {first['mpc_images']:,} under MPC; 2 parties "
+                               f"and a {first['provider']}; MB and seconds per image and party, rounds per batch; "
+                               "`make results`):"),
+                "| checkpoint | policy | plaintext | emulation | MPC | MPC vs reference | max abs logit error | "
+                "MB / image | rounds | s / image |", _real_data_row, left=2),
 )
 
 

@@ -1,12 +1,13 @@
 """Training augmentation: random translation by up to ``max_shift`` pixels (zero fill),
-drawn from a generator or replayed from per-sample seeds (for cached teacher logits)."""
+drawn from a generator or replayed from per-sample seeds (for cached teacher logits), and
+random horizontal flips."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["random_shift", "shift_from_seeds", "translate"]
+__all__ = ["random_flip", "random_shift", "shift_from_seeds", "translate"]
 
 
 def translate(x: torch.Tensor, dy: list[int], dx: list[int], max_shift: int) -> torch.Tensor:
@@ -32,3 +33,9 @@ def shift_from_seeds(x: torch.Tensor, seeds: torch.Tensor, max_shift: int) -> to
     dx = (seed div (2s+1)) mod (2s+1). Same seed, same image."""
     side = 2 * max_shift + 1
     return translate(x, (seeds % side).tolist(), ((seeds // side) % side).tolist(), max_shift)
+
+
+def random_flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Mirror each image left to right with probability 1/2."""
+    flipped = torch.rand(len(x), generator=generator) < 0.5
+    return torch.where(flipped[:, None, None, None], x.flip(-1), x)

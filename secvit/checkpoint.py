@@ -22,7 +22,7 @@ from .models import create_model, is_known
 from .models.registry import ModelFn, builtin_entry
 from .errors import SecvitError
 
-__all__ = ["DEFAULT_CHECKPOINT", "MODEL_ARG_RULES", "TIMM_MODEL_ARGS", "VIT_LITE_ARGS", "ArgRule", "CheckpointError",
+__all__ = ["DEFAULT_CHECKPOINT", "SHIPPED_EXACT", "MODEL_ARG_RULES", "TIMM_MODEL_ARGS", "VIT_LITE_ARGS", "ArgRule", "CheckpointError",
            "Meta", "allowed_model_args", "apply_policy", "build_model", "check_model", "check_model_args", "load_meta",
            "load_model", "save_checkpoint"]
 
@@ -30,8 +30,11 @@ WEIGHTS = "model.safetensors"
 META = "meta.json"
 
 
-DEFAULT_CHECKPOINT = str(Path(__file__).resolve().parents[1] / "checkpoints" / "vit_lite_7_4_32-digits")
+_SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints"
+DEFAULT_CHECKPOINT = str(_SHIPPED / "vit_lite_7_4_32-digits")
 """The shipped ViT-Lite trained on digits: the commands' default checkpoint."""
+SHIPPED_EXACT = {"digits": DEFAULT_CHECKPOINT, "fashion-mnist": str(_SHIPPED / "vit_lite_6_4_28-fashion")}
+"""The shipped exact checkpoint of each dataset kind (``secvit demo --data``)."""
 
 
 class CheckpointError(SecvitError, ValueError):
@@ -236,7 +239,7 @@ def build_model(meta: Meta, policy: str | None = None) -> nn.Module:
     """The checkpoint's architecture with freshly initialised (not loaded) weights: the one
     way every caller rebuilds a model. It is rewritten by its policy when ``meta.json``
     records one (an MPC-friendly model), its attention grouped (``gqa``: K/V heads per
-    layer) when it records that, and then rewritten by ``policy`` (a name or YAML path),
+    layer, or the mode and trained assignment, :func:`secvit.gqa.gqa_record`) when it records that, and then rewritten by ``policy`` (a name or YAML path),
     if given. Under ``torch.device("meta")`` it builds the client's skeleton (shapes, no
     values).
 
@@ -250,9 +253,9 @@ def build_model(meta: Meta, policy: str | None = None) -> nn.Module:
     if meta.extra.get("policy"):
         model = rewrite(model, policy_from_dict(meta.extra["policy"], source="meta.json"))[0]
     if meta.extra.get("gqa"):
-        from .gqa import to_gqa
+        from .gqa import gqa_from_record
 
-        model = to_gqa(model, int(meta.extra["gqa"]))
+        model = gqa_from_record(model, meta.extra["gqa"])
     return apply_policy(model.eval(), policy)
 
 

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from .errors import UsageError
 from .idx import FASHION_MNIST_DIR, load_idx_dir
 
-__all__ = ["DATA_SPECS", "Dataset", "Normalization", "load_dataset", "to_unit_range", "resize"]
+__all__ = ["DATASET_KINDS", "DATA_SPECS", "Dataset", "Normalization", "load_dataset", "to_unit_range", "resize"]
 
 DIGITS_SEED = 0
 DIGITS_TEST_FRACTION = 0.2
@@ -142,6 +142,7 @@ def _cifar10(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray
     return np.concatenate([b[0] for b in train]), xt, np.concatenate([b[1] for b in train]), yt
 
 
+DATASET_KINDS = ("digits", "fashion-mnist", "mnist", "idx", "npz", "cifar10")
 DATA_SPECS = "'digits', 'fashion-mnist[:DIR]', 'mnist:DIR', 'idx:DIR', 'npz:PATH' or 'cifar10:DIR'"
 
 

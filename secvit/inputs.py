@@ -1,7 +1,9 @@
 """The client's images: loading and validation, before any secret is shared.
 
 Sources: ``.npy`` files (one image or a batch; uint8 0..255 or float in [0, 1]), PNG
-files, or ``digits-test:N`` (the first N images of the digits test split, with labels).
+files, or ``DATA-test:N``: the first N images of a dataset's test split, with labels
+(``digits-test:8``, ``fashion-mnist-test:8``, ``mnist:DIR-test:8``; any spec of
+:func:`secvit.data.load_dataset`).
 Images must already have the model's size and channel count: secvit does not resize
 behind the user's back.
 """
@@ -14,10 +16,10 @@ import numpy as np
 import torch
 
 from .checkpoint import Meta
-from .data import load_dataset, to_unit_range
+from .data import DATASET_KINDS, load_dataset, to_unit_range
 from .errors import SecvitError
 
-__all__ = ["InputError", "fixed_point_limit", "load_images", "prepare_images"]
+__all__ = ["InputError", "fixed_point_limit", "load_images", "prepare_images", "test_split_of"]
 
 
 class InputError(SecvitError, ValueError):
@@ -86,25 +88,38 @@ def prepare_images(arr: np.ndarray, meta: Meta, precision_bits: int = 16, source
     return x
 
 
+def _test_split(item: str) -> tuple[str, str] | None:
+    """``(data spec, count)`` of a ``DATA-test:N`` item, None for a file name."""
+    data, sep, count = item.rpartition("-test:")
+    return (data, count) if sep and data.partition(":")[0] in DATASET_KINDS else None
+
+
+def test_split_of(meta: Meta, n: int) -> str:
+    """``DATA-test:N`` for the first ``n`` test images of the checkpoint's own data (the
+    digits for a checkpoint imported without data)."""
+    return f"{meta.data if _test_split(meta.data + '-test:1') else 'digits'}-test:{n}"
+
+
 def load_images(spec: list[str], meta: Meta, precision_bits: int = 16) -> tuple[torch.Tensor, list[int] | None, list[str]]:
     """Load and validate the client's images.
 
     Args:
-        spec: File paths, or the single item ``digits-test:N``.
+        spec: File paths, or the single item ``DATA-test:N``.
         meta: The checkpoint's public description (size, channels, normalisation).
         precision_bits: Fixed-point precision the parties will use.
 
     Returns:
         Normalised images (N, C, H, W), labels when the source has them, and a name per image.
     """
-    if len(spec) == 1 and spec[0].startswith("digits-test:"):
-        count = spec[0].split(":", 1)[1]
+    split = _test_split(spec[0]) if len(spec) == 1 else None
+    if split is not None:
+        name, count = split
         if not count.isdigit() or int(count) < 1:
-            raise InputError(f"{spec[0]}: expected digits-test:N with N >= 1")
-        data = load_dataset("digits", meta.img_size, meta.in_chans)
+            raise InputError(f"{spec[0]}: expected {name}-test:N with N >= 1")
+        data = load_dataset(name, meta.img_size, meta.in_chans)
         n = min(int(count), len(data.x_test))
         x = prepare_images(data.x_test[:n].numpy(), meta, precision_bits, source=spec[0])
-        return x, data.y_test[:n].tolist(), [f"digits-test[{i}]" for i in range(n)]
+        return x, data.y_test[:n].tolist(), [f"{name}-test[{i}]" for i in range(n)]
     if not spec:
         raise InputError("no input images given")
     batches, names = [], []

@@ -1,7 +1,8 @@
 """Plaintext training of a model on a dataset, reproducible from a seed.
 
 AdamW with linear warm-up and cosine decay, label smoothing, and random translation by
-up to ``shift`` pixels (zero padding) as the only augmentation. Same seed, same machine,
+up to ``shift`` pixels (zero padding) and, with ``flip``, random horizontal mirroring as
+augmentation. Same seed, same machine,
 same thread count: same weights, also when a stopped run is resumed (``resume``).
 """
 
@@ -26,6 +27,7 @@ from .distill.sparse import LogitCache
 from .models import create_model
 from .mpc_modules import MPCNorm
 from .errors import UsageError
+from .query_grouping import GQA_MODES
 from .train_state import TrainingState
 
 TEACHER_METHODS = ("kd", "nkd", "mpcformer")
@@ -43,9 +45,9 @@ class TrainConfig:
     ``temperature``), ``nkd`` and ``mpcformer`` (its first stage lasting ``stage1_share``
     of training) distil from the ``teacher`` checkpoint; ``uskd`` needs no teacher;
     ``sparse`` replays the ``cached_logits`` file of ``secvit cache-logits``. ``gqa``
-    groups the (rewritten) model's K/V heads into that many per layer before fine-tuning
-    (:mod:`secvit.gqa`). ``clip_grad`` clips the gradient's global norm before each step
-    (None: no clipping).
+    groups the (rewritten) model's K/V heads into that many per layer before fine-tuning,
+    query heads allocated by ``gqa_mode`` (:mod:`secvit.gqa`). ``clip_grad`` clips the
+    gradient's global norm before each step (None: no clipping).
     """
 
     model: str = "vit_lite_7_4_32"
@@ -57,6 +59,7 @@ class TrainConfig:
     warmup_epochs: int = 2
     label_smoothing: float = 0.1
     shift: int = 3
+    flip: bool = False
     seed: int = 0
     threads: int = 2
     init: str | None = None
@@ -67,6 +70,7 @@ class TrainConfig:
     stage1_share: float = 0.5
     cached_logits: str | None = None
     gqa: int | None = None
+    gqa_mode: str = "mean"
     clip_grad: float | None = None
 
     def __post_init__(self) -> None:
@@ -77,6 +81,12 @@ class TrainConfig:
             raise UsageError(f"--teacher goes with --distill {'|'.join(TEACHER_METHODS)} (and only with them)")
         if (self.distill == "sparse") != (self.cached_logits is not None):
             raise UsageError("--distill sparse and --cached-logits go together")
+        if self.gqa_mode not in GQA_MODES:
+            raise UsageError(f"unknown --gqa-mode {self.gqa_mode!r}; known: {', '.join(GQA_MODES)}")
+        if self.gqa_mode != "mean" and self.gqa is None:
+            raise UsageError(f"--gqa-mode {self.gqa_mode} goes with --gqa G")
+        if self.distill == "sparse" and self.flip:
+            raise UsageError("--flip does not go with --distill sparse: the logit cache replays translations only")
 
 
 @torch.no_grad()
@@ -164,7 +174,7 @@ def fit(model: nn.Module, data: Dataset, norm: Normalization, cfg: TrainConfig, 
                 idx = order[i : i + cfg.batch_size]
                 for m in scheduled:
                     m.schedule(step / total)
-                raw = distiller.augment(data.x_train, idx, epoch, cfg.shift, gen)
+                raw = distiller.augment(data.x_train, idx, epoch, cfg.shift, cfg.flip, gen)
                 loss = _loss(model, Batch(raw, data.y_train[idx], idx, epoch, step / total), norm, cfg, distiller)
                 for group in opt.param_groups:
                     group["lr"] = _lr_at(step, total, cfg.warmup_epochs * steps_per_epoch, cfg.lr) * group["lr_scale"]
@@ -233,7 +243,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False) -> dict:
         norm = Normalization.fit(data.x_train)
     extra: dict = {}
     if cfg.init is not None:  # the loaded model is already rewritten / grouped
-        extra |= {k: base.extra[k] for k in ("policy", "gqa") if k in base.extra}
+        extra |= {k: base.extra[k] for k in ("policy",) if k in base.extra}
     if cfg.policy is not None:
         from .rewrite import load_policy, rewrite
 
@@ -243,11 +253,14 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False) -> dict:
     if cfg.gqa is not None:
         from .gqa import to_gqa
 
-        model = to_gqa(model, cfg.gqa)
-        extra["gqa"] = cfg.gqa
+        model = to_gqa(model, cfg.gqa, cfg.gqa_mode)
     start = time.perf_counter()
-    state = TrainingState(out, dict(cfg.__dict__))
+    state = TrainingState(out, dict(cfg.__dict__), defaults=dict(TrainConfig().__dict__))
     fit(model, data, norm, cfg, state, resume)
+    from .gqa import gqa_record
+
+    if (grouping := gqa_record(model)) is not None:  # after training: dgqa's allocation is the trained one
+        extra["gqa"] = grouping
     meta = Meta(model=cfg.model, model_args=model_args, img_size=img_size, in_chans=in_chans,
                 num_classes=data.num_classes, normalization=norm, data=cfg.data,
                 extra={**extra, "seed": cfg.seed, "train_config": cfg.__dict__,

@@ -26,11 +26,13 @@ STATE_FILE = "train_state.pt"
 
 class TrainingState:
     """Where a run keeps its per-epoch state (``out/train_state.pt``), and the options it
-    must match (``options``: the training configuration as a dict of plain values)."""
+    must match (``options``: the training configuration as a dict of plain values). An
+    option the saved run did not have yet (added to secvit since) matches when it has its
+    value in ``defaults``."""
 
-    def __init__(self, out: str | Path, options: dict[str, Any]):
+    def __init__(self, out: str | Path, options: dict[str, Any], defaults: dict[str, Any] | None = None):
         self.path = Path(out) / STATE_FILE
-        self.options = options
+        self.options, self.defaults = options, defaults or {}
 
     def save(self, epochs_done: int, model: nn.Module, optimizer: torch.optim.Optimizer, extra: list[nn.Parameter],
              generator: torch.Generator) -> None:
@@ -54,11 +56,11 @@ class TrainingState:
             raise UsageError(f"--resume: no training state in {self.path.parent} (it is written after each epoch "
                              "and removed once training completes)")
         state = torch.load(self.path, weights_only=True)
-        changed = sorted(k for k in self.options.keys() | state["options"].keys()
-                         if self.options.get(k) != state["options"].get(k))
+        saved = {k: self.defaults[k] for k in self.defaults.keys() - state["options"].keys()} | state["options"]
+        changed = sorted(k for k in self.options.keys() | saved.keys() if self.options.get(k) != saved.get(k))
         if changed:
             raise UsageError(f"--resume: the run in {self.path.parent} was started with other options: "
-                             + ", ".join(f"{k} {state['options'].get(k)!r} (now {self.options.get(k)!r})"
+                             + ", ".join(f"{k} {saved.get(k)!r} (now {self.options.get(k)!r})"
                                          for k in changed))
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])

@@ -157,3 +157,8 @@ def spied_step(offline: Any, key: tuple, step: Callable[[], Any]) -> tuple[Any, 
     stats = backend.comm_stats()
     offline.finish()
     return result, stats, opened
+
+
+def in_chans(model: torch.nn.Module) -> int:
+    """The input channels of ``model`` (those of its first convolution)."""
+    return next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d)).in_channels

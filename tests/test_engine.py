@@ -10,7 +10,7 @@ from secvit.models import create_model, list_models
 from secvit.ops import UnsupportedOpError
 from secvit.secure.plan import SecurePlan
 
-from .conftest import as_tensor, run_2pc
+from .conftest import as_tensor, in_chans, run_2pc
 
 
 def _in_range(model: torch.nn.Module) -> torch.nn.Module:
@@ -26,7 +26,7 @@ def _in_range(model: torch.nn.Module) -> torch.nn.Module:
 def test_secure_forward_matches_plaintext(name: str):
     torch.manual_seed(0)
     model = _in_range(create_model(name))
-    x = torch.rand(1, 3, *model.patch_embed.img_size)
+    x = torch.rand(1, in_chans(model), *model.patch_embed.img_size)
     with torch.no_grad():
         ref = model(x)
 

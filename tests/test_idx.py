@@ -1,4 +1,5 @@
-"""IDX datasets: the file format on hand-made files, clear errors, and Debian's Fashion-MNIST."""
+"""IDX datasets: the file format on hand-made files, clear errors, their test split as a client's
+input, and Debian's Fashion-MNIST."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-from secvit.data import load_dataset
+from secvit.checkpoint import Meta
+from secvit.data import Normalization, load_dataset
+from secvit.inputs import InputError, load_images
 from secvit.errors import UsageError
 from secvit.idx import FASHION_MNIST_DIR, FASHION_MNIST_PACKAGE, load_idx_dir, read_idx
 
@@ -68,3 +72,15 @@ def test_debians_fashion_mnist_is_the_official_split():
     data = load_dataset("fashion-mnist", 28, 1)
     assert data.x_train.shape == (60000, 1, 28, 28) and data.x_test.shape == (10000, 1, 28, 28)
     assert data.num_classes == 10 and data.y_test.bincount().tolist() == [1000] * 10
+
+
+def test_an_idx_test_split_is_a_client_input(tmp_path):
+    arrays = _dataset(tmp_path, compress=True)
+    meta = Meta(model="vit_lite_6_4_28", model_args={}, img_size=28, in_chans=1, num_classes=3,
+                normalization=Normalization((0.5,), (0.25,)), data=f"idx:{tmp_path}")
+    x, labels, names = load_images([f"idx:{tmp_path}-test:3"], meta)
+    expected = (arrays["t10k-images-idx3-ubyte"][:3, None] / 255.0 - 0.5) / 0.25
+    assert torch.allclose(x, torch.as_tensor(expected, dtype=x.dtype), atol=1e-6)
+    assert labels == [2, 1, 0] and names == [f"idx:{tmp_path}-test[{i}]" for i in range(3)]
+    with pytest.raises(InputError, match="-test:N with N >= 1"):
+        load_images([f"idx:{tmp_path}-test:0"], meta)

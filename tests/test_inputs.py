@@ -62,6 +62,8 @@ def test_png_and_npy_inputs(tmp_path, tiny_ckpt):
         (["demo", "--checkpoint", "/nonexistent"], "not a directory"),
         (["infer", "missing.png"], "no such file"),
         (["train", "--model", "vit_nope", "--out", "/tmp/x", "--epochs", "1"], "unknown model"),
+        (["demo", "--data", "npz:x.npz"], "no shipped checkpoint for --data npz:x.npz"),
+        (["demo", "--data", "mnist:/nonexistent"], "no shipped checkpoint"),
     ],
 )
 def test_cli_errors(no_parties, capsys, argv, message):

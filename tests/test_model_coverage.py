@@ -14,7 +14,7 @@ from secvit.ops import UnsupportedOpError
 from secvit.secure.plan import SecurePlan
 from secvit.rewrite.passes.attention import ATTENTION_TYPES
 
-from .conftest import secure_logits
+from .conftest import in_chans, secure_logits
 
 TIMM = {
     "vit_tiny_patch16_224": {"img_size": 32, "patch_size": 8, "num_classes": 10},
@@ -54,7 +54,7 @@ def _trained_scale(model: torch.nn.Module, size: tuple[int, int]) -> None:
         if norms:
             model.train()
             for _ in range(4):
-                model(torch.rand(8, 3, *size))
+                model(torch.rand(8, in_chans(model), *size))
     model.eval()
 
 
@@ -68,7 +68,7 @@ def test_trace_rewrite_secure_forward(name: str):
     gm, report = rewrite(model, _policy(min(a.num_heads for a in attentions), len(attentions)))
     assert all(p.changed for p in report.passes if p.name != "replace_calls")  # timm calls no softmax function
     assert len(report.passes[0].changes) == len(attentions)
-    x = torch.rand(1, 3, *size)
+    x = torch.rand(1, in_chans(model), *size)
     with torch.no_grad():
         ref = gm(x)
     assert (secure_logits(gm, x) - ref).abs().max() < 0.05
@@ -124,7 +124,7 @@ def test_plain_timm_architectures_run_under_mpc(name: str):
     model = create_model(name, **PLAIN_ROUTE[name]).eval()
     size = (PLAIN_ROUTE[name]["img_size"],) * 2
     _trained_scale(model, size)
-    x = torch.rand(1, 3, *size)
+    x = torch.rand(1, in_chans(model), *size)
     with torch.no_grad():
         ref = model(x)
     assert (secure_logits(model, x) - ref).abs().max() < 0.05

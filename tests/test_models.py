@@ -8,12 +8,14 @@ import torch
 from secvit.models import create_model, list_models
 from secvit.tracing import trace
 
+from .conftest import in_chans
+
 
 @pytest.mark.parametrize("name", list_models())
 def test_registered_model_traces_exactly(name: str):
     model = create_model(name).eval()
     size = model.patch_embed.img_size
-    x = torch.randn(2, 3, *size)
+    x = torch.randn(2, in_chans(model), *size)
     with torch.no_grad():
         assert torch.equal(trace(model)(x), model(x))
     ops = {n.target for n in trace(model.blocks[0].attn).graph.nodes if n.op == "call_method"}

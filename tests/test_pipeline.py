@@ -24,25 +24,33 @@ def test_shipped_experiments_load(path):
     assert cfg.students and cfg.name == path.stem
 
 
-SHIPPED_BY = {"shipped-digits": "checkpoints/vit_lite_7_4_32-digits-{}", "lean-digits": "checkpoints/vit_lite_3_4_32-digits-{}"}
-"""The experiment configs that reproduce shipped checkpoints, and where each student is shipped."""
+SHIPPED_BY = {"shipped-digits": ("checkpoints/vit_lite_7_4_32-digits", "checkpoints/vit_lite_7_4_32-digits-{}"),
+              "lean-digits": ("checkpoints/vit_lite_7_4_32-digits", "checkpoints/vit_lite_3_4_32-digits-{}"),
+              "shipped-fashion": ("checkpoints/vit_lite_6_4_28-fashion", "checkpoints/vit_lite_6_4_28-fashion-{}")}
+"""The experiment configs that reproduce shipped checkpoints: the shipped teacher, and where
+each student is shipped."""
 
 
 @pytest.mark.parametrize("name", SHIPPED_BY)
 def test_shipped_configs_train_the_shipped_checkpoints_the_way_they_were_trained(name):
     """Same init, policy, teacher and training options as recorded in each shipped
-    checkpoint's meta.json: running it retrains the same weights (training is deterministic)."""
+    checkpoint's meta.json (a trained teacher's too): running it retrains the same weights
+    (training is deterministic)."""
     from secvit.train import TrainConfig
 
     cfg = load_experiment(f"configs/experiments/{name}.yaml")
-    assert cfg.teacher == {"checkpoint": "checkpoints/vit_lite_7_4_32-digits"}
+    teacher, students = SHIPPED_BY[name]
+    if "train" in cfg.teacher:
+        assert load_meta(teacher).extra["train_config"] == TrainConfig(**cfg.teacher["train"]).__dict__
+    else:
+        assert cfg.teacher == {"checkpoint": teacher}
     for spec in cfg.students:
-        meta = load_meta(SHIPPED_BY[name].format(spec.name))
+        meta = load_meta(students.format(spec.name))
         recorded = meta.extra["train_config"]
         assert recorded["policy"] == spec.policy and recorded.get("teacher") == (
-            cfg.teacher["checkpoint"] if spec.train.get("distill") else None)
+            teacher if spec.train.get("distill") else None)
         if cfg.compress is None:
-            assert recorded["init"] == cfg.teacher["checkpoint"]
+            assert recorded["init"] == teacher
         else:  # the inherited student's depth (its init was the pipeline's compressed checkpoint)
             assert cfg.compress["method"] == "inherit" and meta.model_args["depth"] == cfg.compress["depth"]
         options = TrainConfig(**spec.train, teacher=recorded.get("teacher")).__dict__

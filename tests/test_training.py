@@ -10,6 +10,7 @@ import torch
 from secvit.checkpoint import load_model
 from secvit.checkpoint import DEFAULT_CHECKPOINT
 from secvit.data import load_dataset
+from secvit.errors import UsageError
 from secvit.train import TrainConfig, evaluate, train
 
 
@@ -65,3 +66,24 @@ def test_clip_grad_bounds_every_steps_gradient_norm(monkeypatch):
             cfg)
         seen[clip] = max(norms)
     assert seen[None] > 0.05 >= seen[0.05] - 1e-6
+
+
+def test_flip_mirrors_about_half_the_batch_and_replays_from_the_seed():
+    from secvit.augment import random_flip
+    from secvit.distill.distillers import Distiller
+
+    x = torch.rand(400, 1, 5, 5)
+    out = random_flip(x, torch.Generator().manual_seed(1))
+    mirrored = torch.tensor([torch.equal(o, xi.flip(-1)) for o, xi in zip(out, x)])
+    kept = torch.tensor([torch.equal(o, xi) for o, xi in zip(out, x)])
+    assert bool((mirrored ^ kept).all()) and 150 < int(mirrored.sum()) < 250
+    assert torch.equal(out, random_flip(x, torch.Generator().manual_seed(1)))
+    idx = torch.arange(400)
+    plain = Distiller().augment(x, idx, 0, 0, False, torch.Generator().manual_seed(1))
+    assert torch.equal(plain, x)
+    assert torch.equal(Distiller().augment(x, idx, 0, 0, True, torch.Generator().manual_seed(1)), out)
+
+
+def test_flip_is_refused_with_replayed_logits():
+    with pytest.raises(UsageError, match="--flip does not go with --distill sparse"):
+        TrainConfig(distill="sparse", cached_logits="cache.pt", flip=True)

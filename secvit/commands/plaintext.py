@@ -21,8 +21,9 @@ def cmd_train(a: argparse.Namespace) -> int:
 
     cfg = TrainConfig(model=a.model, data=a.data, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed,
                       init=a.init, policy=a.policy, teacher=a.teacher, distill=a.distill, temperature=a.temperature,
-                      stage1_share=a.stage1_share, cached_logits=a.cached_logits, gqa=a.gqa,
-                      clip_grad=a.clip_grad)
+                      stage1_share=a.stage1_share, cached_logits=a.cached_logits, gqa=a.gqa, gqa_mode=a.gqa_mode,
+                      clip_grad=a.clip_grad, shift=a.shift, flip=a.flip,
+                      warmup_epochs=a.warmup_epochs)
     meta = train(cfg, a.out, resume=a.resume)
     console.print(f"wrote {a.out}: test accuracy {meta['test_accuracy']:.4f} on {meta['test_images']} images")
     return 0
@@ -137,6 +138,9 @@ def add_parsers(sub: argparse._SubParsersAction, default_checkpoint: str) -> Non
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--warmup-epochs", type=int, default=2, help="linear warm-up before the cosine decay (default 2)")
+    p.add_argument("--shift", type=int, default=3, help="largest random translation in pixels (default 3)")
+    p.add_argument("--flip", action="store_true", help="also mirror half the training images left to right")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init", metavar="CHECKPOINT", help="start from this checkpoint (fine-tuning)")
     p.add_argument("--policy", help="rewrite by this policy first (name in configs/policies or a YAML path)")
@@ -147,6 +151,10 @@ def add_parsers(sub: argparse._SubParsersAction, default_checkpoint: str) -> Non
     p.add_argument("--stage1-share", type=float, default=0.5, help="mpcformer: share of training in stage 1 (0.5)")
     p.add_argument("--cached-logits", metavar="FILE", help="sparse: teacher logits written by secvit cache-logits")
     p.add_argument("--gqa", type=int, metavar="G", help="group K/V heads into G per layer first (a rewritten model)")
+    p.add_argument("--gqa-mode", default="mean",
+                   help="query heads per group: mean (H/G consecutive), dgqa (from the keys' norms over training, "
+                        "fixed at the end), kdgqa (per input: plaintext only), pgqa (mean, noisy attention maps "
+                        "in training)")
     p.add_argument("--clip-grad", type=float, metavar="NORM",
                    help="clip the gradient's global norm to NORM before each step (BatchNorm ViTs need it)")
     p.add_argument("--out", required=True, help="checkpoint directory to write")

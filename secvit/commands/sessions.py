@@ -97,10 +97,16 @@ def _print_session(report: Any, json_path: str | None) -> int:
 
 
 def cmd_demo(a: argparse.Namespace) -> int:
+    from ..checkpoint import SHIPPED_EXACT
     from ..session import run_session
 
-    with console.status(f"running {a.n} images through 2 parties ..."):
-        report = run_session(a.checkpoint, [f"digits-test:{a.n}"], batch_size=a.batch_size, precision_bits=a.precision,
+    kind = a.data.partition(":")[0]
+    checkpoint = a.checkpoint or SHIPPED_EXACT.get(kind)
+    if checkpoint is None:
+        raise UsageError(f"no shipped checkpoint for --data {a.data} (shipped: {', '.join(SHIPPED_EXACT)}): "
+                         "give --checkpoint")
+    with console.status(f"running {a.n} {kind} test images through 2 parties ..."):
+        report = run_session(checkpoint, [f"{a.data}-test:{a.n}"], batch_size=a.batch_size, precision_bits=a.precision,
                              port=a.port, **security_from_args(a))
     return _print_session(report, a.json)
 
@@ -188,7 +194,8 @@ def add_parsers(sub: argparse._SubParsersAction, default_checkpoint: str) -> Non
                    help="plain TCP instead of TLS: anyone on the path reads the seeds and shares (tests' control only)")
     p.add_argument("--role", choices=["owner", "client", "dealer"], help="checked against --rank")
     p.add_argument("--checkpoint", help="owner: the checkpoint; client: a directory with its meta.json")
-    p.add_argument("--input", nargs="+", default=[], help="client: .npy/.png files or digits-test:N")
+    p.add_argument("--input", nargs="+", default=[], help="client: .npy/.png files or DATA-test:N (e.g. "
+                                                                  "digits-test:8, fashion-mnist-test:8)")
     p.add_argument("--threads", type=int, default=1, help="torch threads of this party")
     p.add_argument("--timeout", type=float, default=60.0, help="longest wait for a peer, seconds")
     p.add_argument("--result", metavar="PATH", help="write this party's report as JSON")
@@ -205,9 +212,11 @@ def add_parsers(sub: argparse._SubParsersAction, default_checkpoint: str) -> Non
                    "W dealer)")
     p.set_defaults(func=cmd_keys)
 
-    p = sub.add_parser("demo", help="secure inference of digits test images, checked against plaintext")
-    p.add_argument("--checkpoint", default=default_checkpoint)
-    p.add_argument("--n", type=int, default=8, help="number of digits test images")
+    p = sub.add_parser("demo", help="secure inference of test images (digits by default), checked against plaintext")
+    p.add_argument("--data", default="digits", help="whose test images: digits (default), fashion-mnist[:DIR], "
+                                                    "mnist:DIR, ... (as secvit train)")
+    p.add_argument("--checkpoint", help="default: the shipped exact checkpoint of --data (digits, fashion-mnist)")
+    p.add_argument("--n", type=int, default=8, help="number of test images")
     _add_session_args(p)
     p.set_defaults(func=cmd_demo)
 

@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..augment import random_shift, shift_from_seeds
+from ..augment import random_flip, random_shift, shift_from_seeds
 from .features import FeatureTap
 from .losses import kd_loss, nkd_loss, non_target_logits
 from .sparse import LogitCache, sparse_loss
@@ -53,10 +53,11 @@ class Distiller:
         """Parameters the distiller trains beside the student's (e.g. a weak head)."""
         return []
 
-    def augment(self, x_train: torch.Tensor, idx: torch.Tensor, epoch: int, shift: int,
+    def augment(self, x_train: torch.Tensor, idx: torch.Tensor, epoch: int, shift: int, flip: bool,
                 generator: torch.Generator) -> torch.Tensor:
-        """The batch's raw training images (random translation)."""
-        return random_shift(x_train[idx], shift, generator)
+        """The batch's raw training images (random translation, then random mirroring if ``flip``)."""
+        shifted = random_shift(x_train[idx], shift, generator)
+        return random_flip(shifted, generator) if flip else shifted
 
     def loss(self, logits: torch.Tensor, ce: torch.Tensor, batch: Batch) -> torch.Tensor:
         return ce
@@ -168,7 +169,7 @@ class SparseDistiller(Distiller):
         self.cache = cache
         self._target: torch.Tensor | None = None
 
-    def augment(self, x_train: torch.Tensor, idx: torch.Tensor, epoch: int, shift: int,
+    def augment(self, x_train: torch.Tensor, idx: torch.Tensor, epoch: int, shift: int, flip: bool,
                 generator: torch.Generator) -> torch.Tensor:
         seeds, self._target = self.cache.batch(epoch, idx)
         return shift_from_seeds(x_train[idx], seeds, shift)

@@ -15,7 +15,7 @@ from timm.models.vision_transformer import Attention, VisionTransformer
 
 from .registry import register_model
 
-__all__ = ["vit_lite", "vit_lite_1_2_16", "vit_lite_2_2_32", "vit_lite_7_4_32"]
+__all__ = ["vit_lite", "vit_lite_1_2_16", "vit_lite_2_2_32", "vit_lite_6_4_28", "vit_lite_7_4_32"]
 
 
 def vit_lite(
@@ -60,6 +60,13 @@ def vit_lite(
 def vit_lite_7_4_32(**kwargs: Any) -> VisionTransformer:
     """MPCViT's ViT-Lite: 7 layers, 4 heads, width 256, patch 4, 32x32 input."""
     return vit_lite(**{"depth": 7, "num_heads": 4, "embed_dim": 256, **kwargs})
+
+
+@register_model
+def vit_lite_6_4_28(**kwargs: Any) -> VisionTransformer:
+    """A grey-scale ViT-Lite for 28x28 images (Fashion-MNIST): 6 layers, 4 heads, width 128,
+    patch 4 (50 tokens), MLP ratio 2, one input channel; 0.8 M weights."""
+    return vit_lite(**{"depth": 6, "num_heads": 4, "embed_dim": 128, "img_size": 28, "in_chans": 1, **kwargs})
 
 
 @register_model

@@ -11,6 +11,7 @@ import protocols
 from protocols.fixed_point import cat
 
 from ..ops import UnsupportedOpError, linear_of, module_op, region, register_module
+from ..query_grouping import QueryGrouping
 
 __all__ = ["MPCAttention", "head_groups"]
 
@@ -66,6 +67,7 @@ class MPCAttention(nn.Module):
                 raise ValueError("MPCAttention supports attention without q/k or output norms")
             self.qkv, self.head_dim, self.pre_norm = attn.qkv, attn.head_dim, nn.Identity()
         self.kv_heads = self.num_heads
+        self.grouping: QueryGrouping | None = None  # grouped-query attention (secvit.gqa)
         self.head_protocols = list(head_protocols)
         for name in self.head_protocols:
             if protocols.get(name).kind != "softmax":
@@ -74,14 +76,14 @@ class MPCAttention(nn.Module):
     def split_heads(self, qkv, b: int, n: int):
         """q, k, v as (b, heads, n, d) from the qkv projection (plain or encrypted): the
         columns are [q of every head; k of every K/V head; v likewise]; with grouped-query
-        attention (``kv_heads`` < ``num_heads``) each K/V head serves consecutive query
-        heads (a public index, no communication)."""
+        attention (``kv_heads`` < ``num_heads``) each query head reads the K/V head its
+        ``grouping`` names (a public index, no communication)."""
         h, g, d = self.num_heads, self.kv_heads, self.head_dim
         q = qkv[..., : h * d].reshape(b, n, h, d).permute(0, 2, 1, 3)
         kv = qkv[..., h * d :].reshape(b, n, 2, g, d).permute(2, 0, 3, 1, 4)
         k, v = kv[0], kv[1]
         if g != h:
-            shared = torch.arange(g).repeat_interleave(h // g)
+            shared = self.grouping.index(k, self.training)
             k, v = k.index_select(1, shared), v.index_select(1, shared)
         return q, k, v
 
@@ -111,10 +113,13 @@ class MPCAttention(nn.Module):
         attn = torch.empty_like(logits)
         for name, heads in head_groups(self.head_protocols).items():
             attn[:, heads] = protocols.get(name).reference(logits[:, heads])
+        if self.grouping is not None:
+            attn = self.grouping.perturb(attn, self.training)
         return self.output(attn, v)
 
     def extra_repr(self) -> str:
-        groups = f", kv_heads={self.kv_heads}" if self.kv_heads != self.num_heads else ""
+        groups = (f", kv_heads={self.kv_heads} ({self.grouping.mode}: {self.grouping.assignment})"
+                  if self.grouping is not None else "")
         return f"heads={self.head_protocols}{groups}"
 
 
@@ -141,7 +146,16 @@ def _attention_prepare(m: MPCAttention) -> dict[str, torch.Tensor]:
     return secrets | ({"logit_bias": bias.detach()} if bias is not None else {})
 
 
-@register_module(MPCAttention, kind="attention", prepare=_attention_prepare,
+def _attention_refuses(m: MPCAttention) -> str | None:
+    """Key-driven query allocation (``kdgqa``) depends on the input: refused."""
+    if m.grouping is not None and m.grouping.data_dependent:
+        return ("with kdgqa allocates query heads from the key norms of each input: under MPC the allocation would "
+                "reveal data through shapes; train with --gqa-mode dgqa (allocation fixed by the end of training) "
+                "or mean")
+    return None
+
+
+@register_module(MPCAttention, kind="attention", prepare=_attention_prepare, refuses=_attention_refuses,
                  stationary=("qkv.weight_t", "proj.weight_t"))
 def _secure_attention(m: MPCAttention, s: dict, x, attn_mask=None, is_causal: bool = False):
     """The secure form; each step is a profiler region, each group of heads sharing a

@@ -50,6 +50,8 @@ class Op:
         kind: One of :data:`KINDS`.
         secure: How it runs on secrets (see the module docstring); None with ``refused``.
         refused: Why the secure engine does not run it, and what to do instead.
+        refuses: Modules: why the secure engine does not run this instance (its
+            configuration), or None when it does.
         prepare: Modules: the owner's secret tensors, by name (run by every party; on the
             client over ``meta`` tensors, which yields shapes without values).
         protocol: Modules: the registry protocol it runs, if one.
@@ -65,6 +67,7 @@ class Op:
     kind: str = "other"
     secure: Callable[..., Any] | None = None
     refused: str | None = None
+    refuses: Callable[[nn.Module], str | None] = field(default=lambda m: None)
     prepare: Callable[[nn.Module], dict[str, torch.Tensor]] = field(default=_no_secrets)
     protocol: Callable[[nn.Module], str | None] = field(default=lambda m: None)
     per_shape: bool = False

@@ -16,7 +16,7 @@
         policy: mpcformer             # or search: {fraction: 0.3, epochs: 5}
         epochs: 40                    # any secvit train option: lr, distill, temperature, gqa, ...
         distill: kd                   # kd | nkd | mpcformer (teacher: the pipeline's) | uskd | sparse
-    check: {n: 360, mpc_n: 16}        # optional (these defaults)
+    check: {n: 360, mpc_n: 16, batch_size: 8}   # optional (these defaults)
     profile: {n: 1, network: wan}     # optional (these defaults)
 """
 
@@ -75,7 +75,7 @@ class ExperimentConfig:
     teacher: dict[str, Any] = field(default_factory=dict)
     compress: dict[str, Any] | None = None
     students: list[StudentSpec] = field(default_factory=list)
-    check: dict[str, int] = field(default_factory=lambda: {"n": 360, "mpc_n": 16})
+    check: dict[str, int] = field(default_factory=lambda: {"n": 360, "mpc_n": 16, "batch_size": 8})
     profile: dict[str, Any] = field(default_factory=lambda: {"n": 1, "network": "wan"})
 
 
@@ -139,6 +139,6 @@ def load_experiment(path: str | Path) -> ExperimentConfig:
                            teacher=_teacher(top["teacher"], f"{path}: teacher"),
                            compress=_compress(top["compress"], f"{path}: compress") if top.get("compress") else None,
                            students=[_student(s, f"{path}: students[{i}]") for i, s in enumerate(top["students"])])
-    cfg.check = {**cfg.check, **_only(top.get("check") or {}, ("n", "mpc_n"), f"{path}: check")}
+    cfg.check = {**cfg.check, **_only(top.get("check") or {}, ("n", "mpc_n", "batch_size"), f"{path}: check")}
     cfg.profile = {**cfg.profile, **_only(top.get("profile") or {}, ("n", "network"), f"{path}: profile")}
     return cfg

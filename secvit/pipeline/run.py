@@ -116,7 +116,8 @@ def _evaluate(cfg: ExperimentConfig, stages: _Stages, name: str, role: str, ckpt
     from ..check import run_check
     from ..profile.run import run_profile
 
-    check = stages.run(f"check {name}", lambda: run_check(ckpt, None, cfg.check["n"], cfg.check["mpc_n"]))
+    check = stages.run(f"check {name}", lambda: run_check(ckpt, None, cfg.check["n"], cfg.check["mpc_n"],
+                                                               batch_size=cfg.check["batch_size"]))
     (out / f"{name}.check.json").write_text(json.dumps(check, indent=2) + "\n")
     report = stages.run(f"profile {name}", lambda: run_profile(ckpt, None, cfg.profile["n"],
                                                               network=cfg.profile["network"]))

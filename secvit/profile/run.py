@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .. import session
 from ..checkpoint import load_meta
+from ..inputs import test_split_of
 from ..rewrite import load_policy
 from ..runtime.netem import netem_link
 from ..network import NetworkProfile, load_network
@@ -15,7 +16,7 @@ __all__ = ["measure_under_netem", "run_profile"]
 def run_profile(checkpoint: str, policy: str | None = None, n: int = 4, batch_size: int | None = None,
                 network: str | NetworkProfile = "lan", provider: str = "dealer", threads: int = 1,
                 port: int | None = None, truncation: str = "exact") -> ProfileReport:
-    """Run ``n`` digits test images through the secure model (one batch by default) with
+    """Run the first ``n`` test images of the checkpoint's data through the secure model (one batch by default) with
     the profiler on in every party.
 
     Raises:
@@ -25,7 +26,7 @@ def run_profile(checkpoint: str, policy: str | None = None, n: int = 4, batch_si
     """
     net = network if isinstance(network, NetworkProfile) else load_network(network)
     meta = load_meta(checkpoint)
-    result = session.run_session(checkpoint, [f"digits-test:{n}"], provider, batch_size or n, threads=threads,
+    result = session.run_session(checkpoint, [test_split_of(meta, n)], provider, batch_size or n, threads=threads,
                                  port=port, policy=policy, party_flags=["--profile"], truncation=truncation)
     records = {rank: report["profile"] for rank, report in result.parties.items()}
     parties = {str(rank): {**{k: report[k] for k in ("seconds", "bytes", "rounds")},
@@ -46,8 +47,9 @@ def measure_under_netem(checkpoint: str, policy: str | None, n: int, network: Ne
     Raises:
         NetemError: namespaces or qdiscs could not be made (root, iproute2, sch_netem).
     """
+    images = [test_split_of(load_meta(checkpoint), n)]
     with netem_link(network) as link:
-        result = session.run_session(checkpoint, [f"digits-test:{n}"], provider, n, threads=threads, policy=policy,
+        result = session.run_session(checkpoint, images, provider, n, threads=threads, policy=policy,
                                      link=link, truncation=truncation, risk=False)
     parties = result.parties.values()
     return {"network": network.name, "shaper": link.shaper, "seconds": max(p["seconds"] for p in parties),

@@ -142,8 +142,8 @@ class SecurePlan:
                     op = module_op(module)
                     if op is None:
                         found.append(f"{path}: no secure lowering for module type {type(module).__name__}")
-                    elif op.refused:
-                        found.append(f"{path}: {op.name} {op.refused}")
+                    elif op.refused or op.refuses(module):
+                        found.append(f"{path}: {op.name} {op.refused or op.refuses(module)}")
             elif node.op in ("call_function", "call_method"):
                 op = function_op(node.target) if node.op == "call_function" else method_op(node.target)
                 if op is not None and op.refused:
