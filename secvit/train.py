@@ -20,8 +20,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from .checkpoint import Meta, load_model, save_checkpoint
 from .data import Dataset, Normalization, load_dataset
-from .distill.distillers import (Batch, Distiller, LogitDistiller, MPCFormerDistiller, SparseDistiller,
-                                 USKDDistiller)
+from .distill.distillers import (AffinityDistiller, Batch, Distiller, LogitDistiller, MPCFormerDistiller,
+                                 SparseDistiller, USKDDistiller)
 from .distill.losses import METHODS
 from .distill.sparse import LogitCache
 from .models import create_model
@@ -30,7 +30,7 @@ from .errors import UsageError
 from .query_grouping import GQA_MODES
 from .train_state import TrainingState
 
-TEACHER_METHODS = ("kd", "nkd", "mpcformer")
+TEACHER_METHODS = ("kd", "nkd", "mpcformer", "affinity")
 
 __all__ = ["TEACHER_METHODS", "TrainConfig", "evaluate", "fit", "recalibrate_batch_statistics", "save_evaluated", "train"]
 
@@ -42,11 +42,11 @@ class TrainConfig:
     ``init`` starts from a checkpoint (its data and normalisation are kept); ``policy``
     rewrites the model first (fine-tuning the MPC-friendly model with its reference kernels).
     ``distill`` names a method of :mod:`secvit.distill.distillers`: ``kd`` (at
-    ``temperature``), ``nkd`` and ``mpcformer`` (its first stage lasting ``stage1_share``
-    of training) distil from the ``teacher`` checkpoint; ``uskd`` needs no teacher;
-    ``sparse`` replays the ``cached_logits`` file of ``secvit cache-logits``. ``gqa``
-    groups the (rewritten) model's K/V heads into that many per layer before fine-tuning,
-    query heads allocated by ``gqa_mode`` (:mod:`secvit.gqa`). ``clip_grad`` clips the
+    ``temperature``), ``nkd``, ``mpcformer`` (its first stage lasting ``stage1_share``
+    of training) and ``affinity`` (TinyCLIP's token affinities) distil from the
+    ``teacher`` checkpoint; ``uskd`` needs no teacher; ``sparse`` replays the
+    ``cached_logits`` file of ``secvit cache-logits``. ``gqa`` groups the (rewritten)
+    model's K/V heads into that many per layer before fine-tuning, query heads allocated by ``gqa_mode`` (:mod:`secvit.gqa`). ``clip_grad`` clips the
     gradient's global norm before each step (None: no clipping).
     """
 
@@ -125,6 +125,8 @@ def _distiller(cfg: TrainConfig, model: nn.Module, data: Dataset) -> Distiller:
                          f"the student trains on {cfg.data} ({data.num_classes} classes)")
     if cfg.distill == "mpcformer":
         return MPCFormerDistiller(teacher, meta.normalization, model, cfg.stage1_share)
+    if cfg.distill == "affinity":
+        return AffinityDistiller(teacher, meta.normalization, model)
     return LogitDistiller(cfg.distill, teacher, meta.normalization, cfg.temperature)
 
 

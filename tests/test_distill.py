@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from secvit.distill.losses import kd_loss, nkd_loss
+from secvit.distill.losses import affinity_loss, kd_loss, log_affinity, nkd_loss
 
 
 def test_kd_is_zero_for_the_teacher_and_positive_otherwise():
@@ -33,7 +33,25 @@ def test_nkd_matches_its_formula_on_one_sample():
     assert nkd_loss(s, t, y).item() == pytest.approx(expected, rel=1e-5)
 
 
-@pytest.mark.parametrize("method", ["kd", "nkd", "mpcformer", "uskd"])
+def test_affinity_matches_its_formula_on_two_tokens():
+    """Tokens (3, 4) and (4, -3) are orthogonal unit directions (times 5): affinity rows
+    softmax([1, 0] / tau) and softmax([0, 1] / tau); the student's tokens (1, 0), (1, 1)
+    have cosine 1/sqrt(2)."""
+    teacher = torch.tensor([[[3.0, 4.0], [4.0, -3.0]]])
+    student = torch.tensor([[[1.0, 0.0], [1.0, 1.0]]])
+    e = math.exp(10.0)
+    t_rows = [[e / (e + 1), 1 / (e + 1)], [1 / (e + 1), e / (e + 1)]]
+    assert log_affinity(teacher).exp()[0].flatten().tolist() == pytest.approx(sum(t_rows, []), rel=1e-6)
+    c = math.exp(10.0 / math.sqrt(2))  # each row: itself at 10, the other at 10 cos = 10 / sqrt(2)
+    s_rows = [[e / (e + c), c / (e + c)], [c / (e + c), e / (e + c)]]
+    expected = sum(p * math.log(p / q) for t, s in zip(t_rows, s_rows) for p, q in zip(t, s)) / 2
+    assert affinity_loss(student, teacher).item() == pytest.approx(expected, rel=1e-5)
+    assert affinity_loss(teacher, teacher).item() == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError, match="same images and tokens"):
+        affinity_loss(student[:, :1], teacher)
+
+
+@pytest.mark.parametrize("method", ["kd", "nkd", "mpcformer", "uskd", "affinity"])
 def test_distilled_training_records_its_method(tiny_ckpt, tmp_path, method):
     from secvit.train import TEACHER_METHODS, TrainConfig, train
 

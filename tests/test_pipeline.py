@@ -65,6 +65,10 @@ def test_shipped_configs_train_the_shipped_checkpoints_the_way_they_were_trained
     ("name: x\nteacher: {checkpoint: c}\nstudents: [{name: a, policy: relu, distill: kdd}]", "unknown distillation"),
     ("name: x\nteacher: {checkpoint: c}\ncompress: {method: prune}\nstudents: [{name: a, policy: relu}]", "method"),
     ("name: x\nteacher: {checkpoint: c}\nstudents: []", "at least one student"),
+    ("name: x\nteacher: {checkpoint: c}\ncompress: {method: progressive, depths: [3, 5]}\nstudents: [{name: a, "
+     "policy: relu}]", "decreasing block counts"),
+    ("name: x\nteacher: {checkpoint: c}\ncompress: {method: progressive, depths: [2], distill: uskd}\nstudents: "
+     "[{name: a, policy: relu}]", "each stage distils from the teacher"),
 ])
 def test_bad_configs_are_refused_with_the_key(tmp_path, text, message):
     path = tmp_path / "bad.yaml"
@@ -117,3 +121,25 @@ def test_compression_by_inheritance_is_configured(tmp_path):
     cfg = load_experiment(path)
     assert cfg.compress == {"method": "inherit", "depth": 2, "heads": 2}
     assert cfg.students[0].train == {"distill": "kd"} and cfg.check["mpc_n"] == 16
+
+
+def test_progressive_compression_inherits_each_stage_from_the_last_and_distils_from_the_teacher(tiny_ckpt, tmp_path):
+    from secvit.data import load_dataset
+    from secvit.models import create_model
+    from secvit.pipeline.run import _progressive
+    from secvit.train import save_evaluated
+
+    meta = load_meta(tiny_ckpt)
+    meta.model_args = {**meta.model_args, "depth": 3}
+    torch.manual_seed(0)
+    save_evaluated(create_model(meta.model, **meta.model_args), meta, load_dataset("digits", 16), tmp_path / "t3")
+    last = _progressive({"depths": [2, 1], "epochs": 1, "distill": "affinity"}, str(tmp_path / "t3"), tmp_path / "out")
+    assert last == str(tmp_path / "out" / "compressed_depth1" / "checkpoint")
+    for depth, source in ((2, tmp_path / "t3"), (1, tmp_path / "out" / "compressed_depth2" / "checkpoint")):
+        stage = tmp_path / "out" / f"compressed_depth{depth}"
+        assert load_meta(stage / "inherited").extra["inherited_from"] == str(source)
+        trained = load_meta(stage / "checkpoint")
+        assert trained.model_args["depth"] == depth
+        recorded = trained.extra["train_config"]
+        assert (recorded["teacher"], recorded["distill"], recorded["init"]) == (
+            str(tmp_path / "t3"), "affinity", str(stage / "inherited"))

@@ -145,8 +145,9 @@ def add_parsers(sub: argparse._SubParsersAction, default_checkpoint: str) -> Non
     p.add_argument("--init", metavar="CHECKPOINT", help="start from this checkpoint (fine-tuning)")
     p.add_argument("--policy", help="rewrite by this policy first (name in configs/policies or a YAML path)")
     p.add_argument("--teacher", metavar="CHECKPOINT", help="the teacher of --distill kd|nkd|mpcformer")
-    p.add_argument("--distill", choices=["kd", "nkd", "mpcformer", "uskd", "sparse"],
-                   help="kd, nkd, mpcformer (two stages) with --teacher; uskd (no teacher); sparse with --cached-logits")
+    p.add_argument("--distill", choices=["kd", "nkd", "mpcformer", "affinity", "uskd", "sparse"],
+                   help="kd, nkd, mpcformer (two stages), affinity (TinyCLIP's token affinities) with --teacher; uskd "
+                        "(no teacher); sparse with --cached-logits")
     p.add_argument("--temperature", type=float, default=4.0, help="KD temperature (default 4)")
     p.add_argument("--stage1-share", type=float, default=0.5, help="mpcformer: share of training in stage 1 (0.5)")
     p.add_argument("--cached-logits", metavar="FILE", help="sparse: teacher logits written by secvit cache-logits")

@@ -13,6 +13,9 @@ returns the batch's loss from the student's logits and its cross-entropy ``ce``:
   S_t^2 + 1 - mean_batch(S_t^2) (detached) + beta * non-target term against Zipf's law
   (1/rank, normalised over the C - 1 non-target classes) over the rank given by a weak
   linear head on the CLS token at depth L/2, + 0.005 * that head's cross-entropy.
+- ``affinity`` (TinyCLIP, vision-only): ce + the mean over layer pairs of the KL between
+  teacher and student token-to-token affinities (:func:`.losses.affinity_loss`); student
+  block j's output is matched with teacher block j s's, s = L_t // L_s.
 - ``sparse``: cached top-K teacher logits (:mod:`.sparse`); each sample's augmentation is
   replayed from its stored seed; loss -sum p log softmax(z_s) (the teacher is not run).
 """
@@ -27,11 +30,12 @@ import torch.nn.functional as F
 
 from ..augment import random_flip, random_shift, shift_from_seeds
 from .features import FeatureTap
-from .losses import kd_loss, nkd_loss, non_target_logits
+from .losses import affinity_loss, kd_loss, nkd_loss, non_target_logits
 from .sparse import LogitCache, sparse_loss
 from ..errors import UsageError
 
-__all__ = ["Batch", "Distiller", "LogitDistiller", "MPCFormerDistiller", "SparseDistiller", "USKDDistiller"]
+__all__ = ["AffinityDistiller", "Batch", "Distiller", "LogitDistiller", "MPCFormerDistiller", "SparseDistiller",
+           "USKDDistiller"]
 
 
 @dataclass
@@ -120,6 +124,28 @@ class MPCFormerDistiller(Distiller):
                              f"{tuple(t_logits[0].shape)} differ (heads or tokens)")
         attention = sum(F.mse_loss(a, t_logits[(i + 1) * s - 1]) for i, a in enumerate(s_logits))
         return hidden + attention
+
+
+class AffinityDistiller(Distiller):
+    """TinyCLIP's affinity mimicking over block outputs (hidden states 1..L_s of the
+    student against j s of the teacher), added to ce.
+
+    Raises:
+        ValueError: the teacher is shallower than the student.
+    """
+
+    def __init__(self, teacher: nn.Module, normalization, student: nn.Module):
+        self.teacher = _Teacher(teacher, normalization)
+        self.t_tap, self.s_tap = FeatureTap(teacher, attention=False), FeatureTap(student, attention=False)
+        if self.t_tap.layers < self.s_tap.layers:
+            raise UsageError(f"the teacher ({self.t_tap.layers} blocks) is shallower than the student "
+                             f"({self.s_tap.layers})")
+        self.stride = self.t_tap.layers // self.s_tap.layers
+
+    def loss(self, logits: torch.Tensor, ce: torch.Tensor, batch: Batch) -> torch.Tensor:
+        self.teacher(batch.raw)
+        pairs = [(self.s_tap.hidden[j], self.t_tap.hidden[j * self.stride]) for j in range(1, self.s_tap.layers + 1)]
+        return ce + sum(affinity_loss(s, t) for s, t in pairs) / len(pairs)
 
 
 class USKDDistiller(Distiller):

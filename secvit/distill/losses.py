@@ -7,7 +7,12 @@ Distillation", ICCV 2023): -T_t log S_t - gamma lambda^2 sum_{i != t} T^_i log S
 T_t, S_t the teacher's and student's probabilities of the target class and T^, S^ the
 softmaxes of the non-target logits divided by lambda (gamma = 1.5, lambda = 1).
 
-Both are added to the training cross-entropy (:mod:`secvit.distill.distillers`).
+``affinity`` (TinyCLIP's affinity mimicking, Wu et al., ICCV 2023, in its vision-only
+form): each layer's token-to-token affinity A = softmax(F F^T / tau) over the tokens' L2-
+normalised features F (rows of an (n, n) map per image), KL(A_teacher || A_student) per
+matched layer pair, averaged over images, rows and pairs; tau = 0.1.
+
+All are added to the training cross-entropy (:mod:`secvit.distill.distillers`).
 """
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["METHODS", "kd_loss", "nkd_loss", "non_target_logits"]
+__all__ = ["AFFINITY_TAU", "METHODS", "affinity_loss", "kd_loss", "log_affinity", "nkd_loss", "non_target_logits"]
+
+AFFINITY_TAU = 0.1
 
 
 def kd_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 4.0) -> torch.Tensor:
@@ -42,5 +49,21 @@ def nkd_loss(student: torch.Tensor, teacher: torch.Tensor, target: torch.Tensor,
     return (-t_target * log_s_target - gamma * lam**2 * non_target).mean()
 
 
-METHODS = ("kd", "nkd", "mpcformer", "uskd", "sparse")
+def log_affinity(features: torch.Tensor, tau: float = AFFINITY_TAU) -> torch.Tensor:
+    """log softmax(F F^T / tau) of (b, n, c) token features, F L2-normalised per token: (b, n, n)."""
+    f = F.normalize(features, dim=-1)
+    return F.log_softmax(f @ f.transpose(-2, -1) / tau, -1)
+
+
+def affinity_loss(student: torch.Tensor, teacher: torch.Tensor, tau: float = AFFINITY_TAU) -> torch.Tensor:
+    """KL(A_teacher || A_student) of two layers' (b, n, c) token features (widths may
+    differ, token counts may not), averaged over images and rows."""
+    if student.shape[:2] != teacher.shape[:2]:
+        raise ValueError(f"affinity needs the same images and tokens: student {tuple(student.shape)}, "
+                         f"teacher {tuple(teacher.shape)}")
+    log_s, log_t = log_affinity(student, tau), log_affinity(teacher, tau)
+    return (log_t.exp() * (log_t - log_s)).sum(-1).mean()
+
+
+METHODS = ("kd", "nkd", "mpcformer", "uskd", "sparse", "affinity")
 """Distillation methods of ``secvit train --distill`` (:mod:`secvit.distill.distillers`)."""

@@ -11,6 +11,8 @@
       depth: 4                        # structural reparameterization (secvit compress) ...
       epochs: 20
       # method: inherit, depth: 4, mlp_ratio: 1, heads: 2  ... or weight inheritance
+      # method: progressive, depths: [5, 3], epochs: 10, distill: affinity  ... or TinyCLIP's
+      #   stages: at each depth inherit from the previous stage, then distil from the teacher
     students:                         # one or more; each starts from the (compressed) teacher
       - name: mpcformer
         policy: mpcformer             # or search: {fraction: 0.3, epochs: 5}
@@ -38,7 +40,9 @@ SET_BY_PIPELINE = ("model", "data", "init", "policy", "teacher", "cached_logits"
 TRAIN_KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name not in SET_BY_PIPELINE)
 SEARCH_KEYS = ("fraction", "max_mb", "max_rounds", "base_policy", "lam", "epochs", "lr", "alpha_lr", "seed")
 COMPRESS_KEYS = {"depth": ("depth", "epochs", "lr", "ramp", "distill", "temperature", "seed"),
-                 "inherit": ("depth", "mlp_ratio", "heads")}
+                 "inherit": ("depth", "mlp_ratio", "heads"),
+                 "progressive": ("depths", "epochs", "lr", "distill", "temperature", "seed", "batch_size",
+                                 "warmup_epochs", "shift", "flip")}
 
 
 class PipelineConfigError(SecvitError, ValueError):
@@ -96,6 +100,14 @@ def _compress(section: Any, where: str) -> dict[str, Any]:
     c = _only(c, COMPRESS_KEYS[method], where)
     if method == "depth" and "depth" not in c:
         raise PipelineConfigError(f"{where}: depth is required")
+    if method == "progressive":
+        depths = c.get("depths")
+        if (not isinstance(depths, list) or not depths or not all(isinstance(d, int) and d > 0 for d in depths)
+                or depths != sorted(set(depths), reverse=True)):
+            raise PipelineConfigError(f"{where}.depths: expected decreasing block counts, e.g. [5, 3] (got {depths!r})")
+        if c.get("distill", "kd") not in TEACHER_METHODS:
+            raise PipelineConfigError(f"{where}.distill: each stage distils from the teacher: one of "
+                                      f"{', '.join(TEACHER_METHODS)}")
     return {"method": method, **c}
 
 

@@ -5,7 +5,7 @@ runs before rewriting; each student is then rewritten by its policy (or a search
 and fine-tuned from the (compressed) model, distilling from the teacher. Every artefact
 lands in the output directory::
 
-    teacher/ (when trained)  compressed/  <student>/checkpoint/  <student>/policy.yaml (searched)
+    teacher/ (when trained)  compressed/ (or compressed_depthD/ per progressive stage)  <student>/checkpoint/  <student>/policy.yaml (searched)
     <model>.check.json  <model>.profile.json  teacher_logits.safetensors (sparse)
     summary.json  summary.md  pareto.png (accuracy against cost)
 """
@@ -70,8 +70,26 @@ def _teacher(cfg: ExperimentConfig, out: Path) -> str:
     return str(out / "teacher")
 
 
+def _progressive(c: dict[str, Any], teacher: str, out: Path) -> str:
+    """TinyCLIP's multi-stage compression: at each depth, inherit from the previous stage
+    (the teacher first), then distil from the teacher; returns the last stage."""
+    from ..compress.student import inherit_checkpoint
+
+    options = {k: v for k, v in c.items() if k != "depths"}
+    options["distill"] = options.get("distill", "kd")
+    previous = teacher
+    for depth in c["depths"]:
+        stage = out / f"compressed_depth{depth}"
+        inherit_checkpoint(previous, stage / "inherited", depth)
+        train(TrainConfig(init=str(stage / "inherited"), teacher=teacher, **options), stage / "checkpoint")
+        previous = str(stage / "checkpoint")
+    return previous
+
+
 def _compress(cfg: ExperimentConfig, teacher: str, out: Path) -> str:
     c = {k: v for k, v in cfg.compress.items() if k != "method"}
+    if cfg.compress["method"] == "progressive":
+        return _progressive(c, teacher, out)
     if cfg.compress["method"] == "inherit":
         from ..compress.student import inherit_checkpoint
 
