@@ -46,8 +46,10 @@ class TrainConfig:
     of training) and ``affinity`` (TinyCLIP's token affinities) distil from the
     ``teacher`` checkpoint; ``uskd`` needs no teacher; ``sparse`` replays the
     ``cached_logits`` file of ``secvit cache-logits``. ``gqa`` groups the (rewritten)
-    model's K/V heads into that many per layer before fine-tuning, query heads allocated by ``gqa_mode`` (:mod:`secvit.gqa`). ``clip_grad`` clips the
-    gradient's global norm before each step (None: no clipping).
+    model's K/V heads into that many per layer before fine-tuning, query heads allocated
+    by ``gqa_mode`` (:mod:`secvit.gqa`). ``pwca`` adds DCAL's pair-wise cross-attention
+    pass to every step (:mod:`secvit.pwca`). ``clip_grad`` clips the gradient's global
+    norm before each step (None: no clipping).
     """
 
     model: str = "vit_lite_7_4_32"
@@ -71,6 +73,7 @@ class TrainConfig:
     cached_logits: str | None = None
     gqa: int | None = None
     gqa_mode: str = "mean"
+    pwca: bool = False
     clip_grad: float | None = None
 
     def __post_init__(self) -> None:
@@ -131,9 +134,15 @@ def _distiller(cfg: TrainConfig, model: nn.Module, data: Dataset) -> Distiller:
 
 
 def _loss(model: nn.Module, batch: Batch, norm: Normalization, cfg: TrainConfig, distiller: Distiller) -> torch.Tensor:
-    logits = model(norm.apply(batch.raw))
+    x = norm.apply(batch.raw)
+    logits = model(x)
     ce = F.cross_entropy(logits, batch.y, label_smoothing=cfg.label_smoothing)
     loss = distiller.loss(logits, ce, batch)
+    if cfg.pwca and len(x) > 1:  # each image's partner: another image of the batch
+        from .pwca import pwca_logits
+
+        partner = (torch.arange(len(x)) + int(torch.randint(1, len(x), ()))) % len(x)
+        loss = loss + F.cross_entropy(pwca_logits(model, x, partner), batch.y, label_smoothing=cfg.label_smoothing)
     terms = [m.regularization() for m in model.modules() if hasattr(m, "regularization")]  # e.g. the search's cost
     return loss + sum(terms) if terms else loss
 

@@ -103,7 +103,7 @@ class MPCAttention(nn.Module):
 
     def output(self, attn: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Heads' attention-weighted values, concatenated and projected."""
-        b, _, n, _ = v.shape
+        b, _, n, _ = attn.shape  # n queries (the keys may be more: secvit.pwca)
         return self.proj((attn @ v).transpose(1, 2).reshape(b, n, self.num_heads * self.head_dim))
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False) -> torch.Tensor:
