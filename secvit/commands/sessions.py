@@ -1,4 +1,4 @@
-"""The commands that run secure inference sessions: ``party``, ``keys``, ``demo``,
+"""The commands that run secure inference sessions: ``party``, ``keys``, ``demo``, ``precision``,
 ``infer``, ``check`` and ``protocols`` (the cost table of the protocol registry), and
 their parsers (:func:`add_parsers`)."""
 
@@ -17,7 +17,8 @@ from ..runtime.security import add_security_flags, security_from_args
 from ..truncation_risk import describe
 from . import console
 
-__all__ = ["add_parsers", "cmd_check", "cmd_demo", "cmd_infer", "cmd_keys", "cmd_party", "cmd_protocols"]
+__all__ = ["add_parsers", "cmd_check", "cmd_demo", "cmd_infer", "cmd_keys", "cmd_party", "cmd_precision",
+           "cmd_protocols"]
 
 
 def cmd_party(a: argparse.Namespace) -> int:
@@ -147,6 +148,38 @@ def cmd_check(a: argparse.Namespace) -> int:
     return 0 if report["agreement_mpc_vs_reference"] == 1.0 else 1
 
 
+def cmd_precision(a: argparse.Namespace) -> int:
+    from ..precision import precision_sweep
+
+    try:
+        bits = [int(b) for b in a.bits.split(",")]
+    except ValueError:
+        raise UsageError(f"--bits {a.bits!r}: expected comma-separated integers, e.g. 10,12,14,16") from None
+    if any(not 8 <= b <= 20 for b in bits):
+        raise UsageError(f"--bits {a.bits}: each count of fractional bits must be in [8, 20]")
+    with console.status("sweeping precision ...") as status:
+        report = precision_sweep(a.checkpoint, bits, a.n, a.mpc_n, a.batch_size, a.tolerance / 100,
+                                 progress=lambda b: status.update(f"{b} fractional bits: {a.n} images emulated, "
+                                                                  f"{a.mpc_n} under MPC ..."))
+    table = Table(title=f"precision sweep of {a.checkpoint}")
+    for column in ("bits", "reference", "emulation", "MPC", "MPC vs reference", "max |logit err|",
+                   "local truncation: corrupted / million"):
+        table.add_column(column, justify="right")
+    for r in report["rows"]:
+        acc = r["accuracy"]
+        table.add_row(str(r["precision_bits"]), f"{acc['reference']:.4f}", f"{acc['emulation']:.4f}",
+                      f"{acc['mpc']:.4f}", f"{r['agreement_mpc_vs_reference']:.4f}",
+                      f"{r['max_abs_logit_error_mpc_vs_reference']:.2e}",
+                      f"{r['truncation']['local_corrupted_images_per_million']:,.0f}")
+    console.print(table)
+    fewest = report["fewest_bits"]
+    console.print(f"fewest fractional bits within {a.tolerance} points of the float reference: "
+                  f"{fewest if fewest is not None else 'none of those measured'}")
+    if a.json:
+        Path(a.json).write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
 def cmd_protocols(a: argparse.Namespace) -> int:
     from ..protocol_table import SHAPES, protocol_rows, to_markdown
 
@@ -236,6 +269,16 @@ def add_parsers(sub: argparse._SubParsersAction, default_checkpoint: str) -> Non
     p.add_argument("--json", metavar="PATH", help="write the report as JSON")
     _add_mpc_args(p)
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("precision", help="accuracy and MPC agreement against the fixed-point fractional bits")
+    p.add_argument("--checkpoint", default=default_checkpoint)
+    p.add_argument("--bits", default="10,12,14,16", help="fractional bits to measure (default 10,12,14,16)")
+    p.add_argument("--n", type=int, default=200, help="test images emulated at each precision")
+    p.add_argument("--mpc-n", type=int, default=16, help="of those, images run under real MPC at each precision")
+    p.add_argument("--batch-size", type=int, default=8, help="images per encrypted forward pass")
+    p.add_argument("--tolerance", type=float, default=0.5, help="accuracy points the emulation may lose (0.5)")
+    p.add_argument("--json", metavar="PATH", help="write the sweep as JSON")
+    p.set_defaults(func=cmd_precision)
 
     p = sub.add_parser("protocols", help="the MPC protocol registry: formula, rounds, bytes, accuracy")
     p.add_argument("--format", choices=["table", "md"], default="table")
