@@ -1,4 +1,4 @@
-"""The plaintext commands: ``train``, ``import``, ``cache-logits``, ``models``, ``inherit``,
+"""The plaintext commands: ``train``, ``import``, ``quantize``, ``cache-logits``, ``models``, ``inherit``,
 ``compress``, ``search``, ``pipeline`` and ``rewrite``."""
 
 from __future__ import annotations
@@ -25,6 +25,20 @@ def cmd_train(a: argparse.Namespace) -> int:
                       pwca=a.pwca, clip_grad=a.clip_grad, shift=a.shift, flip=a.flip, warmup_epochs=a.warmup_epochs)
     meta = train(cfg, a.out, resume=a.resume)
     console.print(f"wrote {a.out}: test accuracy {meta['test_accuracy']:.4f} on {meta['test_images']} images")
+    return 0
+
+
+def cmd_quantize(a: argparse.Namespace) -> int:
+    from ..quantize.run import quantize_checkpoint
+
+    with console.status(f"quantizing {a.checkpoint} ({a.method}, W{a.w_bits}A{a.a_bits}) ..."):
+        report = quantize_checkpoint(a.checkpoint, a.w_bits, a.a_bits, a.method, a.out, a.calib, a.tune_steps)
+    acc = report["accuracy"]
+    console.print(f"{a.method} W{a.w_bits}A{a.a_bits} on {report['test_images']} test images: float {acc['float']:.4f}, "
+                  f"quantized {acc['quantized']:.4f}, weights only (what MPC runs) {acc['weights_only']:.4f}")
+    console.print(f"under MPC: kept {report['secure_engine']['kept']}; dropped {report['secure_engine']['dropped']}")
+    if a.json:
+        Path(a.json).write_text(json.dumps(report, indent=2) + "\n")
     return 0
 
 
@@ -128,8 +142,8 @@ def cmd_rewrite(a: argparse.Namespace) -> int:
 
 
 def add_parsers(sub: argparse._SubParsersAction, default_checkpoint: str) -> None:
-    """Add this group's commands (train, import, cache-logits, models, rewrite, inherit, compress, search,
-    pipeline) to ``sub``."""
+    """Add this group's commands (train, import, quantize, cache-logits, models, rewrite, inherit, compress,
+    search, pipeline) to ``sub``."""
     p = sub.add_parser("train", help="train a model in plaintext and write a checkpoint")
     p.add_argument("--model", default="vit_lite_7_4_32")
     p.add_argument("--data", default="digits", help="digits | fashion-mnist[:DIR] | mnist:DIR | idx:DIR | npz:PATH | "
@@ -176,6 +190,17 @@ def add_parsers(sub: argparse._SubParsersAction, default_checkpoint: str) -> Non
                                                       "(default: fitted on --data's training split)")
     p.add_argument("--out", required=True, help="checkpoint directory to write")
     p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("quantize", help="post-training quantization (RepQ-ViT, I&S-ViT, min-max) of a plain checkpoint")
+    p.add_argument("--checkpoint", default=default_checkpoint)
+    p.add_argument("--method", default="repq", help="repq (default), isvit or minmax (per-tensor baseline)")
+    p.add_argument("--w-bits", type=int, default=8, help="weight bits (default 8)")
+    p.add_argument("--a-bits", type=int, default=8, help="activation bits (default 8)")
+    p.add_argument("--calib", type=int, default=64, help="calibration images from the training split (default 64)")
+    p.add_argument("--tune-steps", type=int, default=20, help="isvit: optimisation steps per tuning stage (20)")
+    p.add_argument("--out", help="write the quantized checkpoint (its weights; activation quantizers are plaintext-only)")
+    p.add_argument("--json", metavar="PATH", help="write the report as JSON")
+    p.set_defaults(func=cmd_quantize)
 
     p = sub.add_parser("cache-logits", help="store a teacher's top-K probabilities per sample and augmentation seed")
     p.add_argument("--teacher", required=True, metavar="CHECKPOINT")
