@@ -34,6 +34,32 @@ train distill_uskd --policy mpcformer --distill uskd --epochs 15
 [ -f "$R/logits.safetensors" ] || "$BIN/secvit" cache-logits --teacher $T --top-k 5 --epochs 15 --out "$R/logits.safetensors"
 train distill_sparse --policy mpcformer --distill sparse --cached-logits "$R/logits.safetensors" --epochs 15
 
+# [6 of 7]: GQA modes at G = 2 (the exact teacher rewritten by the exact policy, 10 epochs each); kdgqa runs in
+# plaintext only (the secure plan refuses it), so its accuracy is read from its checkpoint
+for g in mean dgqa pgqa kdgqa; do train gqa_$g --policy exact --gqa 2 --gqa-mode $g --epochs 10; done
+"$BIN/python" -c "import json,sys; m=json.load(open('$R/gqa_kdgqa/meta.json')); json.dump({'name': 'kdgqa', \
+'test_accuracy': m['test_accuracy'], 'secure': 'refused: the allocation depends on the input'}, sys.stdout)" \
+    > "$OUT/gqa_kdgqa.json"
+"$BIN/secvit" pareto "$R/gqa_mean" "$R/gqa_dgqa" "$R/gqa_pgqa" --names mean,dgqa,pgqa --network wan \
+    --json "$OUT/gqa_modes.json"
+# DCAL's pair-wise cross-attention: MPCFormer's policy 15 epochs with PWCA, against distill_none (same schedule)
+train pwca_mpcformer --policy mpcformer --epochs 15 --pwca
+"$BIN/secvit" pareto "$R/distill_none" "$R/pwca_mpcformer" --names without-pwca,with-pwca --network wan \
+    --json "$OUT/pwca.json"
+# TinyCLIP: 7 -> 5 -> 3 blocks (inheritance, then 10 epochs of affinity distillation at each stage) against one-shot
+# inheritance 7 -> 3 with the same 20 epochs of affinity distillation
+[ -f "$R/inherit3/meta.json" ] || "$BIN/secvit" inherit --teacher $T --depth 3 --out "$R/inherit3"
+[ -f "$R/oneshot3/meta.json" ] || "$BIN/secvit" train --init "$R/inherit3" --teacher $T --distill affinity --epochs 20 \
+    --out "$R/oneshot3"
+[ -f "$R/inherit5/meta.json" ] || "$BIN/secvit" inherit --teacher $T --depth 5 --out "$R/inherit5"
+[ -f "$R/stage5/meta.json" ] || "$BIN/secvit" train --init "$R/inherit5" --teacher $T --distill affinity --epochs 10 \
+    --out "$R/stage5"
+[ -f "$R/stage5_inherit3/meta.json" ] || "$BIN/secvit" inherit --teacher "$R/stage5" --depth 3 --out "$R/stage5_inherit3"
+[ -f "$R/progressive3/meta.json" ] || "$BIN/secvit" train --init "$R/stage5_inherit3" --teacher $T --distill affinity \
+    --epochs 10 --out "$R/progressive3"
+"$BIN/secvit" pareto "$R/oneshot3" "$R/progressive3" --names one-shot-7-to-3,progressive-7-5-3 --network wan \
+    --json "$OUT/tinyclip.json"
+
 "$BIN/secvit" pareto $(for m in none kd nkd mpcformer uskd sparse; do echo "$R/distill_$m"; done) \
     --names none,kd,nkd,mpcformer,uskd,sparse --network wan --json "$OUT/distill_mpcformer.json"
 "$BIN/secvit" pareto $T $T-mpcformer $T-mpcvit "$R/searched_f25" "$R/searched_f50" "$R/half_depth" \

@@ -309,6 +309,30 @@ def pareto_table(path: Path, subject: str = "Accuracy") -> str:
     return "\n".join(lines)
 
 
+PTQ_NAMES = {"minmax": "min-max, per tensor (baseline)", "repq": "RepQ-ViT", "isvit": "I&S-ViT"}
+
+
+def quantize_table(paths: list[Path]) -> str:
+    """``benchmarks/quantize.sh``: test accuracy of each checkpoint and method at each bit width."""
+    reports = [json.loads(p.read_text()) for p in paths]
+    widths = sorted({(r["w_bits"], r["a_bits"]) for r in reports}, reverse=True)
+    lines = ["Post-training quantization of the shipped exact checkpoints (`benchmarks/quantize.sh`, 64 calibration "
+             "images; test accuracy with weights and activations quantized, in plaintext; in parentheses the "
+             "weights-only model, which is what runs under MPC):", "",
+             "| checkpoint | float | method | " + " | ".join(f"W{w}A{a}" for w, a in widths) + " |",
+             "|---|---:|---|" + "---:|" * len(widths)]
+    for checkpoint in sorted({r["checkpoint"] for r in reports}):
+        for method in PTQ_NAMES:
+            row = {(r["w_bits"], r["a_bits"]): r["accuracy"] for r in reports
+                   if r["checkpoint"] == checkpoint and r["method"] == method}
+            if not row:
+                continue
+            float_acc = next(iter(row.values()))["float"]
+            cells = [f"{row[w]['quantized']:.2%} ({row[w]['weights_only']:.2%})" if w in row else "–" for w in widths]
+            lines.append(f"| {Path(checkpoint).name} | {float_acc:.2%} | {PTQ_NAMES[method]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def render_compression() -> str:
     parts, comp = [], RESULTS / "compression"
     teacher = json.loads((ROOT / "checkpoints" / "vit_lite_7_4_32-digits" / "meta.json").read_text())["test_accuracy"]
@@ -316,6 +340,19 @@ def render_compression() -> str:
         parts.append(distill_table(comp / "distill_mpcformer.json", teacher))
     if (comp / "pareto_wan.json").exists():
         parts.append(pareto_table(comp / "pareto_wan.json"))
+    for name, subject in (("gqa_modes", "GQA at G = 2 by query allocation (10 epochs from the exact teacher; kdgqa: "
+                                        "plaintext only)"),
+                          ("pwca", "MPCFormer's policy, 15 epochs, with and without DCAL's pair-wise cross-attention"),
+                          ("tinyclip", "Three blocks by TinyCLIP's progressive compression against one-shot "
+                                       "inheritance (affinity distillation, 20 epochs in all)")):
+        if (comp / f"{name}.json").exists():
+            parts.append(pareto_table(comp / f"{name}.json", subject))
+    if (comp / "gqa_kdgqa.json").exists():
+        kd = json.loads((comp / "gqa_kdgqa.json").read_text())
+        parts.append(f"kdgqa at G = 2: {kd['test_accuracy']:.2%} test accuracy in plaintext; under MPC {kd['secure']}.")
+    quantized = sorted((RESULTS / "quantize").glob("*.json"))
+    if quantized:
+        parts.append(quantize_table(quantized))
     return "\n\n".join(parts) or "_No results yet: run `make compression`._"
 
 

@@ -24,7 +24,8 @@ def quantize_checkpoint(checkpoint: str, w_bits: int, a_bits: int, method: str, 
     plaintext) and of the weights-only one (what MPC runs); write it to ``out`` if given.
 
     Raises:
-        UsageError: a rewritten checkpoint, an unknown method or bit widths out of [2, 16].
+        UsageError: a rewritten checkpoint or another architecture than ViT's blocks, an
+            unknown method, or bit widths out of [2, 16].
     """
     if method not in METHODS:
         raise UsageError(f"unknown --method {method!r}; known: {', '.join(METHODS)}")
@@ -33,6 +34,10 @@ def quantize_checkpoint(checkpoint: str, w_bits: int, a_bits: int, method: str, 
     model, meta = load_model(checkpoint)
     if meta.extra.get("policy"):
         raise UsageError(f"{checkpoint} is rewritten ({meta.extra['policy'].get('name')}): quantize the plain model")
+    if not all(hasattr(b, "norm1") and hasattr(b, "norm2") and hasattr(b.attn, "qkv") and hasattr(b.attn, "attn_drop")
+               and hasattr(b.mlp, "fc1") for b in getattr(model, "blocks", [None])):
+        raise UsageError(f"{checkpoint} ({meta.model}): secvit quantize takes ViT/DeiT-style models (blocks with "
+                         "norm1, attn.qkv, norm2 and mlp.fc1)")
     torch.manual_seed(seed)
     data = load_dataset(meta.data, meta.img_size, meta.in_chans)
     pick = torch.randperm(len(data.x_train), generator=torch.Generator().manual_seed(seed))[:calib]
