@@ -19,7 +19,7 @@ from .checkpoint import Meta
 from .data import DATASET_KINDS, load_dataset, to_unit_range
 from .errors import SecvitError
 
-__all__ = ["InputError", "fixed_point_limit", "load_images", "prepare_images", "test_split_of"]
+__all__ = ["InputError", "fixed_point_limit", "load_images", "prepare_images", "own_test_images"]
 
 
 class InputError(SecvitError, ValueError):
@@ -94,7 +94,7 @@ def _test_split(item: str) -> tuple[str, str] | None:
     return (data, count) if sep and data.partition(":")[0] in DATASET_KINDS else None
 
 
-def test_split_of(meta: Meta, n: int) -> str:
+def own_test_images(meta: Meta, n: int) -> str:
     """``DATA-test:N`` for the first ``n`` test images of the checkpoint's own data (the
     digits for a checkpoint imported without data)."""
     return f"{meta.data if _test_split(meta.data + '-test:1') else 'digits'}-test:{n}"

@@ -12,7 +12,7 @@ import torch
 
 from secvit.checkpoint import Meta
 from secvit.data import Normalization, load_dataset
-from secvit.inputs import InputError, load_images
+from secvit.inputs import InputError, load_images, own_test_images
 from secvit.errors import UsageError
 from secvit.idx import FASHION_MNIST_DIR, FASHION_MNIST_PACKAGE, load_idx_dir, read_idx
 
@@ -84,3 +84,11 @@ def test_an_idx_test_split_is_a_client_input(tmp_path):
     assert labels == [2, 1, 0] and names == [f"idx:{tmp_path}-test[{i}]" for i in range(3)]
     with pytest.raises(InputError, match="-test:N with N >= 1"):
         load_images([f"idx:{tmp_path}-test:0"], meta)
+
+
+@pytest.mark.parametrize("data, expected", [("digits", "digits-test:3"), ("idx:/d", "idx:/d-test:3"),
+                                            ("fashion-mnist", "fashion-mnist-test:3"), ("", "digits-test:3")])
+def test_profiles_run_on_the_checkpoints_own_test_images(data, expected):
+    meta = Meta(model="vit_lite_1_2_16", model_args={}, img_size=16, in_chans=3, num_classes=10,
+                normalization=Normalization((0.5,) * 3, (0.25,) * 3), data=data)
+    assert own_test_images(meta, 3) == expected

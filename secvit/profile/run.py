@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .. import session
 from ..checkpoint import load_meta
-from ..inputs import test_split_of
+from ..inputs import own_test_images
 from ..rewrite import load_policy
 from ..runtime.netem import netem_link
 from ..network import NetworkProfile, load_network
@@ -26,7 +26,7 @@ def run_profile(checkpoint: str, policy: str | None = None, n: int = 4, batch_si
     """
     net = network if isinstance(network, NetworkProfile) else load_network(network)
     meta = load_meta(checkpoint)
-    result = session.run_session(checkpoint, [test_split_of(meta, n)], provider, batch_size or n, threads=threads,
+    result = session.run_session(checkpoint, [own_test_images(meta, n)], provider, batch_size or n, threads=threads,
                                  port=port, policy=policy, party_flags=["--profile"], truncation=truncation)
     records = {rank: report["profile"] for rank, report in result.parties.items()}
     parties = {str(rank): {**{k: report[k] for k in ("seconds", "bytes", "rounds")},
@@ -47,7 +47,7 @@ def measure_under_netem(checkpoint: str, policy: str | None, n: int, network: Ne
     Raises:
         NetemError: namespaces or qdiscs could not be made (root, iproute2, sch_netem).
     """
-    images = [test_split_of(load_meta(checkpoint), n)]
+    images = [own_test_images(load_meta(checkpoint), n)]
     with netem_link(network) as link:
         result = session.run_session(checkpoint, images, provider, n, threads=threads, policy=policy,
                                      link=link, truncation=truncation, risk=False)
