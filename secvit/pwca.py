@@ -42,12 +42,12 @@ def _mpc_attention(m: MPCAttention, x: torch.Tensor, partner: torch.Tensor) -> t
 
 
 def _timm_attention(m: Attention, x: torch.Tensor, partner: torch.Tensor) -> torch.Tensor:
-    b, n, c = x.shape
-    q, k, v = m.qkv(x).reshape(b, n, 3, m.num_heads, c // m.num_heads).permute(2, 0, 3, 1, 4)
+    b, n, _ = x.shape
+    q, k, v = m.qkv(x).reshape(b, n, 3, m.num_heads, m.head_dim).permute(2, 0, 3, 1, 4)
     q, k = m.q_norm(q), m.k_norm(k)
     k, v = torch.cat([k, k[partner]], 2), torch.cat([v, v[partner]], 2)
     attn = F.softmax((q * m.scale) @ k.transpose(-2, -1), -1)
-    return m.proj(m.norm((attn @ v).transpose(1, 2).reshape(b, n, c)))
+    return m.proj(m.norm((attn @ v).transpose(1, 2).reshape(b, n, m.attn_dim)))
 
 
 @contextmanager
