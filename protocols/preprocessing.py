@@ -40,6 +40,7 @@ __all__ = [
     "dealt_numel",
     "first_party_values",
     "party_draws",
+    "public_product",
     "stream_bytes",
     "truncation_values",
     "udiv",
@@ -177,15 +178,13 @@ def _combine(req: Request, draws: list[dict[str, torch.Tensor]], masks: dict[int
         masks[req.mask_id] = value("b")
         return {}
     if kind in TRIPLES + STATIONARY:
-        b = value("b") if kind in TRIPLES else _fixed_mask(req, masks)
-        kwargs = req.conv_kwargs() if req.op == "conv2d" else {}
-        return {"c": getattr(torch, req.op)(value("a"), b, **kwargs)}
+        return {"c": public_product(req, value("a"), value("b") if kind in TRIPLES else _fixed_mask(req, masks))}
     if kind == "square":
         r = value("r")
         return {"r2": r * r}
     if kind == "ssquare":
         a = value("a")
-        return {"a2": a * a, "c": a * _fixed_mask(req, masks)}
+        return {"a2": a * a, "c": public_product(req, a, _fixed_mask(req, masks))}
     if kind == "binary":
         return {"c": value("a") & value("b")}
     if kind == "b2a":
@@ -201,6 +200,14 @@ def _combine(req: Request, draws: list[dict[str, torch.Tensor]], masks: dict[int
         return pair | {"high": high, "cw": words}
     q, t = truncation_values(value("r"), req.args[0])
     return {"q": q, "t": t}
+
+
+def public_product(req: Request, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a (*) b`` for a triple or stationary request: its product (elementwise for
+    ``ssquare``, broadcast), on ring integers."""
+    if req.kind == "ssquare":
+        return a * b
+    return getattr(torch, req.op)(a, b, **(req.conv_kwargs() if req.op == "conv2d" else {}))
 
 
 def _fixed_mask(req: Request, masks: dict[int, torch.Tensor]) -> torch.Tensor:

@@ -19,8 +19,8 @@ from typing import Any
 
 import torch
 
-from .preprocessing import dealt_numel, first_party_values, party_draws, stream_bytes
-from .requests import Request
+from .preprocessing import dealt_numel, first_party_values, party_draws, public_product, stream_bytes
+from .requests import STATIONARY, Request
 from .randomness import KeyedStream
 
 __all__ = ["DealerProvider", "FirstPartyProvider", "PreprocessingError", "RecordingProvider", "UnsupportedRequestError",
@@ -54,8 +54,30 @@ class _RequestProvider:
     RECORDS_ONLY = False  # a dry run's provider: its values are zeros
 
     def values(self, req: Request) -> dict[str, torch.Tensor]:
-        """This party's shares of ``req``'s values (each provider says where they come from)."""
+        """This party's shares of ``req``'s values (each provider says where they come from),
+        with a stationary product's public part folded in (:meth:`_fold_public`)."""
         raise UnsupportedRequestError(f"{type(self).__name__} serves no requests")
+
+    def publish_mask(self, mask_id: int, f: torch.Tensor) -> None:
+        """Record ``F = W - B``, opened for fixed mask ``mask_id`` (:func:`~.stationary.fix_masks`)."""
+        self.__dict__.setdefault("_public", {})[mask_id] = f
+
+    def _public_known(self, req: Request) -> bool:
+        """Whether :meth:`_fold_public` can fold ``req`` now (its mask's F is opened, or it needs none)."""
+        return req.kind not in STATIONARY + ("ssquare",) or req.mask_id in self.__dict__.get("_public", {})
+
+    def _fold_public(self, req: Request, values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A stationary request's ``c`` plus ``a (*) F`` for its mask's public ``F``: the part
+        of ``X (*) W = E (*) W + [A] (*) F + [C]`` that needs no input, so that a provider
+        that prepares its values ahead (the dealer's) takes it out of the online phase.
+        Other requests' values unchanged."""
+        if req.kind not in STATIONARY + ("ssquare",) or self.RECORDS_ONLY:
+            return values
+        f = self.__dict__.get("_public", {}).get(req.mask_id)
+        if f is None:
+            raise PreprocessingError(f"{req.kind} request for fixed mask {req.mask_id}, whose F = W - B was never "
+                                     "opened in this session (fix_masks)")
+        return values | {"c": values["c"] + public_product(req, values["a"], f)}
 
     @staticmethod
     def _arithmetic(t: torch.Tensor):
@@ -216,6 +238,7 @@ class DealerProvider(_RequestProvider):
         self._expected, self._next = requests, 0
         self._corrections = _Cursor(corrections, "corrections")
         self._dealt = _Cursor(dealt, _DEALT_VALUES)
+        self._ready: list[dict[str, torch.Tensor]] = []  # the values of self._expected, prepared at begin
 
     def begin(self, requests: list[Request] | None, corrections: torch.Tensor | None,
               dealt: torch.Tensor | None = None) -> None:
@@ -225,7 +248,10 @@ class DealerProvider(_RequestProvider):
         self._load(requests, corrections, dealt)
         self._active = True
         if requests is not None and self.stream is not None:
-            self.stream.prefetch(min(PREFETCH_BYTES, stream_bytes(requests, corrections is not None)))
+            ahead = stream_bytes(requests, corrections is not None)
+            self.stream.prefetch(min(PREFETCH_BYTES, ahead))
+            if ahead <= PREFETCH_BYTES and all(self._public_known(r) for r in requests):
+                self._ready = [self._fold_public(r, self._draws(r)) for r in requests]  # before the input exists
 
     def values(self, req: Request) -> dict[str, torch.Tensor]:
         if self.stream is None:
@@ -238,6 +264,11 @@ class DealerProvider(_RequestProvider):
                 prepared = self._expected[self._next] if self._next < len(self._expected) else "nothing"
                 raise PreprocessingError(f"online request {self._next} is {req}; the dealer prepared {prepared}")
             self._next += 1
+            if self._ready:
+                return self._ready[self._next - 1]
+        return self._fold_public(req, self._draws(req))
+
+    def _draws(self, req: Request) -> dict[str, torch.Tensor]:
         if self._corrections.values is None:
             return party_draws(req, self.stream, None, self._dealt.take)
         return party_draws(req, self.stream, self._corrections.take, self._corrections.take)
@@ -274,9 +305,9 @@ class FirstPartyProvider(_RequestProvider):
         if comm.get_rank() == 1:
             n = dealt_numel(req)
             dealt = _Cursor(recv_message(0, n)[1] if n else None, _DEALT_VALUES)
-            return party_draws(req, crypten.generators["prev"][CPU], None, dealt.take)
+            return self._fold_public(req, party_draws(req, crypten.generators["prev"][CPU], None, dealt.take))
         shares, dealt = first_party_values(req, crypten.generators["local"][CPU], crypten.generators["next"][CPU],
                                            self._masks)
         if dealt.numel():
             send_message("keys", dealt, 1)
-        return shares
+        return self._fold_public(req, shares)

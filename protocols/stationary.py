@@ -17,6 +17,9 @@ weight cheaper:
        X (*) W = E (*) W + [A] (*) F + [C]    (E (*) W added by the owner alone)
 
    since ``A (*) W = A (*) F + A (*) B``. No other party learns anything in the product.
+   ``[A] (*) F + [C]`` needs no input: the provider adds it to ``[C]`` (the dealer's
+   provider before the online phase, with the rest of a forward pass's values), so
+   online the owner computes one product and every other party none.
 
 Security: ``F`` is ``W`` masked by a uniform ``B`` that is used for nothing else, and
 ``E`` is ``X`` masked by a fresh uniform ``A`` that the owner never sees, so what the
@@ -52,12 +55,11 @@ _NEXT_ID = [0]  # ids of this process's fixed masks; a dry run reads them withou
 
 @dataclass
 class FixedMask:
-    """This party's view of one weight's fixed mask: its id (the provider's), the public
-    ``F = W - B``, the owner's rank, and on the owner the weight ``W`` itself (ring
-    integers; None on the other parties)."""
+    """This party's view of one weight's fixed mask: its id (the provider's, which keeps
+    the public ``F = W - B``), the owner's rank, and on the owner the weight ``W`` itself
+    (ring integers; None on the other parties)."""
 
     mask_id: int
-    f: torch.Tensor
     owner: int
     weight: torch.Tensor | None
 
@@ -100,7 +102,8 @@ def fix_masks(weights: Sequence[Any], owner: int, plaintext: Sequence[torch.Tens
     offset = 0
     for k, (s, b, i) in enumerate(zip(shares, masks, ids)):
         f = opened[offset : offset + b.numel()].view(b.shape)
-        s.fixed_mask = FixedMask(i, f, owner, s.encoder.encode(plaintext[k]) if s.rank == owner else None)
+        provider.publish_mask(i, f)
+        s.fixed_mask = FixedMask(i, owner, s.encoder.encode(plaintext[k]) if s.rank == owner else None)
         offset += b.numel()
 
 
@@ -112,10 +115,9 @@ def stationary_product(op: str, x: Any, y: Any, **kwargs: Any) -> Any:
     mask: FixedMask = y.fixed_mask
     a, c = crypten.mpc.get_default_provider().stationary_triple(x.size(), y.size(), op, mask.mask_id, **kwargs)
     e = crypten_comm.get().reduce(x.share - a, mask.owner)  # dst positional: CrypTen counts args[1]
-    fn = getattr(torch, op)
-    share = c + fn(a, mask.f, **kwargs)
+    share = c  # [C] + [A] (*) F, from the provider
     if x.rank == mask.owner:
-        share = share + fn(e, mask.weight, **kwargs)
+        share = share + getattr(torch, op)(e, mask.weight, **kwargs)
     return ArithmeticSharedTensor.from_shares(share, precision=0)
 
 
@@ -129,7 +131,7 @@ def square_and_stationary_product(x: Any, y: Any) -> tuple[Any, Any]:
     a, a2, c = crypten.mpc.get_default_provider().square_stationary_triple(x.size(), y.size(), mask.mask_id)
     e = crypten_comm.get().all_reduce(x.share - a)
     square = a2 + 2 * e * a
-    product = c + a * mask.f
+    product = c  # [C] + [A] * F, from the provider
     if x.rank == 0:
         square = square + e * e
     if x.rank == mask.owner:
