@@ -42,6 +42,7 @@ masks; ``x f(x)`` from the masks' products with ``R`` (no Beaver product) is our
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -55,6 +56,8 @@ COEFF_BITS = 22  # q: the public coefficients A_k, B_k
 MASK_BITS = 18  # s: the dealer's cos / sin of the mask
 MAX_HARMONICS = 1024
 CHUNK_ELEMENTS = 1 << 21  # harmonics x elements evaluated at once (16 MB of float64 each)
+DEALER_THREADS = 2  # the dealer's masks: threads (the other party waits for them in TFP)
+PARALLEL_ELEMENTS = 1 << 22  # harmonics x elements from which they are worth a thread each
 
 
 _EXACT_ROUNDING = 1 << 50  # |v| below which round_to_int64 is exact
@@ -213,11 +216,22 @@ def trig_values(r: torch.Tensor, modulus_bits: int, count: int, scale_bits: int,
     ``P = 1``, then with ``products`` (``P = 2``) R C_k and R S_k (see the module docstring)."""
     out = torch.empty((2 if products else 1, count, r.numel(), 2), dtype=torch.int64)
     flat = r.reshape(-1)
-    table = torch.view_as_complex(out[0].view(torch.float64))  # the harmonics fill out[0], then become integers there
-    for lo, hi, z in harmonic_chunks(_angles(flat, modulus_bits), first, step, count, table):
-        round_to_int64(torch.view_as_real(z).mul_(2.0**scale_bits))
-        if products:
-            torch.mul(out[0, lo:hi], flat[:, None], out=out[1, lo:hi])
+
+    def fill(begin: int, end: int) -> None:  # elements [begin, end) of every harmonic
+        part, values = out[:, :, begin:end], flat[begin:end]
+        table = torch.view_as_complex(part[0].view(torch.float64))  # the harmonics fill it, then become integers there
+        for lo, hi, z in harmonic_chunks(_angles(values, modulus_bits), first, step, count, table):
+            round_to_int64(torch.view_as_real(z).mul_(2.0**scale_bits))
+            if products:
+                torch.mul(part[0, lo:hi], values[:, None], out=part[1, lo:hi])
+
+    n = flat.numel()
+    if n * count < PARALLEL_ELEMENTS:
+        fill(0, n)
+    else:  # torch releases the GIL: one thread per half, on a party that waits for this anyway
+        with ThreadPoolExecutor(DEALER_THREADS) as pool:
+            cuts = [n * i // DEALER_THREADS for i in range(DEALER_THREADS + 1)]
+            list(pool.map(fill, cuts[:-1], cuts[1:]))
     return out.view(-1, *r.shape)
 
 

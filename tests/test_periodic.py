@@ -96,3 +96,19 @@ def test_series_are_checked():
         FourierSeries(3, 1, 1, (0.1,), ())
     with pytest.raises(ValueError, match="harmonics start at 1"):
         FourierSeries(3, 0, 1, (0.1,), (0.2,))
+
+
+@pytest.mark.parametrize("products", [False, True])
+def test_the_dealers_masks_in_threads_equal_those_of_one(monkeypatch, products):
+    """Large mask tables are filled by threads, one per part of the elements: the same
+    integers as in one pass (per element, the same products in the same order)."""
+    import protocols.periodic as periodic
+
+    r = torch.randint(-2**62, 2**62, (3, 1000), generator=torch.Generator().manual_seed(3))
+    args = (8 + 16, 20, 18, 1, 2, products)
+    monkeypatch.setattr(periodic, "PARALLEL_ELEMENTS", 1 << 40)
+    serial = trig_values(r, *args)
+    monkeypatch.setattr(periodic, "PARALLEL_ELEMENTS", 1)
+    threaded = trig_values(r, *args)
+    assert threaded.shape == serial.shape == ((4 if products else 2) * 20, 3, 1000)
+    assert torch.equal(threaded, serial)
