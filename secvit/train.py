@@ -48,7 +48,8 @@ class TrainConfig:
     ``cached_logits`` file of ``secvit cache-logits``. ``gqa`` groups the (rewritten)
     model's K/V heads into that many per layer before fine-tuning, query heads allocated
     by ``gqa_mode`` (:mod:`secvit.gqa`). ``pwca`` adds DCAL's pair-wise cross-attention
-    pass to every step (:mod:`secvit.pwca`). ``clip_grad`` clips the gradient's global
+    pass to every step (:mod:`secvit.pwca`); ``glca`` adds its global-local cross-attention
+    branch, kept at inference (:mod:`secvit.glca`). ``clip_grad`` clips the gradient's global
     norm before each step (None: no clipping).
     """
 
@@ -74,6 +75,7 @@ class TrainConfig:
     gqa: int | None = None
     gqa_mode: str = "mean"
     pwca: bool = False
+    glca: bool = False
     clip_grad: float | None = None
 
     def __post_init__(self) -> None:
@@ -252,6 +254,15 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False) -> dict:
         model_args = {"num_classes": data.num_classes}
         model = create_model(cfg.model, **model_args)
         norm = Normalization.fit(data.x_train)
+    if cfg.glca:  # before any rewrite, which then applies to the branch too
+        from .glca import add_glca
+        from .models.registry import builtin_entry
+
+        if builtin_entry(cfg.model) is None:
+            raise UsageError(f"--glca is for the built-in ViT-Lite models (their model_args rebuild the branch), "
+                             f"not {cfg.model}")
+
+        model, model_args = add_glca(model), {**model_args, "glca": True}
     extra: dict = {}
     if cfg.init is not None:  # the loaded model is already rewritten / grouped
         extra |= {k: base.extra[k] for k in ("policy",) if k in base.extra}

@@ -13,6 +13,7 @@ from typing import Any
 
 from timm.models.vision_transformer import Attention, VisionTransformer
 
+from ..glca import GLCAVisionTransformer
 from .registry import register_model
 
 __all__ = ["vit_lite", "vit_lite_1_2_16", "vit_lite_2_2_32", "vit_lite_6_4_28", "vit_lite_7_4_32"]
@@ -28,15 +29,19 @@ def vit_lite(
     num_classes: int = 10,
     in_chans: int = 3,
     head_dim: int | None = None,
+    glca: bool = False,
     **kwargs: Any,
 ) -> VisionTransformer:
     """Build a ViT-Lite (CLS token, learned positions, qkv bias, pre-norm blocks).
 
     ``head_dim`` fixes each head's width independently of ``embed_dim`` (default
     ``embed_dim // num_heads``): a student with fewer heads than its teacher keeps the
-    teacher's head width (:mod:`secvit.compress.inherit`).
+    teacher's head width (:mod:`secvit.compress.inherit`). ``glca`` adds DCAL's
+    global-local cross-attention branch (:mod:`secvit.glca`).
     """
-    model = VisionTransformer(
+    if glca and head_dim is not None:
+        raise ValueError("a GLCA branch needs the default head width (embed_dim // num_heads)")
+    model = (GLCAVisionTransformer if glca else VisionTransformer)(
         img_size=img_size,
         patch_size=patch_size,
         in_chans=in_chans,

@@ -36,7 +36,10 @@ def _module_path(node: fx.Node) -> str:
 
 
 def _to_module(gm: fx.GraphModule, node: fx.Node, module: nn.Module) -> str:
-    name = f"{node.name}_mpc"
+    """Replace the call ``node`` by ``module``, registered inside the module that made the
+    call (so that the profiler charges it there); returns its path."""
+    owner = _module_path(node)
+    name = f"{owner}.{node.name}_mpc" if owner else f"{node.name}_mpc"
     gm.add_submodule(name, module)
     with gm.graph.inserting_after(node):
         new = gm.graph.call_module(name, (node.args[0],))
