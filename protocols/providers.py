@@ -26,7 +26,8 @@ from .randomness import KeyedStream
 __all__ = ["DealerProvider", "FirstPartyProvider", "PreprocessingError", "RecordingProvider", "UnsupportedRequestError",
            "ZeroStream"]
 
-PREFETCH_BYTES = 1 << 30  # the most keystream a party computes ahead of a forward pass
+PREFETCH_BYTES = 1 << 30
+_FIXED_MASK_KINDS = (*STATIONARY, "ssquare")  # requests whose c is a (*) B for a fixed mask B  # the most keystream a party computes ahead of a forward pass
 
 
 class PreprocessingError(RuntimeError):
@@ -53,6 +54,9 @@ class _RequestProvider:
     NAME = "secvit"
     RECORDS_ONLY = False  # a dry run's provider: its values are zeros
 
+    def __init__(self) -> None:
+        self._public: dict[int, torch.Tensor] = {}  # F = W - B of each fixed mask, by id
+
     def values(self, req: Request) -> dict[str, torch.Tensor]:
         """This party's shares of ``req``'s values (each provider says where they come from),
         with a stationary product's public part folded in (:meth:`_fold_public`)."""
@@ -60,20 +64,20 @@ class _RequestProvider:
 
     def publish_mask(self, mask_id: int, f: torch.Tensor) -> None:
         """Record ``F = W - B``, opened for fixed mask ``mask_id`` (:func:`~.stationary.fix_masks`)."""
-        self.__dict__.setdefault("_public", {})[mask_id] = f
+        self._public[mask_id] = f
 
     def _public_known(self, req: Request) -> bool:
         """Whether :meth:`_fold_public` can fold ``req`` now (its mask's F is opened, or it needs none)."""
-        return req.kind not in STATIONARY + ("ssquare",) or req.mask_id in self.__dict__.get("_public", {})
+        return req.kind not in _FIXED_MASK_KINDS or req.mask_id in self._public
 
     def _fold_public(self, req: Request, values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """A stationary request's ``c`` plus ``a (*) F`` for its mask's public ``F``: the part
         of ``X (*) W = E (*) W + [A] (*) F + [C]`` that needs no input, so that a provider
         that prepares its values ahead (the dealer's) takes it out of the online phase.
         Other requests' values unchanged."""
-        if req.kind not in STATIONARY + ("ssquare",) or self.RECORDS_ONLY:
+        if req.kind not in _FIXED_MASK_KINDS or self.RECORDS_ONLY:
             return values
-        f = self.__dict__.get("_public", {}).get(req.mask_id)
+        f = self._public.get(req.mask_id)
         if f is None:
             raise PreprocessingError(f"{req.kind} request for fixed mask {req.mask_id}, whose F = W - B was never "
                                      "opened in this session (fix_masks)")
@@ -186,6 +190,7 @@ class RecordingProvider(_RequestProvider):
     RECORDS_ONLY = True
 
     def __init__(self) -> None:
+        super().__init__()
         self.requests: list[Request] = []
 
     def values(self, req: Request) -> dict[str, torch.Tensor]:
@@ -229,6 +234,7 @@ class DealerProvider(_RequestProvider):
     NAME = "secvit-dealer"
 
     def __init__(self) -> None:
+        super().__init__()
         self.stream: KeyedStream | None = None
         self._load(None, None, None)
         self._active = False
@@ -294,6 +300,7 @@ class FirstPartyProvider(_RequestProvider):
     NAME = "secvit-tfp"
 
     def __init__(self) -> None:
+        super().__init__()
         self._masks: dict[int, torch.Tensor] = {}  # party 0's plaintext fixed masks, by id
 
     def values(self, req: Request) -> dict[str, torch.Tensor]:
