@@ -86,6 +86,12 @@ def trace(model: nn.Module) -> fx.GraphModule:
     params = list(inspect.signature(model.forward).parameters.values())[1:]
     concrete = {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
     graph = _Tracer().trace(model, concrete_args=concrete or None)
+    if isinstance(model, fx.GraphModule):  # its code is flat: the calls keep the modules they were made in
+        stacks = {(n.name, n.target): n.meta["nn_module_stack"] for n in model.graph.nodes
+                  if n.meta.get("nn_module_stack")}
+        for node in graph.nodes:
+            if node.op in ("call_function", "call_method") and not node.meta.get("nn_module_stack"):
+                node.meta["nn_module_stack"] = stacks.get((node.name, node.target), {})
     return fx.GraphModule(model, graph, model.__class__.__name__)
 
 
