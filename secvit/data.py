@@ -1,7 +1,9 @@
 """Datasets: scikit-learn's digits (the default; ships with the package, no download),
 Fashion-MNIST (``fashion-mnist``: Debian's ``dataset-fashion-mnist`` package, or
 ``fashion-mnist:DIR``), ``mnist:DIR`` and ``idx:DIR`` (IDX files, :mod:`secvit.idx`), a
-user's ``npz:PATH`` (arrays ``x`` and ``y``) and ``cifar10:DIR`` (python pickle batches).
+user's ``npz:PATH`` (arrays ``x`` and ``y``) and ``cifar10:DIR`` (python pickle batches);
+and one regression dataset, ``holo-sim[:N]`` (N simulated holograms, 6,000 by default,
+the last sixth for testing; the target is the focus distance in µm, :mod:`secvit.holo`).
 
 Every source yields float images in [0, 1], shape (N, C, H, W), resized to the model's
 input size; normalisation (per-channel mean and std of the training split) is stored
@@ -65,6 +67,11 @@ class Dataset:
     x_test: torch.Tensor
     y_test: torch.Tensor
     num_classes: int
+    unit: str | None = None  # a regression target's unit (y float); None: class labels
+
+    @property
+    def regression(self) -> bool:
+        return self.unit is not None
 
 
 def resize(x: torch.Tensor, size: int, channels: int) -> torch.Tensor:
@@ -142,8 +149,25 @@ def _cifar10(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray
     return np.concatenate([b[0] for b in train]), xt, np.concatenate([b[1] for b in train]), yt
 
 
-DATASET_KINDS = ("digits", "fashion-mnist", "mnist", "idx", "npz", "cifar10")
-DATA_SPECS = "'digits', 'fashion-mnist[:DIR]', 'mnist:DIR', 'idx:DIR', 'npz:PATH' or 'cifar10:DIR'"
+DATASET_KINDS = ("digits", "fashion-mnist", "mnist", "idx", "npz", "cifar10", "holo-sim")
+DATA_SPECS = ("'digits', 'fashion-mnist[:DIR]', 'mnist:DIR', 'idx:DIR', 'npz:PATH', 'cifar10:DIR' or "
+              "'holo-sim[:N]' (regression)")
+HOLO_DEFAULT = 6000
+HOLO_TEST_SHARE = 6  # the last N / 6 holograms are the test split
+
+
+def _holograms(spec: str, arg: str, img_size: int, in_chans: int) -> Dataset:
+    from .holo import simulate_holograms
+
+    if arg and not (arg.isdigit() and 12 <= int(arg) <= 200_000):
+        raise UsageError(f"holo-sim:N takes a number of holograms from 12 to 200000, got {arg!r}")
+    n = int(arg) if arg else HOLO_DEFAULT
+    x, z = simulate_holograms(n)
+    cut = n - n // HOLO_TEST_SHARE
+    images = resize(torch.from_numpy(x)[:, None], img_size, in_chans)
+    y = torch.from_numpy(z)
+    return Dataset(name=spec, x_train=images[:cut], y_train=y[:cut], x_test=images[cut:], y_test=y[cut:],
+                   num_classes=1, unit="µm")
 
 
 def load_dataset(spec: str, img_size: int, in_chans: int = 3) -> Dataset:
@@ -167,6 +191,8 @@ def load_dataset(spec: str, img_size: int, in_chans: int = 3) -> Dataset:
         x_tr, x_te, y_tr, y_te = _npz(Path(arg))
     elif kind == "cifar10" and arg:
         x_tr, x_te, y_tr, y_te = _cifar10(Path(arg))
+    elif kind == "holo-sim":
+        return _holograms(spec, arg, img_size, in_chans)
     else:
         raise UsageError(f"unknown data {spec!r}: expected {DATA_SPECS}")
     y_tr, y_te = torch.as_tensor(y_tr, dtype=torch.long), torch.as_tensor(y_te, dtype=torch.long)

@@ -28,6 +28,7 @@ from .models import create_model
 from .mpc_modules import MPCNorm
 from .errors import UsageError
 from .query_grouping import GQA_MODES
+from .task import REGRESSION_LOSSES, RegressionTarget, regression_loss
 from .train_state import TrainingState
 
 TEACHER_METHODS = ("kd", "nkd", "mpcformer", "affinity")
@@ -49,7 +50,9 @@ class TrainConfig:
     model's K/V heads into that many per layer before fine-tuning, query heads allocated
     by ``gqa_mode`` (:mod:`secvit.gqa`). ``pwca`` adds DCAL's pair-wise cross-attention
     pass to every step (:mod:`secvit.pwca`); ``glca`` adds its global-local cross-attention
-    branch, kept at inference (:mod:`secvit.glca`). ``clip_grad`` clips the gradient's global
+    branch, kept at inference (:mod:`secvit.glca`). On regression data (``holo-sim``) the
+    model has one output and trains on ``regression_loss`` (l1 or mse) of the standardised
+    target (:mod:`secvit.task`). ``clip_grad`` clips the gradient's global
     norm before each step (None: no clipping).
     """
 
@@ -77,6 +80,7 @@ class TrainConfig:
     pwca: bool = False
     glca: bool = False
     clip_grad: float | None = None
+    regression_loss: str = "l1"
 
     def __post_init__(self) -> None:
         if self.distill is not None and self.distill not in METHODS:
@@ -90,19 +94,32 @@ class TrainConfig:
             raise UsageError(f"unknown --gqa-mode {self.gqa_mode!r}; known: {', '.join(GQA_MODES)}")
         if self.gqa_mode != "mean" and self.gqa is None:
             raise UsageError(f"--gqa-mode {self.gqa_mode} goes with --gqa G")
+        if self.regression_loss not in REGRESSION_LOSSES:
+            raise UsageError(f"unknown --regression-loss {self.regression_loss!r}; known: "
+                             f"{', '.join(REGRESSION_LOSSES)}")
         if self.distill == "sparse" and self.flip:
             raise UsageError("--flip does not go with --distill sparse: the logit cache replays translations only")
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> float:
-    """Top-1 accuracy of ``model`` on normalised images ``x``."""
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256,
+             target: RegressionTarget | None = None) -> float:
+    """Top-1 accuracy of ``model`` on normalised images ``x``; with a regression
+    ``target``, the mean absolute error in its unit."""
     model.eval()
+    if target is not None:
+        errors = [(target.decode(model(x[i : i + batch_size])) - y[i : i + batch_size]).abs().sum()
+                  for i in range(0, len(x), batch_size)]
+        return float(sum(errors)) / len(x)
     correct = sum(
         int((model(x[i : i + batch_size]).argmax(-1) == y[i : i + batch_size]).sum())
         for i in range(0, len(x), batch_size)
     )
     return correct / len(x)
+
+
+def _score(value: float, target: RegressionTarget | None) -> str:
+    return f"test MAE {value:.3f} {target.unit}" if target is not None else f"test accuracy {value:.4f}"
 
 
 def _lr_at(step: int, total: int, warmup: int, base: float) -> float:
@@ -135,11 +152,14 @@ def _distiller(cfg: TrainConfig, model: nn.Module, data: Dataset) -> Distiller:
     return LogitDistiller(cfg.distill, teacher, meta.normalization, cfg.temperature)
 
 
-def _loss(model: nn.Module, batch: Batch, norm: Normalization, cfg: TrainConfig, distiller: Distiller) -> torch.Tensor:
+def _loss(model: nn.Module, batch: Batch, norm: Normalization, cfg: TrainConfig, distiller: Distiller,
+          target: RegressionTarget | None = None) -> torch.Tensor:
     x = norm.apply(batch.raw)
     logits = model(x)
-    ce = F.cross_entropy(logits, batch.y, label_smoothing=cfg.label_smoothing)
-    loss = distiller.loss(logits, ce, batch)
+    if target is not None:
+        loss = regression_loss(cfg.regression_loss, logits, batch.y, target)
+    else:
+        loss = distiller.loss(logits, F.cross_entropy(logits, batch.y, label_smoothing=cfg.label_smoothing), batch)
     if cfg.pwca and len(x) > 1:  # each image's partner: another image of the batch
         from .pwca import pwca_logits
 
@@ -160,11 +180,12 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 
 def fit(model: nn.Module, data: Dataset, norm: Normalization, cfg: TrainConfig, state: TrainingState | None = None,
-        resume: bool = False) -> None:
+        resume: bool = False, target: RegressionTarget | None = None) -> None:
     """Train ``model`` in place by ``cfg`` (optimiser, schedule, augmentation, loss); a
     module's ``regularization()``, where it has one, is added to the loss, and its
     ``schedule(progress)`` is called before every step with the share of training done.
-    ``state`` records each completed epoch; ``resume`` continues from the last one."""
+    ``state`` records each completed epoch; ``resume`` continues from the last one.
+    ``target``: the regression target of regression data (None: classes)."""
     gen = torch.Generator().manual_seed(cfg.seed)
     distiller = _distiller(cfg, model, data)
     extra = [{"params": distiller.parameters(), "weight_decay": 0.0, "lr_scale": 1.0}] if distiller.parameters() else []
@@ -188,7 +209,8 @@ def fit(model: nn.Module, data: Dataset, norm: Normalization, cfg: TrainConfig, 
                 for m in scheduled:
                     m.schedule(step / total)
                 raw = distiller.augment(data.x_train, idx, epoch, cfg.shift, cfg.flip, gen)
-                loss = _loss(model, Batch(raw, data.y_train[idx], idx, epoch, step / total), norm, cfg, distiller)
+                loss = _loss(model, Batch(raw, data.y_train[idx], idx, epoch, step / total), norm, cfg, distiller,
+                             target)
                 for group in opt.param_groups:
                     group["lr"] = _lr_at(step, total, cfg.warmup_epochs * steps_per_epoch, cfg.lr) * group["lr_scale"]
                 opt.zero_grad(set_to_none=True)
@@ -198,15 +220,15 @@ def fit(model: nn.Module, data: Dataset, norm: Normalization, cfg: TrainConfig, 
                 opt.step()
                 step += 1
                 progress.update(task, advance=1, status=f"epoch {epoch + 1}/{cfg.epochs} loss {loss.item():.3f}")
-            acc = evaluate(model, x_test, data.y_test)
-            progress.update(task, status=f"epoch {epoch + 1}/{cfg.epochs} test acc {acc:.4f}")
+            score = _score(evaluate(model, x_test, data.y_test, target=target), target)
+            progress.update(task, status=f"epoch {epoch + 1}/{cfg.epochs} {score}")
             if not progress.console.is_terminal:
-                progress.console.print(f"epoch {epoch + 1}/{cfg.epochs}: loss {loss.item():.4f}, test accuracy {acc:.4f}")
+                progress.console.print(f"epoch {epoch + 1}/{cfg.epochs}: loss {loss.item():.4f}, {score}")
             if state is not None:
                 state.save(epoch + 1, model, opt, distiller.parameters(), gen)
     if recalibrate_batch_statistics(model, norm.apply(data.x_train), cfg.batch_size):
-        acc = evaluate(model, x_test, data.y_test)
-        print(f"batch statistics recalibrated on the training images: test accuracy {acc:.4f}")
+        score = _score(evaluate(model, x_test, data.y_test, target=target), target)
+        print(f"batch statistics recalibrated on the training images: {score}")
 
 
 @torch.no_grad()
@@ -261,7 +283,6 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False) -> dict:
         if builtin_entry(cfg.model) is None:
             raise UsageError(f"--glca is for the built-in ViT-Lite models (their model_args rebuild the branch), "
                              f"not {cfg.model}")
-
         model, model_args = add_glca(model), {**model_args, "glca": True}
     extra: dict = {}
     if cfg.init is not None:  # the loaded model is already rewritten / grouped
@@ -276,9 +297,12 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False) -> dict:
         from .gqa import to_gqa
 
         model = to_gqa(model, cfg.gqa, cfg.gqa_mode)
+    target = _regression_target(cfg, data, base.extra if cfg.init is not None else {})
+    if target is not None:
+        extra["target"] = target.to_dict()
     start = time.perf_counter()
     state = TrainingState(out, dict(cfg.__dict__), defaults=dict(TrainConfig().__dict__))
-    fit(model, data, norm, cfg, state, resume)
+    fit(model, data, norm, cfg, state, resume, target)
     from .gqa import gqa_record
 
     if (grouping := gqa_record(model)) is not None:  # after training: dgqa's allocation is the trained one
@@ -292,14 +316,34 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False) -> dict:
     return written
 
 
+def _regression_target(cfg: TrainConfig, data: Dataset, base: dict) -> RegressionTarget | None:
+    """The target standardisation of regression data (the initial checkpoint's, when it has
+    one); None for classes.
+
+    Raises:
+        UsageError: a classification-only option on regression data.
+    """
+    if not data.regression:
+        return None
+    if cfg.distill is not None or cfg.pwca:
+        raise UsageError(f"{data.name} is regression data: --distill and --pwca are for classification")
+    return RegressionTarget.from_dict(base["target"]) if "target" in base else RegressionTarget.fit(data.y_train,
+                                                                                                    data.unit)
+
+
 def save_evaluated(model: nn.Module, meta: Meta, data: Dataset, out: str | Path,
                    dtype: torch.dtype = torch.float16) -> dict:
-    """Save a checkpoint with ``test_accuracy`` measured on the saved parameters (``dtype``,
-    float16 by default) and float32 buffers, i.e. on exactly what is shipped; returns its
-    ``meta.json`` contents."""
+    """Save a checkpoint with ``test_accuracy`` (regression: ``test_mae``, in the target's
+    unit) measured on the saved parameters (``dtype``, float16 by default) and float32
+    buffers, i.e. on exactly what is shipped; returns its ``meta.json`` contents."""
     save_checkpoint(model, meta, out, dtype)
     shipped, _ = load_model(out)
-    meta.extra["test_accuracy"] = evaluate(shipped, meta.normalization.apply(data.x_test), data.y_test)
+    x_test = meta.normalization.apply(data.x_test)
+    if "target" in meta.extra:
+        meta.extra["test_mae"] = evaluate(shipped, x_test, data.y_test,
+                                          target=RegressionTarget.from_dict(meta.extra["target"]))
+    else:
+        meta.extra["test_accuracy"] = evaluate(shipped, x_test, data.y_test)
     meta.extra["test_images"] = len(data.x_test)
     save_checkpoint(model, meta, out, dtype)
     return meta.to_dict()

@@ -22,9 +22,12 @@ def cmd_train(a: argparse.Namespace) -> int:
     cfg = TrainConfig(model=a.model, data=a.data, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed,
                       init=a.init, policy=a.policy, teacher=a.teacher, distill=a.distill, temperature=a.temperature,
                       stage1_share=a.stage1_share, cached_logits=a.cached_logits, gqa=a.gqa, gqa_mode=a.gqa_mode,
-                      pwca=a.pwca, glca=a.glca, clip_grad=a.clip_grad, shift=a.shift, flip=a.flip, warmup_epochs=a.warmup_epochs)
+                      pwca=a.pwca, glca=a.glca, clip_grad=a.clip_grad, regression_loss=a.regression_loss,
+                      shift=a.shift, flip=a.flip, warmup_epochs=a.warmup_epochs)
     meta = train(cfg, a.out, resume=a.resume)
-    console.print(f"wrote {a.out}: test accuracy {meta['test_accuracy']:.4f} on {meta['test_images']} images")
+    score = (f"test MAE {meta['test_mae']:.3f} {meta['target']['unit']}" if "test_mae" in meta
+             else f"test accuracy {meta['test_accuracy']:.4f}")
+    console.print(f"wrote {a.out}: {score} on {meta['test_images']} images")
     return 0
 
 
@@ -175,6 +178,9 @@ def add_parsers(sub: argparse._SubParsersAction, default_checkpoint: str) -> Non
     p.add_argument("--glca", action="store_true",
                    help="DCAL's global-local cross-attention: a class-attention branch after the last block, "
                         "from its weights, added to the logits (kept at inference: the profiler reports it)")
+    p.add_argument("--regression-loss", default="l1", choices=("l1", "mse"),
+                   help="regression data (holo-sim): the loss on the standardised target (l1: default; the "
+                        "mean absolute error in the target's unit is reported)")
     p.add_argument("--clip-grad", type=float, metavar="NORM",
                    help="clip the gradient's global norm to NORM before each step (BatchNorm ViTs need it)")
     p.add_argument("--out", required=True, help="checkpoint directory to write")
