@@ -3,7 +3,9 @@
 Accuracy on the checkpoint's images (the test split by default) of (a) the original
 model, (b) the rewritten plaintext model (reference kernels), (c) the fixed-point
 emulation of the secure plan, and (d) real MPC on the first ``mpc_n`` of those images;
-top-1 agreement and max logit error of MPC against (b) and (c). The emulation also
+top-1 agreement and max logit error of MPC against (b) and (c); for a regression checkpoint
+the mean absolute errors in the target's unit, and MPC's error against (b) and (c) in it
+(agreement: within 1% of the target's std). The emulation also
 measures what the truncations risk over all the images
 (:func:`~secvit.truncation_risk.truncation_risk`).
 """
@@ -25,6 +27,7 @@ from .data import load_dataset
 from .errors import UsageError
 from .secure.emulation import emulate
 from .session import run_session
+from .task import REGRESSION_AGREEMENT, RegressionTarget
 from .truncation_risk import truncation_risk
 
 __all__ = ["SPLITS", "check_images", "run_check"]
@@ -61,6 +64,26 @@ def _accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return float((logits.argmax(-1) == labels).float().mean())
 
 
+def _regression_scores(target: RegressionTarget, original: torch.Tensor, reference: torch.Tensor,
+                       emulation: torch.Tensor, mpc: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
+    """A regression checkpoint's figures in the target's unit: the mean absolute error of
+    each model, and MPC's error against the reference and the emulation (mean and max);
+    an MPC prediction agrees when within :data:`REGRESSION_AGREEMENT` target stds."""
+    n = len(mpc)
+    decoded = {k: target.decode(v) for k, v in (("original", original), ("reference", reference),
+                                                 ("emulation", emulation), ("mpc", mpc))}
+    labels = {"mpc": y[:n]}
+    error = {k: (decoded["mpc"] - decoded[k][:n]).abs() for k in ("reference", "emulation")}
+    within = REGRESSION_AGREEMENT * target.std
+    return {
+        "task": "regression",
+        "unit": target.unit,
+        "mae": {k: float((v - labels.get(k, y)).abs().mean()) for k, v in decoded.items()},
+        **{f"error_mpc_vs_{k}": {"mean": float(e.mean()), "max": float(e.max())} for k, e in error.items()},
+        **{f"agreement_mpc_vs_{k}": float((e <= within).float().mean()) for k, e in error.items()},
+    }
+
+
 def _original(model: torch.nn.Module, meta: Any) -> torch.nn.Module:
     """The checkpoint's weights in the un-rewritten architecture (exact ops)."""
     if not meta.extra.get("policy"):
@@ -94,6 +117,17 @@ def run_check(checkpoint: str, policy: str | None = None, n: int = 200, mpc_n: i
         session = run_session(checkpoint, [str(images)], provider, batch_size, precision_bits, policy=policy,
                               truncation=truncation, risk=False)
     mpc = session.mpc
+    original = _original(model, meta)(x)
+    if "target" in meta.extra:
+        scores = _regression_scores(RegressionTarget.from_dict(meta.extra["target"]), original, ref_logits, emu_logits,
+                                    mpc, y)
+    else:
+        scores = {
+            "accuracy": {"original": _accuracy(original, y), "reference": _accuracy(ref_logits, y),
+                         "emulation": _accuracy(emu_logits, y), "mpc": _accuracy(mpc, y[:mpc_n])},
+            "agreement_mpc_vs_reference": _accuracy(mpc, ref_logits[:mpc_n].argmax(-1)),
+            "agreement_mpc_vs_emulation": _accuracy(mpc, emu_logits[:mpc_n].argmax(-1)),
+        }
     return {
         "checkpoint": checkpoint,
         "split": split,
@@ -102,10 +136,7 @@ def run_check(checkpoint: str, policy: str | None = None, n: int = 200, mpc_n: i
         "policy": policy or (meta.extra.get("policy") or {}).get("name", "exact"),
         "images": n,
         "mpc_images": mpc_n,
-        "accuracy": {"original": _accuracy(_original(model, meta)(x), y), "reference": _accuracy(ref_logits, y),
-                     "emulation": _accuracy(emu_logits, y), "mpc": _accuracy(mpc, y[:mpc_n])},
-        "agreement_mpc_vs_reference": _accuracy(mpc, ref_logits[:mpc_n].argmax(-1)),
-        "agreement_mpc_vs_emulation": _accuracy(mpc, emu_logits[:mpc_n].argmax(-1)),
+        **scores,
         "max_abs_logit_error_mpc_vs_reference": float((mpc - ref_logits[:mpc_n]).abs().max()),
         "max_abs_logit_error_mpc_vs_emulation": float((mpc - emu_logits[:mpc_n]).abs().max()),
         "seconds_per_image_mpc": session.per_party("seconds"),

@@ -22,6 +22,7 @@ from .runtime.netem import NetemLink
 from .runtime.roles import CLIENT
 from .runtime.security import party_flags as security_flags
 from .secure.emulation import emulate
+from .task import REGRESSION_AGREEMENT, RegressionTarget
 from .truncation_risk import truncation_risk
 
 __all__ = ["SessionReport", "run_session"]
@@ -41,6 +42,20 @@ class SessionReport:
     truncation: str = "exact"
     batch_size: int = 8
     risk: dict[str, Any] | None = None
+    target: RegressionTarget | None = None  # a regression checkpoint's: outputs are its standardised values
+
+    def _outputs(self, values: torch.Tensor) -> torch.Tensor:
+        """Per image: the class (argmax), or the regression value in the target's unit."""
+        return values.argmax(-1) if self.target is None else self.target.decode(values)
+
+    @property
+    def agrees(self) -> torch.Tensor:
+        """Per image: MPC gives the reference's class, or a value within
+        :data:`~secvit.task.REGRESSION_AGREEMENT` of the target's std of the reference's."""
+        if self.target is None:
+            return self._outputs(self.plaintext) == self._outputs(self.mpc)
+        error = (self._outputs(self.plaintext) - self._outputs(self.mpc)).abs()
+        return error <= REGRESSION_AGREEMENT * self.target.std
 
     @property
     def forward_passes(self) -> int:
@@ -57,7 +72,7 @@ class SessionReport:
 
     @property
     def agreement(self) -> float:
-        return float((self.plaintext.argmax(-1) == self.mpc.argmax(-1)).float().mean())
+        return float(self.agrees.float().mean())
 
     @property
     def abs_errors(self) -> torch.Tensor:
@@ -90,10 +105,12 @@ class SessionReport:
             "parties": {str(r): {k: p[k] for k in ("seconds", "bytes", "rounds")} for r, p in self.parties.items()},
             "per_image": [
                 {"name": n, "label": None if self.labels is None else self.labels[i],
-                 "plaintext": int(self.plaintext[i].argmax()), "mpc": int(self.mpc[i].argmax()),
+                 "plaintext": plain.item(), "mpc": mpc.item(), "agrees": bool(ok),
                  "max_abs_logit_error": float(self.abs_errors[i])}
-                for i, n in enumerate(self.names)
+                for i, (n, plain, mpc, ok) in enumerate(zip(self.names, self._outputs(self.plaintext),
+                                                            self._outputs(self.mpc), self.agrees))
             ],
+            **({"task": "regression", "unit": self.target.unit} if self.target is not None else {}),
         }
 
 
@@ -135,7 +152,9 @@ def run_session(
             *(party_flags or [])]
     parties = run_local(args, provider=provider, port=port, extra_args={CLIENT: ["--input", *inputs]}, link=link)
     mpc = torch.tensor(parties[CLIENT]["logits"])
-    return SessionReport(names, labels, plaintext, mpc, parties, provider, meta.model, truncation, batch_size, expected)
+    target = RegressionTarget.from_dict(meta.extra["target"]) if "target" in meta.extra else None
+    return SessionReport(names, labels, plaintext, mpc, parties, provider, meta.model, truncation, batch_size, expected,
+                         target)
 
 
 def _risk(model: torch.nn.Module, images: torch.Tensor, precision_bits: int, truncation: str) -> dict[str, Any]:

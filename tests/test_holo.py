@@ -4,10 +4,13 @@ small regressor trained on it."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
+from secvit import cli
 from secvit.checkpoint import load_model
 from secvit.data import load_dataset
 from secvit.errors import UsageError
@@ -88,3 +91,23 @@ def test_regression_target_round_trips_and_losses_are_on_the_standardised_scale(
     assert float(regression_loss("l1", out, y, target)) == 0.75
     assert float(regression_loss("mse", out, y, target)) == 0.625
     assert RegressionTarget.from_dict(target.to_dict()) == target
+
+
+def test_check_and_demo_report_a_regressors_errors_in_micrometres_under_mpc(tmp_path, capsys):
+    train(TrainConfig(model="vit_lite_1_2_16", data="holo-sim:60", epochs=1, batch_size=16, warmup_epochs=1,
+                      shift=0), tmp_path / "holo")
+    report_path = tmp_path / "check.json"
+    assert cli.main(["check", "--checkpoint", str(tmp_path / "holo"), "--n", "10", "--mpc-n", "2",
+                     "--json", str(report_path)]) == 0
+    report = json.loads(report_path.read_text())
+    assert report["task"] == "regression" and report["unit"] == "µm" and "accuracy" not in report
+    assert set(report["mae"]) == {"original", "reference", "emulation", "mpc"}
+    assert report["agreement_mpc_vs_reference"] == 1.0
+    assert report["error_mpc_vs_reference"]["max"] < 0.27  # µm: 1% of the distances' std
+    assert "MAE (µm)" in capsys.readouterr().out
+    demo = tmp_path / "demo.json"
+    assert cli.main(["demo", "--checkpoint", str(tmp_path / "holo"), "--data", "holo-sim:60", "--json", str(demo)]) == 0
+    summary = json.loads(demo.read_text())
+    assert summary["unit"] == "µm" and summary["agreement"] == 1.0
+    row = summary["per_image"][0]
+    assert isinstance(row["mpc"], float) and abs(row["mpc"] - row["plaintext"]) < 0.27 and row["agrees"]

@@ -79,10 +79,14 @@ def _print_session(report: Any, json_path: str | None) -> int:
     table = Table(title=f"secure inference: {summary['model']}, 2 parties, {summary['provider']}")
     for col in ("image", "label", "plaintext", "MPC", "max |logit diff|"):
         table.add_column(col, justify="right")
+    regression = "unit" in summary
+
+    def shown(value: Any) -> str:  # a class, or a regression value in the target's unit
+        return "-" if value is None else f"{value:.3f}" if regression else str(value)
+
     for row in summary["per_image"]:
-        ok = row["plaintext"] == row["mpc"]
-        table.add_row(row["name"], "-" if row["label"] is None else str(row["label"]), str(row["plaintext"]),
-                      f"[{'green' if ok else 'red'}]{row['mpc']}[/]", f"{row['max_abs_logit_error']:.2e}")
+        table.add_row(row["name"], shown(row["label"]), shown(row["plaintext"]),
+                      f"[{'green' if row['agrees'] else 'red'}]{shown(row['mpc'])}[/]", f"{row['max_abs_logit_error']:.2e}")
     console.print(table)
     agree = round(summary["agreement"] * summary["images"])
     console.print(
@@ -127,19 +131,27 @@ def cmd_check(a: argparse.Namespace) -> int:
     with console.status(f"checking {a.n} images in plaintext and emulation, {a.mpc_n} under MPC ..."):
         report = run_check(a.checkpoint, a.policy, a.n, a.mpc_n, batch_size=a.batch_size, precision_bits=a.precision,
                            split=a.split, **security_from_args(a))
-    table = Table(title=f"accuracy, policy {report['policy']}")
+    regression = report.get("task") == "regression"
+    metric = f"MAE ({report['unit']})" if regression else "accuracy"
+    table = Table(title=f"{metric}, policy {report['policy']}")
     table.add_column("model")
-    table.add_column("accuracy", justify="right")
+    table.add_column(metric, justify="right")
     table.add_column("images", justify="right")
     for key, images in (("original", report["images"]), ("reference", report["images"]),
                         ("emulation", report["images"]), ("mpc", report["mpc_images"])):
-        table.add_row(key, f"{report['accuracy'][key]:.4f}", str(images))
+        table.add_row(key, f"{report['mae' if regression else 'accuracy'][key]:.4f}", str(images))
     console.print(table)
-    console.print(
-        f"MPC vs reference: agreement {report['agreement_mpc_vs_reference']:.4f}, max |logit err| "
-        f"{report['max_abs_logit_error_mpc_vs_reference']:.2e}; MPC vs emulation: agreement "
-        f"{report['agreement_mpc_vs_emulation']:.4f}, max |logit err| {report['max_abs_logit_error_mpc_vs_emulation']:.2e}"
-    )
+    if regression:
+        console.print("; ".join(
+            f"MPC vs {k}: error mean {report[f'error_mpc_vs_{k}']['mean']:.3g} {report['unit']}, max "
+            f"{report[f'error_mpc_vs_{k}']['max']:.3g}, agreement {report[f'agreement_mpc_vs_{k}']:.4f}"
+            for k in ("reference", "emulation")))
+    else:
+        console.print(
+            f"MPC vs reference: agreement {report['agreement_mpc_vs_reference']:.4f}, max |logit err| "
+            f"{report['max_abs_logit_error_mpc_vs_reference']:.2e}; MPC vs emulation: agreement "
+            f"{report['agreement_mpc_vs_emulation']:.4f}, max |logit err| "
+            f"{report['max_abs_logit_error_mpc_vs_emulation']:.2e}")
     console.print(describe(report["truncation"]))
     if report["insecure"]:
         console.print(f"[yellow]insecure run: {'; '.join(report['insecure'])}[/]")
