@@ -383,8 +383,8 @@ def scale_table(path: Path) -> str:
     if not runs:
         return ""
     rows = ["Scale: timm's ViTs at 224 x 224 through the secure plan (random weights, batch 1, 2 parties, TFP, "
-            "loopback, 2 cores; per party; `benchmarks/test_scale.py`; target for exact `vit_base_patch16_224`: "
-            "30 s, 4 GB):", "",
+            "loopback, 2 cores; per party; seconds: the median of 3 forwards; `benchmarks/test_scale.py`; target "
+            "for exact `vit_base_patch16_224`: 30 s, 4 GB):", "",
             "| model | policy | seconds | GB | rounds | weights masked at load (GB) | peak memory (GiB) | "
             "max abs logit error |",
             "|---|---|---:|---:|---:|---:|---:|---:|"]
