@@ -107,6 +107,7 @@ def test_check_and_demo_report_a_regressors_errors_in_micrometres_under_mpc(tmp_
     assert "MAE (µm)" in capsys.readouterr().out
     demo = tmp_path / "demo.json"
     assert cli.main(["demo", "--checkpoint", str(tmp_path / "holo"), "--data", "holo-sim:60", "--json", str(demo)]) == 0
+    assert "|diff| (µm)" in capsys.readouterr().out
     summary = json.loads(demo.read_text())
     assert summary["unit"] == "µm" and summary["agreement"] == 1.0
     row = summary["per_image"][0]

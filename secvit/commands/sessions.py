@@ -76,17 +76,18 @@ def cmd_keys(a: argparse.Namespace) -> int:
 
 def _print_session(report: Any, json_path: str | None) -> int:
     summary = report.summary()
-    table = Table(title=f"secure inference: {summary['model']}, 2 parties, {summary['provider']}")
-    for col in ("image", "label", "plaintext", "MPC", "max |logit diff|"):
-        table.add_column(col, justify="right")
     regression = "unit" in summary
+    table = Table(title=f"secure inference: {summary['model']}, 2 parties, {summary['provider']}")
+    for col in ("image", "label", "plaintext", "MPC", f"|diff| ({summary['unit']})" if regression else "max |logit diff|"):
+        table.add_column(col, justify="right")
 
     def shown(value: Any) -> str:  # a class, or a regression value in the target's unit
         return "-" if value is None else f"{value:.3f}" if regression else str(value)
 
     for row in summary["per_image"]:
+        diff = abs(row["mpc"] - row["plaintext"]) if regression else row["max_abs_logit_error"]
         table.add_row(row["name"], shown(row["label"]), shown(row["plaintext"]),
-                      f"[{'green' if row['agrees'] else 'red'}]{shown(row['mpc'])}[/]", f"{row['max_abs_logit_error']:.2e}")
+                      f"[{'green' if row['agrees'] else 'red'}]{shown(row['mpc'])}[/]", f"{diff:.2e}")
     console.print(table)
     agree = round(summary["agreement"] * summary["images"])
     console.print(
