@@ -388,7 +388,7 @@ def scale_table(path: Path) -> str:
             "| model | policy | seconds | GB | rounds | weights masked at load (GB) | peak memory (GiB) | "
             "max abs logit error |",
             "|---|---|---:|---:|---:|---:|---:|---:|"]
-    rows += [f"| `{i['model']}` | {i['policy']} | {i['seconds']:.1f} | {i['bytes'] / 1e9:.2f} | {i['rounds']:,} | "
+    rows += [f"| `{i['model']}` | {i['policy']} | {i['seconds']:.2f} | {i['bytes'] / 1e9:.2f} | {i['rounds']:,} | "
              f"{i['weight_masks']['bytes'] / 1e9:.2f} | {max(i['peak_rss_gib']):.2f} | {i['max_abs_logit_error']:.2e} |"
              for i in runs]
     return "\n".join(rows)
