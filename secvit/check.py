@@ -27,7 +27,7 @@ from .data import load_dataset
 from .errors import UsageError
 from .secure.emulation import emulate
 from .session import run_session
-from .task import REGRESSION_AGREEMENT, RegressionTarget
+from .task import RegressionTarget
 from .truncation_risk import truncation_risk
 
 __all__ = ["SPLITS", "check_images", "run_check"]
@@ -68,19 +68,18 @@ def _regression_scores(target: RegressionTarget, original: torch.Tensor, referen
                        emulation: torch.Tensor, mpc: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
     """A regression checkpoint's figures in the target's unit: the mean absolute error of
     each model, and MPC's error against the reference and the emulation (mean and max);
-    an MPC prediction agrees when within :data:`REGRESSION_AGREEMENT` target stds."""
-    n = len(mpc)
+    an MPC prediction agrees as :meth:`RegressionTarget.agrees` says."""
     decoded = {k: target.decode(v) for k, v in (("original", original), ("reference", reference),
                                                  ("emulation", emulation), ("mpc", mpc))}
-    labels = {"mpc": y[:n]}
-    error = {k: (decoded["mpc"] - decoded[k][:n]).abs() for k in ("reference", "emulation")}
-    within = REGRESSION_AGREEMENT * target.std
+    ours = decoded["mpc"]
+    others = {k: decoded[k][:len(ours)] for k in ("reference", "emulation")}
     return {
         "task": "regression",
         "unit": target.unit,
-        "mae": {k: float((v - labels.get(k, y)).abs().mean()) for k, v in decoded.items()},
-        **{f"error_mpc_vs_{k}": {"mean": float(e.mean()), "max": float(e.max())} for k, e in error.items()},
-        **{f"agreement_mpc_vs_{k}": float((e <= within).float().mean()) for k, e in error.items()},
+        "mae": {k: float((v - y[:len(v)]).abs().mean()) for k, v in decoded.items()},
+        **{f"error_mpc_vs_{k}": {"mean": float((ours - v).abs().mean()), "max": float((ours - v).abs().max())}
+           for k, v in others.items()},
+        **{f"agreement_mpc_vs_{k}": float(target.agrees(ours, v).float().mean()) for k, v in others.items()},
     }
 
 

@@ -22,7 +22,7 @@ from .runtime.netem import NetemLink
 from .runtime.roles import CLIENT
 from .runtime.security import party_flags as security_flags
 from .secure.emulation import emulate
-from .task import REGRESSION_AGREEMENT, RegressionTarget
+from .task import RegressionTarget
 from .truncation_risk import truncation_risk
 
 __all__ = ["SessionReport", "run_session"]
@@ -54,8 +54,7 @@ class SessionReport:
         :data:`~secvit.task.REGRESSION_AGREEMENT` of the target's std of the reference's."""
         if self.target is None:
             return self._outputs(self.plaintext) == self._outputs(self.mpc)
-        error = (self._outputs(self.plaintext) - self._outputs(self.mpc)).abs()
-        return error <= REGRESSION_AGREEMENT * self.target.std
+        return self.target.agrees(self._outputs(self.plaintext), self._outputs(self.mpc))
 
     @property
     def forward_passes(self) -> int:

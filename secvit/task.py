@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from .errors import UsageError
 
-__all__ = ["REGRESSION_AGREEMENT", "REGRESSION_LOSSES", "RegressionTarget", "regression_loss"]
+__all__ = ["REGRESSION_AGREEMENT", "REGRESSION_LOSSES", "RegressionTarget", "regression_loss", "score_text"]
 
 REGRESSION_LOSSES = ("l1", "mse")
 REGRESSION_AGREEMENT = 0.01  # an MPC regression output agrees within 1% of the target's std (holo-sim: 0.27 µm)
@@ -41,12 +41,22 @@ class RegressionTarget:
         """The model's ``(N, 1)`` output in the target's unit, ``(N,)``."""
         return output[..., 0] * self.std + self.mean
 
+    def agrees(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Whether two predictions in the unit agree: within :data:`REGRESSION_AGREEMENT` stds
+        (an MPC output against its plaintext reference)."""
+        return (a - b).abs() <= REGRESSION_AGREEMENT * self.std
+
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "RegressionTarget":
         return cls(float(d["mean"]), float(d["std"]), str(d["unit"]))
+
+
+def score_text(value: float, unit: str | None) -> str:
+    """A test score as printed: ``test MAE 1.234 µm`` (regression) or ``test accuracy 0.9876``."""
+    return f"test MAE {value:.3f} {unit}" if unit is not None else f"test accuracy {value:.4f}"
 
 
 def regression_loss(name: str, output: torch.Tensor, y: torch.Tensor, target: RegressionTarget) -> torch.Tensor:

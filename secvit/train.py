@@ -28,7 +28,7 @@ from .models import create_model
 from .mpc_modules import MPCNorm
 from .errors import UsageError
 from .query_grouping import GQA_MODES
-from .task import REGRESSION_LOSSES, RegressionTarget, regression_loss
+from .task import REGRESSION_LOSSES, RegressionTarget, regression_loss, score_text
 from .train_state import TrainingState
 
 TEACHER_METHODS = ("kd", "nkd", "mpcformer", "affinity")
@@ -119,7 +119,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
 
 
 def _score(value: float, target: RegressionTarget | None) -> str:
-    return f"test MAE {value:.3f} {target.unit}" if target is not None else f"test accuracy {value:.4f}"
+    return score_text(value, target.unit if target is not None else None)
 
 
 def _lr_at(step: int, total: int, warmup: int, base: float) -> float:

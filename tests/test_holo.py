@@ -91,6 +91,7 @@ def test_regression_target_round_trips_and_losses_are_on_the_standardised_scale(
     assert float(regression_loss("l1", out, y, target)) == 0.75
     assert float(regression_loss("mse", out, y, target)) == 0.625
     assert RegressionTarget.from_dict(target.to_dict()) == target
+    assert target.agrees(torch.tensor([5.0, 5.0]), torch.tensor([5.09, 5.11])).tolist() == [True, False]  # 0.1 = 1% of 10
 
 
 def test_check_and_demo_report_a_regressors_errors_in_micrometres_under_mpc(tmp_path, capsys):

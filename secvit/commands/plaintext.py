@@ -25,8 +25,10 @@ def cmd_train(a: argparse.Namespace) -> int:
                       pwca=a.pwca, glca=a.glca, clip_grad=a.clip_grad, regression_loss=a.regression_loss,
                       shift=a.shift, flip=a.flip, warmup_epochs=a.warmup_epochs)
     meta = train(cfg, a.out, resume=a.resume)
-    score = (f"test MAE {meta['test_mae']:.3f} {meta['target']['unit']}" if "test_mae" in meta
-             else f"test accuracy {meta['test_accuracy']:.4f}")
+    from ..task import score_text
+
+    score = (score_text(meta["test_mae"], meta["target"]["unit"]) if "test_mae" in meta
+             else score_text(meta["test_accuracy"], None))
     console.print(f"wrote {a.out}: {score} on {meta['test_images']} images")
     return 0
 
