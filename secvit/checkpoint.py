@@ -94,6 +94,7 @@ MODEL_ARG_RULES: dict[str, ArgRule] = {
     "drop_rate": _RATE,
     "drop_path_rate": _RATE,
     "glca": ArgRule(bool),
+    "class_attention": ArgRule(bool),
 }
 """The allowlist of constructor arguments a ``meta.json`` may set, with their bounds.
 
@@ -105,13 +106,13 @@ Only architecture arguments with JSON-scalar values are listed.
 """
 
 VIT_LITE_ARGS = frozenset({"depth", "num_heads", "embed_dim", "img_size", "patch_size", "mlp_ratio",
-                           "num_classes", "in_chans", "head_dim", "glca"})
+                           "num_classes", "in_chans", "head_dim", "glca", "class_attention"})
 """The named parameters of :func:`~secvit.models.vit_lite.vit_lite`, to which every built-in
 entry forwards its ``**kwargs``; what the project writes (``num_classes`` from training,
-``depth`` / ``mlp_ratio`` / ``num_heads`` / ``head_dim`` from compression, ``glca`` from
-training) is among them."""
+``depth`` / ``mlp_ratio`` / ``num_heads`` / ``head_dim`` from compression, ``glca`` and
+``class_attention`` from training) is among them."""
 
-TIMM_MODEL_ARGS = frozenset(MODEL_ARG_RULES) - {"head_dim", "glca"}
+TIMM_MODEL_ARGS = frozenset(MODEL_ARG_RULES) - {"head_dim", "glca", "class_attention"}
 """Arguments allowed for the timm models (``vit_*``, ``deit_*``, ``deit3_*``, ``tiny_vit_*``,
 ``beit_*``, ``swin_*``): the scalar ones; Swin's per-stage tuples keep the named model's."""
 

@@ -32,8 +32,10 @@ from .task import REGRESSION_LOSSES, RegressionTarget, regression_loss, score_te
 from .train_state import TrainingState
 
 TEACHER_METHODS = ("kd", "nkd", "mpcformer", "affinity")
+CONTINUAL_METHODS = ("gated", "finetune", "joint")
 
-__all__ = ["TEACHER_METHODS", "TrainConfig", "evaluate", "fit", "recalibrate_batch_statistics", "save_evaluated", "train"]
+__all__ = ["CONTINUAL_METHODS", "TEACHER_METHODS", "TrainConfig", "evaluate", "fit", "recalibrate_batch_statistics",
+           "save_evaluated", "train"]
 
 
 @dataclass
@@ -53,7 +55,9 @@ class TrainConfig:
     branch, kept at inference (:mod:`secvit.glca`). On regression data (``holo-sim``) the
     model has one output and trains on ``regression_loss`` (l1 or mse) of the standardised
     target (:mod:`secvit.task`). ``clip_grad`` clips the gradient's global
-    norm before each step (None: no clipping).
+    norm before each step (None: no clipping). ``tasks`` trains class-incrementally in that
+    many tasks, ``epochs`` each, by the ``continual`` method: such a configuration is run by
+    :func:`secvit.continual.incremental.train_continual`, not :func:`train`.
     """
 
     model: str = "vit_lite_7_4_32"
@@ -81,6 +85,8 @@ class TrainConfig:
     glca: bool = False
     clip_grad: float | None = None
     regression_loss: str = "l1"
+    tasks: int | None = None
+    continual: str = "gated"
 
     def __post_init__(self) -> None:
         if self.distill is not None and self.distill not in METHODS:
@@ -97,6 +103,14 @@ class TrainConfig:
         if self.regression_loss not in REGRESSION_LOSSES:
             raise UsageError(f"unknown --regression-loss {self.regression_loss!r}; known: "
                              f"{', '.join(REGRESSION_LOSSES)}")
+        if self.continual not in CONTINUAL_METHODS:
+            raise UsageError(f"unknown --continual {self.continual!r}; known: {', '.join(CONTINUAL_METHODS)}")
+        if self.tasks is None and self.continual != "gated":
+            raise UsageError(f"--continual {self.continual} goes with --tasks T")
+        others = [name for name, on in (("--init", self.init), ("--policy", self.policy), ("--distill", self.distill),
+                                        ("--gqa", self.gqa), ("--pwca", self.pwca), ("--glca", self.glca)) if on]
+        if self.tasks is not None and others:
+            raise UsageError(f"--tasks trains a class-attention ViT-Lite from scratch; not with {', '.join(others)}")
         if self.distill == "sparse" and self.flip:
             raise UsageError("--flip does not go with --distill sparse: the logit cache replays translations only")
 
@@ -260,6 +274,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False) -> dict:
     Returns:
         The written ``meta.json`` contents (:func:`save_evaluated`).
     """
+    if cfg.tasks is not None:
+        raise UsageError("a configuration with tasks trains by secvit.continual.incremental.train_continual")
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     torch.use_deterministic_algorithms(True)

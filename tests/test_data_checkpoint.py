@@ -116,7 +116,7 @@ def _write_meta(tmp_path: Path, **changes: Any) -> Path:
 def test_unknown_model_arg_is_refused(tmp_path):
     ckpt = _write_meta(tmp_path, model_args={"num_classes": 10, "act_layer": "torch.nn.Identity"})
     with pytest.raises(CheckpointError, match=r"c/meta.json: model_args key 'act_layer' is not allowed for "
-                                              r"vit_lite_1_2_16 \(allowed: depth, embed_dim, glca, head_dim, "):
+                                              r"vit_lite_1_2_16 \(allowed: class_attention, depth, embed_dim, glca, "):
         load_meta(ckpt)
 
 

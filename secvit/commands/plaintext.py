@@ -23,8 +23,14 @@ def cmd_train(a: argparse.Namespace) -> int:
                       init=a.init, policy=a.policy, teacher=a.teacher, distill=a.distill, temperature=a.temperature,
                       stage1_share=a.stage1_share, cached_logits=a.cached_logits, gqa=a.gqa, gqa_mode=a.gqa_mode,
                       pwca=a.pwca, glca=a.glca, clip_grad=a.clip_grad, regression_loss=a.regression_loss,
-                      shift=a.shift, flip=a.flip, warmup_epochs=a.warmup_epochs)
-    meta = train(cfg, a.out, resume=a.resume)
+                      shift=a.shift, flip=a.flip, warmup_epochs=a.warmup_epochs, tasks=a.tasks,
+                      continual=a.continual)
+    if cfg.tasks is not None:
+        from ..continual.incremental import train_continual
+
+        meta = train_continual(cfg, a.out, resume=a.resume)
+    else:
+        meta = train(cfg, a.out, resume=a.resume)
     from ..task import score_text
 
     score = (score_text(meta["test_mae"], meta["target"]["unit"]) if "test_mae" in meta
@@ -185,6 +191,12 @@ def add_parsers(sub: argparse._SubParsersAction, default_checkpoint: str) -> Non
                         "mean absolute error in the target's unit is reported)")
     p.add_argument("--clip-grad", type=float, metavar="NORM",
                    help="clip the gradient's global norm to NORM before each step (BatchNorm ViTs need it)")
+    p.add_argument("--tasks", type=int, metavar="T",
+                   help="class-incremental: the classes in T tasks of consecutive labels, trained in turn (--epochs "
+                        "each) without exemplars; a class-attention ViT-Lite scored on all seen classes after each")
+    p.add_argument("--continual", default="gated", choices=("gated", "finetune", "joint"),
+                   help="with --tasks: gated (gated class-attention and cascaded drift compensation, no task ID), "
+                        "finetune (the forgetting baseline), joint (every image kept: the upper bound)")
     p.add_argument("--out", required=True, help="checkpoint directory to write")
     p.add_argument("--resume", action="store_true",
                    help="continue a stopped run from its last completed epoch (same options; same final weights)")

@@ -13,6 +13,7 @@ from typing import Any
 
 from timm.models.vision_transformer import Attention, VisionTransformer
 
+from .class_attention import ClassAttentionViT
 from ..glca import GLCAVisionTransformer
 from .registry import register_model
 
@@ -30,6 +31,7 @@ def vit_lite(
     in_chans: int = 3,
     head_dim: int | None = None,
     glca: bool = False,
+    class_attention: bool = False,
     **kwargs: Any,
 ) -> VisionTransformer:
     """Build a ViT-Lite (CLS token, learned positions, qkv bias, pre-norm blocks).
@@ -37,11 +39,14 @@ def vit_lite(
     ``head_dim`` fixes each head's width independently of ``embed_dim`` (default
     ``embed_dim // num_heads``): a student with fewer heads than its teacher keeps the
     teacher's head width (:mod:`secvit.compress.inherit`). ``glca`` adds DCAL's
-    global-local cross-attention branch (:mod:`secvit.glca`).
+    global-local cross-attention branch (:mod:`secvit.glca`); ``class_attention`` makes the
+    last block CaiT's class attention (:mod:`secvit.models.class_attention`).
     """
-    if glca and head_dim is not None:
-        raise ValueError("a GLCA branch needs the default head width (embed_dim // num_heads)")
-    model = (GLCAVisionTransformer if glca else VisionTransformer)(
+    if (glca or class_attention) and head_dim is not None:
+        raise ValueError("a GLCA branch or class-attention block needs the default head width (embed_dim // num_heads)")
+    if glca and class_attention:
+        raise ValueError("glca and class_attention do not go together")
+    model = (GLCAVisionTransformer if glca else ClassAttentionViT if class_attention else VisionTransformer)(
         img_size=img_size,
         patch_size=patch_size,
         in_chans=in_chans,
