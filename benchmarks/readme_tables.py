@@ -11,7 +11,8 @@ Results: ``benchmarks/results/demo.json`` (``secvit demo --json``),
 the block between ``<!-- results:start -->`` and ``<!-- results:end -->``. Protocols:
 ``secvit protocols --format md``, between ``<!-- protocols:start/end -->``. Compression:
 ``benchmarks/results/compression/*.json`` (``make compression``: ``secvit pareto --json``),
-between ``<!-- compression:start/end -->``.
+between ``<!-- compression:start/end -->``. Tasks ([7 of 7]): ``benchmarks/results/tasks/*.json``
+(``benchmarks/tasks.sh``), between ``<!-- tasks:start/end -->`` (:mod:`readme_tasks`).
 
     python benchmarks/readme_tables.py
 """
@@ -23,6 +24,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+
+from readme_tasks import render_tasks
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -433,7 +436,8 @@ def render_protocols() -> str:
 def main() -> None:
     readme = ROOT / "README.md"
     text = readme.read_text()
-    for name, body in (("results", render()), ("protocols", render_protocols()), ("compression", render_compression())):
+    for name, body in (("results", render()), ("protocols", render_protocols()), ("compression", render_compression()),
+                       ("tasks", render_tasks())):
         start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
         text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: f"{start}\n{body}\n{end}", text, flags=re.S)
     readme.write_text(text)
