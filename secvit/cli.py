@@ -1,7 +1,8 @@
 """``secvit`` command line. The commands live in groups, each adding its own parsers:
 :mod:`secvit.commands.plaintext` (train, cache-logits, models, rewrite, inherit, compress,
 search, pipeline), :mod:`secvit.commands.sessions` (party, keys, demo, infer, check,
-protocols) and :mod:`secvit.profile.commands` (profile, compare, pareto)."""
+protocols), :mod:`secvit.profile.commands` (profile, compare, pareto) and
+:mod:`secvit.supernet.commands` (supernet train, supernet search)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from .checkpoint import DEFAULT_CHECKPOINT
 from .commands import plaintext, sessions
 from .errors import SecvitError
 from .profile import commands as profile_commands
+from .supernet import commands as supernet_commands
 
 __all__ = ["DEFAULT_CHECKPOINT", "main", "main_exit"]
 
@@ -22,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``secvit`` parser: each command group adds its commands (``func`` runs one)."""
     parser = argparse.ArgumentParser(prog="secvit", description="Secure (MPC) inference for Vision Transformers.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for group in (plaintext, sessions, profile_commands):
+    for group in (plaintext, sessions, profile_commands, supernet_commands):
         group.add_parsers(sub, DEFAULT_CHECKPOINT)
     return parser
 

@@ -18,7 +18,9 @@ def test_the_groups_add_every_command():
 @pytest.mark.parametrize("command", COMMANDS)
 def test_each_command_has_a_handler(command):
     parser = cli.build_parser()._subparsers._group_actions[0].choices[command]
-    assert callable(parser.get_default("func")), f"{command} has no handler"
+    nested = parser._subparsers._group_actions[0].choices if parser._subparsers else {"": parser}
+    for name, leaf in nested.items():  # a command with subcommands (supernet train|search): each of them
+        assert callable(leaf.get_default("func")), f"{command} {name} has no handler"
 
 
 def test_a_user_error_is_one_line_and_exit_2(monkeypatch, capsys):

@@ -1,0 +1,150 @@
+"""``secvit supernet train`` and ``secvit supernet search``.
+
+Training holds out a tenth of the training split (a seeded draw) for the search and the
+sampler's calibration, measures the secure cost of a pool of subnets, and trains the
+supernet with :func:`secvit.train.fit`, the sampler choosing each step's subnet. The
+checkpoint is the supernet's largest subnet as an ordinary ViT-Lite, with the space, the
+pool and its costs in ``meta.json`` (``supernet``). The search ranks the pool's subnets
+within a budget by accuracy on the held-out images, extracts the best with its inherited
+weights as an ordinary checkpoint (its policy holding the per-layer attentions), and
+optionally fine-tunes it.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from pathlib import Path
+
+import torch
+from rich.progress import track
+
+from ..checkpoint import Meta, load_model
+from ..data import Dataset, Normalization, load_dataset
+from ..errors import UsageError
+from ..models import create_model
+from ..models.registry import builtin_entry
+from ..rewrite.policy import policy_from_dict
+from ..train import TrainConfig, fit, save_evaluated
+from .cost import SubnetCost, subnet_cost
+from .sampler import ComplexityAwareSampler
+from .space import SearchSpace, Subnet
+from .supervit import SuperViT, subnet_args, subnet_forward, subnet_policy, extract
+
+__all__ = ["VALIDATION_SHARE", "search_supernet", "train_supernet"]
+
+VALIDATION_SHARE = 0.1
+CALIBRATION_IMAGES = 256
+
+
+def hold_out(data: Dataset, seed: int) -> tuple[Dataset, torch.Tensor, torch.Tensor]:
+    """``data`` without a seeded tenth of its training images, and those images and labels."""
+    order = torch.randperm(len(data.x_train), generator=torch.Generator().manual_seed(seed))
+    cut = max(1, int(len(order) * VALIDATION_SHARE))
+    held, kept = order[:cut], order[cut:].sort().values
+    train = Dataset(data.name, data.x_train[kept], data.y_train[kept], data.x_test, data.y_test, data.num_classes)
+    return train, data.x_train[held], data.y_train[held]
+
+
+def _pool(space: SearchSpace, size: int, seed: int) -> list[Subnet]:
+    """``size`` distinct subnets: the largest, the smallest (scaling attention everywhere)
+    and random draws."""
+    smallest = Subnet(min(space.depths), min(space.embed_dims), min(space.heads), min(space.mlp_ratios),
+                      (space.attentions[-1],) * min(space.depths))
+    pool = {space.largest(): None, smallest: None}
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(100 * size):
+        if len(pool) >= size:
+            break
+        pool[space.sample(generator)] = None
+    return list(pool)
+
+
+def train_supernet(model: str, data_spec: str, out: str | Path, epochs: int = 40, batch_size: int = 64,
+                   lr: float = 1e-3, pool_size: int = 64, bins: int = 6, explore: float = 0.5, seed: int = 0) -> dict:
+    """Train a supernet of the built-in ViT-Lite ``model`` on ``data_spec`` and write it to ``out``.
+
+    Returns:
+        The written ``meta.json`` contents.
+
+    Raises:
+        UsageError: not a built-in ViT-Lite, regression data, or a pool smaller than the bins.
+    """
+    if builtin_entry(model) is None:
+        raise UsageError(f"a supernet is a built-in ViT-Lite (secvit models), not {model}")
+    if pool_size < bins:
+        raise UsageError(f"--pool {pool_size}: at least --bins ({bins}) subnets")
+    torch.manual_seed(seed)
+    torch.set_num_threads(2)
+    torch.use_deterministic_algorithms(True)
+    probe = create_model(model)
+    img_size, in_chans = probe.patch_embed.img_size[0], probe.patch_embed.proj.in_channels
+    data = load_dataset(data_spec, img_size, in_chans)
+    if data.regression:
+        raise UsageError(f"the supernet classifies; {data.name} is regression data")
+    train, x_val, y_val = hold_out(data, seed)
+    norm = Normalization.fit(train.x_train)
+    torch.manual_seed(seed)
+    base = create_model(model, num_classes=data.num_classes)
+    space = SearchSpace.for_model(base)
+    supervit = SuperViT(base, space)
+    pool = _pool(space, pool_size, seed)
+    build, image = functools.partial(create_model, model), norm.apply(train.x_train[:1])
+    costs = [subnet_cost(base, s, build, image) for s in track(pool, description="secure cost of the pool")]
+    supervit.sampler = sampler = ComplexityAwareSampler(
+        pool, [c.complexity() for c in costs], (norm.apply(x_val[:CALIBRATION_IMAGES]), y_val[:CALIBRATION_IMAGES]),
+        bins=bins, explore=explore, seed=seed)
+    cfg = TrainConfig(model=model, data=data_spec, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
+    start = time.perf_counter()
+    fit(supervit, train, norm, cfg)
+    record = {"space": space.to_dict(), "hold_out_seed": seed, "validation_images": len(y_val),
+              "pool": [{"subnet": s.to_dict(), "rounds": c.rounds, "bytes": c.bytes} for s, c in zip(pool, costs)],
+              "sampling": {**sampler.summary(), "bins": bins, "explore": explore}}
+    meta = Meta(model=model, model_args={"num_classes": data.num_classes}, img_size=img_size, in_chans=in_chans,
+                num_classes=data.num_classes, normalization=norm, data=data_spec,
+                extra={"supernet": record, "seed": seed, "train_config": cfg.__dict__,
+                       "train_seconds": round(time.perf_counter() - start, 1)})
+    return save_evaluated(base.eval(), meta, data, out)
+
+
+def search_supernet(supernet: str, out: str | Path, max_rounds: int | None = None, max_mb: float | None = None,
+                    epochs: int = 0, lr: float = 5e-4, seed: int = 0) -> dict:
+    """The most accurate subnet of ``supernet``'s pool within the budget (held-out accuracy),
+    extracted to ``out`` (fine-tuned ``epochs`` epochs when > 0).
+
+    Returns:
+        The written ``meta.json`` contents (``supernet``: the subnet, its cost and scores).
+
+    Raises:
+        UsageError: not exactly one budget, not a supernet checkpoint, or no subnet within the budget.
+    """
+    if (max_rounds is None) == (max_mb is None):
+        raise UsageError("give one budget: --max-rounds R or --max-mb M")
+    base, meta = load_model(supernet)
+    record = meta.extra.get("supernet")
+    if record is None or "pool" not in record:
+        raise UsageError(f"{supernet} is not a supernet checkpoint (secvit supernet train writes one)")
+    data = load_dataset(meta.data, meta.img_size, meta.in_chans)
+    train, x_val, y_val = hold_out(data, record["hold_out_seed"])
+    pool = [(Subnet.from_dict(p["subnet"]), SubnetCost(p["rounds"], p["bytes"])) for p in record["pool"]]
+    fits = [(s, c) for s, c in pool if (max_rounds is None or c.rounds <= max_rounds)
+            and (max_mb is None or c.bytes / 1e6 <= max_mb)]
+    if not fits:
+        cheapest = min(pool, key=lambda sc: sc[1].complexity())[1]
+        raise UsageError(f"no subnet of the pool fits {max_rounds or max_mb} {'rounds' if max_rounds else 'MB'}; the "
+                         f"cheapest takes {cheapest.rounds} rounds and {cheapest.bytes / 1e6:.1f} MB")
+    x = meta.normalization.apply(x_val)
+    with torch.no_grad():
+        scores = {s: float((subnet_forward(base, s, x).argmax(1) == y_val).float().mean()) for s, _ in fits}
+    best, cost = max(fits, key=lambda sc: (scores[sc[0]], -sc[1].complexity()))
+    model = extract(base, best, functools.partial(create_model, meta.model))
+    if epochs:
+        fit(model, train, meta.normalization, TrainConfig(model=meta.model, data=meta.data, epochs=epochs, lr=lr,
+                                                          warmup_epochs=1, seed=seed))
+    found = {"source": str(supernet), "subnet": best.to_dict(), "name": best.name(), "rounds": cost.rounds,
+             "bytes": cost.bytes, "budget": {"max_rounds": max_rounds, "max_mb": max_mb},
+             "validation_accuracy": scores[best], "candidates": len(fits), "finetune_epochs": epochs}
+    new = Meta(model=meta.model, model_args=subnet_args(base, best), img_size=meta.img_size, in_chans=meta.in_chans,
+               num_classes=meta.num_classes, normalization=meta.normalization, data=meta.data,
+               extra={"policy": policy_from_dict(subnet_policy(best)).to_dict(), "supernet": found, "seed": seed})
+    return save_evaluated(model, new, data, out)
