@@ -150,6 +150,10 @@ def test_search_extracts_the_best_subnet_within_budget(supernet, tmp_path):
     assert main(["supernet", "search", "--supernet", supernet, "--max-mb", "0.01", "--out", str(tmp_path / "x")]) == 2
     with pytest.raises(UsageError, match="one budget"):
         search_supernet(supernet, tmp_path / "y")
+    with pytest.raises(UsageError, match="give --epochs"):
+        search_supernet(supernet, tmp_path / "y", max_rounds=budget, from_scratch=True)
+    scratch = search_supernet(supernet, tmp_path / "f", max_rounds=budget, epochs=1, from_scratch=True)["supernet"]
+    assert scratch["subnet"] == found["subnet"] and scratch["inherited"] is False
     with pytest.raises(UsageError, match="not a supernet"):
         search_supernet(str(tmp_path / "r"), tmp_path / "z", max_rounds=10**6)
 

@@ -27,7 +27,8 @@ def cmd_supernet_train(a: argparse.Namespace, console: Console) -> int:
 def cmd_supernet_search(a: argparse.Namespace, console: Console) -> int:
     from .run import search_supernet
 
-    meta = search_supernet(a.supernet, a.out, max_rounds=a.max_rounds, max_mb=a.max_mb, epochs=a.epochs, lr=a.lr)
+    meta = search_supernet(a.supernet, a.out, max_rounds=a.max_rounds, max_mb=a.max_mb, epochs=a.epochs, lr=a.lr,
+                           from_scratch=a.from_scratch)
     found = meta["supernet"]
     console.print(f"wrote {a.out}: {found['name']} ({found['rounds']} rounds, {found['bytes'] / 1e6:.1f} MB per party "
                   f"and image), held-out {found['validation_accuracy']:.4f}, test {meta['test_accuracy']:.4f}")
@@ -61,6 +62,9 @@ def add_parsers(sub: argparse._SubParsersAction, default_checkpoint: str) -> Non
     budget.add_argument("--max-mb", type=float, metavar="M", help="MB per party and image")
     p.add_argument("--epochs", type=int, default=0, help="fine-tune the extracted subnet this many epochs (0)")
     p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--from-scratch", action="store_true",
+                   help="train the found architecture from a fresh initialisation for --epochs instead of inheriting "
+                        "the supernet's weights (the per-budget baseline)")
     p.add_argument("--out", required=True, help="checkpoint directory to write")
     p.add_argument("--json", help="also write the checkpoint's meta.json here")
     p.set_defaults(func=lambda a: cmd_supernet_search(a, console))

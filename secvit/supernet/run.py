@@ -108,9 +108,11 @@ def train_supernet(model: str, data_spec: str, out: str | Path, epochs: int = 40
 
 
 def search_supernet(supernet: str, out: str | Path, max_rounds: int | None = None, max_mb: float | None = None,
-                    epochs: int = 0, lr: float = 5e-4, seed: int = 0) -> dict:
+                    epochs: int = 0, lr: float = 5e-4, seed: int = 0, from_scratch: bool = False) -> dict:
     """The most accurate subnet of ``supernet``'s pool within the budget (held-out accuracy),
-    extracted to ``out`` (fine-tuned ``epochs`` epochs when > 0).
+    extracted to ``out`` (fine-tuned ``epochs`` epochs when > 0). ``from_scratch`` trains the
+    same architecture from a fresh initialisation instead (``epochs`` > 0): the baseline of
+    training each budget's model on its own.
 
     Returns:
         The written ``meta.json`` contents (``supernet``: the subnet, its cost and scores).
@@ -120,6 +122,8 @@ def search_supernet(supernet: str, out: str | Path, max_rounds: int | None = Non
     """
     if (max_rounds is None) == (max_mb is None):
         raise UsageError("give one budget: --max-rounds R or --max-mb M")
+    if from_scratch and epochs <= 0:
+        raise UsageError("--from-scratch trains the subnet's architecture anew: give --epochs")
     base, meta = load_model(supernet)
     record = meta.extra.get("supernet")
     if record is None or "pool" not in record:
@@ -137,13 +141,15 @@ def search_supernet(supernet: str, out: str | Path, max_rounds: int | None = Non
     with torch.no_grad():
         scores = {s: float((subnet_forward(base, s, x).argmax(1) == y_val).float().mean()) for s, _ in fits}
     best, cost = max(fits, key=lambda sc: (scores[sc[0]], -sc[1].complexity()))
-    model = extract(base, best, functools.partial(create_model, meta.model))
+    torch.manual_seed(seed)
+    model = extract(base, best, functools.partial(create_model, meta.model), inherit=not from_scratch)
     if epochs:
         fit(model, train, meta.normalization, TrainConfig(model=meta.model, data=meta.data, epochs=epochs, lr=lr,
                                                           warmup_epochs=1, seed=seed))
     found = {"source": str(supernet), "subnet": best.to_dict(), "name": best.name(), "rounds": cost.rounds,
              "bytes": cost.bytes, "budget": {"max_rounds": max_rounds, "max_mb": max_mb},
-             "validation_accuracy": scores[best], "candidates": len(fits), "finetune_epochs": epochs}
+             "validation_accuracy": scores[best], "candidates": len(fits), "epochs": epochs,
+             "inherited": not from_scratch}
     new = Meta(model=meta.model, model_args=subnet_args(base, best), img_size=meta.img_size, in_chans=meta.in_chans,
                num_classes=meta.num_classes, normalization=meta.normalization, data=meta.data,
                extra={"policy": policy_from_dict(subnet_policy(best)).to_dict(), "supernet": found, "seed": seed})

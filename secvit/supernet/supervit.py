@@ -79,14 +79,17 @@ def subnet_policy(subnet: Subnet) -> dict:
 
 
 @torch.no_grad()
-def extract(base: VisionTransformer, subnet: Subnet, build: Callable[..., VisionTransformer]) -> nn.Module:
+def extract(base: VisionTransformer, subnet: Subnet, build: Callable[..., VisionTransformer],
+            inherit: bool = True) -> nn.Module:
     """``subnet`` as a ViT-Lite of its own (``build(**subnet_args)``) holding the supernet's
-    slices, rewritten by :func:`subnet_policy`."""
+    slices (``inherit``; its fresh initialisation otherwise), rewritten by :func:`subnet_policy`."""
     from ..rewrite import rewrite
     from ..rewrite.policy import policy_from_dict
 
     e, hd, hidden = subnet.embed_dim, _head_dim(base), _hidden(subnet)
     model = build(**subnet_args(base, subnet))
+    if not inherit:
+        return rewrite(model.eval(), policy_from_dict(subnet_policy(subnet)))[0]
     model.patch_embed.proj.weight.copy_(base.patch_embed.proj.weight[:e])
     model.patch_embed.proj.bias.copy_(base.patch_embed.proj.bias[:e])
     model.cls_token.copy_(base.cls_token[..., :e])
