@@ -2,7 +2,7 @@
 # `make results` re-measures the README's results (demo JSON, benchmarks) and regenerates its tables;
 # `make compression` retrains the compression/distillation/search students (about 70 min on 2 cores) and measures them,
 # quantizes the shipped exact checkpoints after training (benchmarks/quantize.sh), and trains [7 of 7]'s
-# class-incremental models (benchmarks/tasks.sh).
+# class-incremental models (benchmarks/tasks.sh) and supernets (benchmarks/supernet.sh).
 PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -57,4 +57,5 @@ compression: $(STAMP)
 	BIN=$(BIN) bash benchmarks/compression.sh
 	BIN=$(BIN) bash benchmarks/quantize.sh
 	BIN=$(BIN) bash benchmarks/tasks.sh
+	BIN=$(BIN) bash benchmarks/supernet.sh
 	$(BIN)/python benchmarks/readme_tables.py

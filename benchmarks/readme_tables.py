@@ -347,7 +347,12 @@ def render_compression() -> str:
                                         "plaintext only)"),
                           ("pwca", "MPCFormer's policy, 15 epochs, with and without DCAL's pair-wise cross-attention"),
                           ("tinyclip", "Three blocks by TinyCLIP's progressive compression against one-shot "
-                                       "inheritance (affinity distillation, 20 epochs in all)")):
+                                       "inheritance (affinity distillation, 20 epochs in all)"),
+                          ("supernet_digits", "Subnets of the MPC-budget supernet (digits; `supernet-rR`: the most "
+                                              "accurate subnet within R rounds, inherited and fine-tuned; `alone-rR`: "
+                                              "the same architecture trained on its own) beside MPCViT's search and "
+                                              "compression"),
+                          ("supernet_fashion-mnist", "Subnets of the MPC-budget supernet (Fashion-MNIST; as above)")):
         if (comp / f"{name}.json").exists():
             parts.append(pareto_table(comp / f"{name}.json", subject))
     if (comp / "gqa_kdgqa.json").exists():

@@ -64,6 +64,12 @@ def test_largest_subnet_is_the_model_and_extraction_computes_the_same():
             assert (model(x) - subnet_forward(base, s, x)).abs().max() < 1e-5, s.name()
 
 
+def test_a_width_its_heads_do_not_divide_builds_with_the_supernets_head_width():
+    model = create_model("vit_lite_7_4_32", embed_dim=128, num_heads=3, head_dim=64)  # 3 heads of 64 on width 128
+    assert model.blocks[0].attn.num_heads == 3 and model.blocks[0].attn.qkv.weight.shape == (3 * 192, 128)
+    assert model(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+
+
 def test_supervit_trains_the_sampled_subnet_and_evaluates_the_largest():
     base = _base()
     supervit = SuperViT(base, SearchSpace.for_model(base))

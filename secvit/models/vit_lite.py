@@ -53,14 +53,14 @@ def vit_lite(
         num_classes=num_classes,
         embed_dim=embed_dim,
         depth=depth,
-        num_heads=num_heads,
+        num_heads=num_heads if head_dim is None else 1,  # timm needs heads dividing the width; replaced below
         mlp_ratio=mlp_ratio,
         qkv_bias=True,
         class_token=True,
         global_pool="token",
         **kwargs,
     )
-    if head_dim is not None and head_dim * num_heads != embed_dim:
+    if head_dim is not None:
         for block in model.blocks:
             block.attn = Attention(embed_dim, num_heads, attn_head_dim=head_dim, qkv_bias=True)
     return model
