@@ -30,6 +30,7 @@ clean:
 
 CHECKPOINTS := vit_lite_7_4_32-digits vit_lite_7_4_32-digits-mpcformer vit_lite_7_4_32-digits-mpcvit vit_lite_3_4_32-digits-lean
 FASHION := vit_lite_6_4_28-fashion vit_lite_6_4_28-fashion-lean
+HOLO := vit_lite_2_2_32-holo
 
 results: $(STAMP)
 	$(BIN)/secvit demo --json benchmarks/results/demo.json
@@ -37,6 +38,13 @@ results: $(STAMP)
 	for c in $(FASHION); do $(BIN)/secvit check --checkpoint checkpoints/$$c --n 10000 --mpc-n 1000 --batch-size 16 \
 	  --json benchmarks/results/fashion_$$c.json; done
 	for c in vit_lite_7_4_32-digits vit_lite_7_4_32-digits-mpcformer vit_lite_3_4_32-digits-lean; do $(BIN)/secvit check --checkpoint checkpoints/$$c --split augmented --n 2000 --mpc-n 2000 --batch-size 16 --json benchmarks/results/mpc2000_$$c.json; done
+	mkdir -p benchmarks/results/precision benchmarks/results/tasks
+	for c in $(CHECKPOINTS); do $(BIN)/secvit precision --checkpoint checkpoints/$$c --bits 10,12,14,16 --n 360 --mpc-n 16 \
+	  --json benchmarks/results/precision/$$c.json; done
+	for c in $(FASHION); do $(BIN)/secvit precision --checkpoint checkpoints/$$c --bits 10,12,14,16 --n 10000 --mpc-n 64 \
+	  --batch-size 16 --json benchmarks/results/precision/$$c.json; done
+	$(BIN)/secvit check --checkpoint checkpoints/$(HOLO) --n 1000 --mpc-n 100 --batch-size 16 \
+	  --json benchmarks/results/tasks/holo_check.json
 	$(BIN)/python -m pytest benchmarks/test_dealer.py -q -m slow --benchmark-json=benchmarks/results/dealer.json
 	$(BIN)/python -m pytest benchmarks/test_secure_forward.py -q -m slow -k "not targets" --benchmark-json=benchmarks/results/secure_forward.json
 	$(BIN)/python -m pytest benchmarks/test_secure_forward.py -q -m slow -k targets --benchmark-json=benchmarks/results/targets_dealer.json

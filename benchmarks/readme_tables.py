@@ -7,7 +7,8 @@ Results: ``benchmarks/results/demo.json`` (``secvit demo --json``),
 ``benchmarks/results/targets_dealer.json`` and ``scale.json`` ([4 of 7]'s targets and scale),
 ``benchmarks/results/compare_*.json`` (``secvit compare --json``),
 ``benchmarks/results/profile_*.json`` and ``netem_*.json`` (``secvit profile [--netem] --json``) and
-``benchmarks/results/protocols.json`` and ``model_policies.json`` (their benchmark suites), into
+``benchmarks/results/protocols.json`` and ``model_policies.json`` (their benchmark suites) and
+``benchmarks/results/precision/*.json`` (``secvit precision --json``, :mod:`readme_precision`), into
 the block between ``<!-- results:start -->`` and ``<!-- results:end -->``. Protocols:
 ``secvit protocols --format md``, between ``<!-- protocols:start/end -->``. Compression:
 ``benchmarks/results/compression/*.json`` (``make compression``: ``secvit pareto --json``),
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from readme_precision import precision_table
 from readme_tasks import render_tasks
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -425,6 +427,7 @@ def render() -> str:
     parts += [profile_table(p) for p in sorted(RESULTS.glob("profile_*.json"))]
     parts += [compare_table(p) for p in sorted(RESULTS.glob("compare_*.json"))]
     parts.append(netem_table(sorted(RESULTS.glob("netem_*.json"))))
+    parts.append(precision_table())
     if (RESULTS / "model_policies.json").exists():
         parts.append(model_policy_table(RESULTS / "model_policies.json"))
     if (RESULTS / "protocols.json").exists():

@@ -113,3 +113,15 @@ def test_check_and_demo_report_a_regressors_errors_in_micrometres_under_mpc(tmp_
     assert summary["unit"] == "µm" and summary["agreement"] == 1.0
     row = summary["per_image"][0]
     assert isinstance(row["mpc"], float) and abs(row["mpc"] - row["plaintext"]) < 0.27 and row["agrees"]
+
+
+def test_shipped_regressor_scores_what_its_meta_says():
+    """The shipped holo-sim regressor: its test MAE on the 1,000 test holograms, recomputed
+    on the saved weights, is what meta.json records, far below the constant prediction's."""
+    model, meta = load_model("checkpoints/vit_lite_2_2_32-holo")
+    data = load_dataset(meta.data, meta.img_size, meta.in_chans)
+    target = RegressionTarget.from_dict(meta.extra["target"])
+    mae = evaluate(model, meta.normalization.apply(data.x_test), data.y_test, target=target)
+    assert len(data.x_test) == meta.extra["test_images"] == 1000
+    assert mae == pytest.approx(meta.extra["test_mae"], abs=1e-4) and mae < 8.0
+    assert float((data.y_test - data.y_train.mean()).abs().mean()) > 2.5 * mae
