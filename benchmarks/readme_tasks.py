@@ -40,8 +40,8 @@ def continual_table(data: str) -> str:
         lines += ["", f"The gated model under MPC (`secvit check --mpc-n {c['mpc_images']}`, {c['provider']}): "
                       f"{c['accuracy']['mpc']:.2%} on {c['mpc_images']} test images, "
                       f"{c['agreement_mpc_vs_reference']:.0%} agreement with the plaintext reference, "
-                      f"{c['bytes_per_image_mpc'] / 1e6:.1f} MB per image and party, {c['rounds_per_forward_mpc']:.0f} rounds per "
-                      f"forward pass."]
+                      f"{c['bytes_per_image_mpc'] / 1e6:.1f} MB per image and party, "
+                      f"{c['rounds_per_forward_mpc']:.0f} rounds per forward pass."]
     return "\n".join(lines)
 
 

@@ -78,7 +78,8 @@ class Prototypes:
             ValueError: a class without a prototype.
         """
         if sorted(self.classes) != list(range(num_classes)):
-            raise ValueError(f"a head over {num_classes} classes needs a prototype of each, have {sorted(self.classes)}")
+            raise ValueError(f"a head over {num_classes} classes needs a prototype of each, "
+                             f"have {sorted(self.classes)}")
         head = nn.Linear(self.vectors.shape[1], num_classes)
         order = torch.tensor(self.classes).argsort()
         with torch.no_grad():

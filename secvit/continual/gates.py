@@ -119,7 +119,8 @@ class TaskGating(nn.Module):
             layer.base_bias.copy_(bias)
             layer.weight.zero_()
             layer.bias.zero_()
-            layer.accumulated.copy_(torch.maximum(layer.accumulated, torch.sigmoid(S_MAX * layer.embeddings[layer.task])))
+            closing = torch.sigmoid(S_MAX * layer.embeddings[layer.task])
+            layer.accumulated.copy_(torch.maximum(layer.accumulated, closing))
             layer.task = None
 
     def units_used(self) -> float:

@@ -106,7 +106,8 @@ def extract(base: VisionTransformer, subnet: Subnet, build: Callable[..., Vision
                  (block.norm2.weight, source.norm2.weight[:e]), (block.norm2.bias, source.norm2.bias[:e]),
                  (block.mlp.fc1.weight, source.mlp.fc1.weight[:hidden, :e]),
                  (block.mlp.fc1.bias, source.mlp.fc1.bias[:hidden]),
-                 (block.mlp.fc2.weight, source.mlp.fc2.weight[:e, :hidden]), (block.mlp.fc2.bias, source.mlp.fc2.bias[:e]))
+                 (block.mlp.fc2.weight, source.mlp.fc2.weight[:e, :hidden]),
+                 (block.mlp.fc2.bias, source.mlp.fc2.bias[:e]))
         for target, value in pairs:
             target.copy_(value)
     model.norm.weight.copy_(base.norm.weight[:e])
