@@ -34,8 +34,8 @@ from .train_state import TrainingState
 TEACHER_METHODS = ("kd", "nkd", "mpcformer", "affinity")
 CONTINUAL_METHODS = ("gated", "finetune", "joint")
 
-__all__ = ["CONTINUAL_METHODS", "TEACHER_METHODS", "TrainConfig", "evaluate", "fit", "recalibrate_batch_statistics",
-           "save_evaluated", "train"]
+__all__ = ["CONTINUAL_METHODS", "TEACHER_METHODS", "TrainConfig", "evaluate", "fit", "model_input",
+           "recalibrate_batch_statistics", "save_evaluated", "train"]
 
 
 @dataclass
@@ -266,6 +266,12 @@ def recalibrate_batch_statistics(model: nn.Module, x: torch.Tensor, batch_size: 
     return True
 
 
+def model_input(model: str) -> tuple[int, int]:
+    """The input size and channel count of the named model (built once to read them)."""
+    probe = create_model(model)
+    return probe.patch_embed.img_size[0], probe.patch_embed.proj.in_channels
+
+
 def train(cfg: TrainConfig, out: str | Path, resume: bool = False) -> dict:
     """Train ``cfg.model`` on ``cfg.data`` and write a checkpoint to ``out``; the state
     after each epoch is kept in ``out`` until the checkpoint is written, and ``resume``
@@ -285,8 +291,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False) -> dict:
         img_size, in_chans = base.img_size, base.in_chans
         data = load_dataset(cfg.data, img_size, in_chans)
     else:
-        probe = create_model(cfg.model)
-        img_size, in_chans = probe.patch_embed.img_size[0], probe.patch_embed.proj.in_channels
+        img_size, in_chans = model_input(cfg.model)
         data = load_dataset(cfg.data, img_size, in_chans)
         torch.manual_seed(cfg.seed)
         model_args = {"num_classes": data.num_classes}

@@ -36,7 +36,7 @@ from ..data import Dataset, Normalization, load_dataset
 from ..errors import UsageError
 from ..models import create_model
 from ..models.registry import builtin_entry
-from ..train import CONTINUAL_METHODS, TrainConfig, fit, save_evaluated
+from ..train import CONTINUAL_METHODS, TrainConfig, fit, model_input, save_evaluated
 from .distillation import FeatureDistillation
 from .drift import Prototypes, features, fit_projector
 from .gates import TaskGating
@@ -111,8 +111,7 @@ def train_continual(cfg: TrainConfig, out: str | Path, resume: bool = False) -> 
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     torch.use_deterministic_algorithms(True)
-    probe = create_model(cfg.model)
-    img_size, in_chans = probe.patch_embed.img_size[0], probe.patch_embed.proj.in_channels
+    img_size, in_chans = model_input(cfg.model)
     data = load_dataset(cfg.data, img_size, in_chans)
     if data.regression:
         raise UsageError(f"--tasks splits classes; {data.name} is regression data")

@@ -25,7 +25,7 @@ from ..errors import UsageError
 from ..models import create_model
 from ..models.registry import builtin_entry
 from ..rewrite.policy import policy_from_dict
-from ..train import TrainConfig, fit, save_evaluated
+from ..train import TrainConfig, fit, model_input, save_evaluated
 from .cost import SubnetCost, subnet_cost
 from .sampler import ComplexityAwareSampler
 from .space import SearchSpace, Subnet
@@ -77,8 +77,7 @@ def train_supernet(model: str, data_spec: str, out: str | Path, epochs: int = 40
     torch.manual_seed(seed)
     torch.set_num_threads(2)
     torch.use_deterministic_algorithms(True)
-    probe = create_model(model)
-    img_size, in_chans = probe.patch_embed.img_size[0], probe.patch_embed.proj.in_channels
+    img_size, in_chans = model_input(model)
     data = load_dataset(data_spec, img_size, in_chans)
     if data.regression:
         raise UsageError(f"the supernet classifies; {data.name} is regression data")
