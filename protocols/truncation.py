@@ -37,10 +37,12 @@ import torch
 
 from .preprocessing import udiv
 
-__all__ = ["OFFSET_BITS", "exact_truncate", "integer_divisor", "local_failure_rate", "local_truncate", "public_integer",
-           "truncation_from_opened", "valid_magnitude"]
+__all__ = ["MAX_PRECISION", "MIN_PRECISION", "OFFSET_BITS", "exact_truncate", "integer_divisor", "local_failure_rate",
+           "local_truncate", "public_integer", "truncation_from_opened", "valid_magnitude"]
 
 OFFSET_BITS = 62
+MIN_PRECISION = 8  # fractional bits: fewer leave no room for the kernels' values
+MAX_PRECISION = {"exact": 20, "local": 16}  # and the most each truncation keeps reliable (see the module docstring)
 
 
 def integer_divisor(y: Any) -> int | None:

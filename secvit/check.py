@@ -12,6 +12,7 @@ measures what the truncations risk over all the images
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ import torch
 from protocols.fixed_point import FixedPoint
 
 from .augment import translate
-from .checkpoint import apply_policy, build_model, load_model
+from .checkpoint import META, apply_policy, build_model, load_model
 from .data import load_dataset
 from .errors import UsageError
 from .secure.emulation import emulate
@@ -30,7 +31,7 @@ from .session import run_session
 from .task import RegressionTarget
 from .truncation_risk import truncation_risk
 
-__all__ = ["SPLITS", "check_images", "run_check"]
+__all__ = ["SPLITS", "check_images", "check_recordable", "record_precision", "run_check"]
 
 SPLITS = ("test", "train", "all", "augmented")
 _SHIFT = 2  # the augmented split: every image translated by up to 2 pixels, as in training
@@ -94,14 +95,16 @@ def _original(model: torch.nn.Module, meta: Any) -> torch.nn.Module:
 
 @torch.no_grad()
 def run_check(checkpoint: str, policy: str | None = None, n: int = 200, mpc_n: int = 16, provider: str = "dealer",
-              batch_size: int = 8, precision_bits: int = 16, truncation: str = "exact",
+              batch_size: int = 8, precision_bits: int | None = None, truncation: str = "exact",
               split: str = "test") -> dict[str, Any]:
-    """Run the four-way comparison; returns the JSON report.
+    """Run the four-way comparison; returns the JSON report. ``precision_bits`` None takes
+    the checkpoint's (:attr:`~secvit.checkpoint.Meta.precision_bits`).
 
     Raises:
         UsageError: ``split`` unknown or too small for ``n`` (before any party starts).
     """
     model, meta = load_model(checkpoint)
+    precision_bits = meta.precision_bits if precision_bits is None else precision_bits
     reference = apply_policy(model, policy)
     data = load_dataset(meta.data, meta.img_size, meta.in_chans)
     mpc_n = min(mpc_n, n)
@@ -135,6 +138,7 @@ def run_check(checkpoint: str, policy: str | None = None, n: int = 200, mpc_n: i
         "policy": policy or (meta.extra.get("policy") or {}).get("name", "exact"),
         "images": n,
         "mpc_images": mpc_n,
+        "precision_bits": precision_bits,
         **scores,
         "max_abs_logit_error_mpc_vs_reference": float((mpc - ref_logits[:mpc_n]).abs().max()),
         "max_abs_logit_error_mpc_vs_emulation": float((mpc - emu_logits[:mpc_n]).abs().max()),
@@ -145,3 +149,32 @@ def run_check(checkpoint: str, policy: str | None = None, n: int = 200, mpc_n: i
         "truncation": {"elements_per_image_mpc": session.per_party("truncations", "elements"),
                        **truncation_risk(fp.stats, n, session.truncation)},
     }
+
+
+def check_recordable(policy: str | None) -> None:
+    """Refuse to record a precision measured under a ``--policy`` (another model than the checkpoint's).
+
+    Raises:
+        UsageError: ``policy`` is not None.
+    """
+    if policy is not None:
+        raise UsageError("--record-precision records the checkpoint's own precision: run the check without --policy")
+
+
+def record_precision(report: dict[str, Any], policy: str | None = None) -> int:
+    """Record the precision a check ran at in its checkpoint's ``meta.json``
+    (:attr:`~secvit.checkpoint.Meta.precision_bits`: every later session's default), when
+    MPC agreed with the reference on every image of the checkpoint as it is (``policy``:
+    the check's ``--policy``, which must be None); returns it.
+
+    Raises:
+        UsageError: the check ran under a policy, or MPC disagreed on an image.
+    """
+    check_recordable(policy)
+    if report["agreement_mpc_vs_reference"] != 1.0:
+        raise UsageError(f"not recorded: MPC agreed with the reference on {report['agreement_mpc_vs_reference']:.2%} "
+                         f"of the images at {report['precision_bits']} bits, not all")
+    path = Path(report["checkpoint"]) / META
+    meta = json.loads(path.read_text())
+    path.write_text(json.dumps({**meta, "precision_bits": report["precision_bits"]}, indent=2) + "\n")
+    return report["precision_bits"]

@@ -17,6 +17,8 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
+from protocols.truncation import MAX_PRECISION, MIN_PRECISION
+
 from .data import Normalization
 from .models import create_model, is_known
 from .models.registry import ModelFn, builtin_entry
@@ -33,6 +35,7 @@ META = "meta.json"
 _SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints"
 DEFAULT_CHECKPOINT = str(_SHIPPED / "vit_lite_7_4_32-digits")
 """The shipped ViT-Lite trained on digits: the commands' default checkpoint."""
+DEFAULT_PRECISION = 16  # fixed-point fractional bits of a session whose checkpoint records none
 SHIPPED_EXACT = {"digits": DEFAULT_CHECKPOINT, "fashion-mnist": str(_SHIPPED / "vit_lite_6_4_28-fashion")}
 """The shipped exact checkpoint of each dataset kind (``secvit demo --data``)."""
 
@@ -188,6 +191,13 @@ class Meta:
 
         return len(block_layers(create_model(self.model, **self.model_args)))
 
+    @property
+    def precision_bits(self) -> int:
+        """The fixed-point fractional bits a session of this checkpoint uses unless told
+        otherwise: the ``precision_bits`` its ``meta.json`` records (written by ``secvit check
+        --record-precision`` once MPC agreed with the reference on every image), else 16."""
+        return int(self.extra.get("precision_bits", DEFAULT_PRECISION))
+
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in self.__dict__.items() if k not in ("normalization", "extra")}
         return {**d, "normalization": self.normalization.to_dict(), **self.extra}
@@ -208,6 +218,10 @@ class Meta:
             raise CheckpointError(f"{source}: missing keys {missing}")
         known = set(required) | {"data"}
         model = check_model(d["model"], source)
+        bits = d.get("precision_bits", DEFAULT_PRECISION)
+        if type(bits) is not int or not MIN_PRECISION <= bits <= MAX_PRECISION["exact"]:
+            raise CheckpointError(f"{source}: precision_bits must be an integer in [{MIN_PRECISION}, "
+                                  f"{MAX_PRECISION['exact']}], got {reprlib.repr(bits)}")
         return cls(
             model=model,
             model_args=check_model_args(model, d["model_args"], source),

@@ -118,7 +118,7 @@ def run_session(
     inputs: list[str],
     provider: str = "dealer",
     batch_size: int = 8,
-    precision_bits: int = 16,
+    precision_bits: int | None = None,
     threads: int = 1,
     port: int | None = None,
     policy: str | None = None,
@@ -129,6 +129,7 @@ def run_session(
 ) -> SessionReport:
     """Validate inputs, run owner and client (and dealer) processes, compare with plaintext.
 
+    ``precision_bits`` None takes the checkpoint's (:attr:`~secvit.checkpoint.Meta.precision_bits`).
     ``provider`` is ``dealer`` (a dealer process) or ``TFP`` (insecure: party 0 deals);
     ``truncation`` ``exact`` or ``local`` (insecure). ``policy`` rewrites the checkpoint's model first (all parties and the plaintext side);
     ``party_flags`` go to every party (e.g. ``--profile``); ``link`` runs them in network
@@ -141,6 +142,7 @@ def run_session(
         PartyFailure: a party failed.
     """
     meta = load_meta(checkpoint)
+    precision_bits = meta.precision_bits if precision_bits is None else precision_bits
     images, labels, names = load_images(inputs, meta, precision_bits)
     model, _ = load_model(checkpoint, policy)
     with torch.no_grad():

@@ -22,7 +22,8 @@ from ..dcf import CMP_BITS, at_least_opened, at_least_shares
 from ..periodic import FourierSeries, periodic_shares
 from ..providers import DealerProvider, FirstPartyProvider, RecordingProvider
 from ..stationary import is_stationary, square_and_stationary_product, stationary_product
-from ..truncation import exact_truncate, integer_divisor, local_truncate, public_integer, truncation_from_opened
+from ..truncation import (MAX_PRECISION, MIN_PRECISION, exact_truncate, integer_divisor, local_truncate, public_integer,
+                          truncation_from_opened)
 from ..backend import ArithmeticSharedTensor, FixedPointEncoder, MPCTensor, beaver, cfg, crypten, crypten_comm
 from .streams import drawn_bytes
 
@@ -39,7 +40,6 @@ _CRYPTEN_PROVIDERS = vars(crypten.mpc)["__SUPPORTED_PROVIDERS"]
 for _provider in (DEALER, RECORDER, _TFP):
     _CRYPTEN_PROVIDERS[_provider.NAME] = _provider
 _PROVIDER_NAMES = {"dealer": DEALER.NAME, "TFP": _TFP.NAME}
-MAX_PRECISION = {"exact": 20, "local": 16}
 
 
 @dataclass(frozen=True)
@@ -79,8 +79,8 @@ class MPCSettings:
         if self.channels not in ("tls", "plaintext"):
             raise ValueError(f"channels must be tls or plaintext, got {self.channels!r}")
         top = MAX_PRECISION[self.truncation]
-        if not 8 <= self.precision_bits <= top:
-            raise ValueError(f"precision_bits must be in [8, {top}] with {self.truncation} truncation "
+        if not MIN_PRECISION <= self.precision_bits <= top:
+            raise ValueError(f"precision_bits must be in [{MIN_PRECISION}, {top}] with {self.truncation} truncation "
                              f"(beyond it the failure rate is not negligible), got {self.precision_bits}")
 
     @property

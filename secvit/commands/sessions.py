@@ -24,7 +24,7 @@ __all__ = ["add_parsers", "cmd_check", "cmd_demo", "cmd_infer", "cmd_keys", "cmd
 def cmd_party(a: argparse.Namespace) -> int:
     from protocols import backend
 
-    from ..checkpoint import load_meta, load_model
+    from ..checkpoint import DEFAULT_PRECISION, load_meta, load_model
     from ..inference import InferenceJob, secure_inference
     from ..inputs import load_images
     from ..runtime.party import run_dealer, run_party
@@ -37,6 +37,8 @@ def cmd_party(a: argparse.Namespace) -> int:
     if not 0 <= a.rank <= a.world_size or a.world_size < 2:
         raise UsageError(f"--rank must be in [0, {a.world_size}] and --world-size >= 2")
     channels = "plaintext" if a.insecure_plaintext_channels else "tls"
+    if a.precision is None:  # the checkpoint's; the dealer, which has none, is told by --precision
+        a.precision = load_meta(a.checkpoint).precision_bits if a.checkpoint else DEFAULT_PRECISION
     try:
         settings = backend.MPCSettings(precision_bits=a.precision, timeout_s=a.timeout, channels=channels,
                                        **security_from_args(a))
@@ -127,7 +129,10 @@ def cmd_infer(a: argparse.Namespace) -> int:
 
 
 def cmd_check(a: argparse.Namespace) -> int:
-    from ..check import run_check
+    from ..check import check_recordable, record_precision, run_check
+
+    if a.record_precision:
+        check_recordable(a.policy)
 
     with console.status(f"checking {a.n} images in plaintext and emulation, {a.mpc_n} under MPC ..."):
         report = run_check(a.checkpoint, a.policy, a.n, a.mpc_n, batch_size=a.batch_size, precision_bits=a.precision,
@@ -158,6 +163,8 @@ def cmd_check(a: argparse.Namespace) -> int:
         console.print(f"[yellow]insecure run: {'; '.join(report['insecure'])}[/]")
     if a.json:
         Path(a.json).write_text(json.dumps(report, indent=2) + "\n")
+    if a.record_precision:
+        console.print(f"recorded precision_bits {record_precision(report, a.policy)} in {a.checkpoint}")
     return 0 if report["agreement_mpc_vs_reference"] == 1.0 else 1
 
 
@@ -214,7 +221,8 @@ def cmd_protocols(a: argparse.Namespace) -> int:
 
 def _add_mpc_args(p: argparse.ArgumentParser) -> None:
     add_security_flags(p)
-    p.add_argument("--precision", type=int, default=16, help="fixed-point fractional bits (default 16)")
+    p.add_argument("--precision", type=int, help="fixed-point fractional bits (default: the checkpoint's "
+                   "meta.json precision_bits, else 16; the dealer, which reads no checkpoint, needs the parties' value)")
     p.add_argument("--batch-size", type=int, default=8, help="images per encrypted forward pass")
 
 
@@ -280,6 +288,8 @@ def add_parsers(sub: argparse._SubParsersAction, default_checkpoint: str) -> Non
     p.add_argument("--split", choices=SPLITS, default="test",
                    help="images: test (default), train, all, or augmented (all, then translated copies)")
     p.add_argument("--json", metavar="PATH", help="write the report as JSON")
+    p.add_argument("--record-precision", action="store_true", help="when MPC agrees with the reference on every "
+                   "image, record --precision in the checkpoint's meta.json as its sessions' default")
     _add_mpc_args(p)
     p.set_defaults(func=cmd_check)
 
