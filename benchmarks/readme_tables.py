@@ -204,7 +204,8 @@ def _sample_row(r: dict) -> str:
 
 def _real_data_row(r: dict) -> str:
     a = r["accuracy"]
-    return (f"| {Path(r['checkpoint']).name} | {r['policy']} | {a['reference']:.2%} | {a['emulation']:.2%} | "
+    return (f"| {Path(r['checkpoint']).name} | {r['policy']} | {r.get('precision_bits', 16)} | {a['reference']:.2%} | "
+            f"{a['emulation']:.2%} | "
             f"{a['mpc']:.2%} | {r['agreement_mpc_vs_reference']:.2%} | {r['max_abs_logit_error_mpc_vs_reference']:.1e} | "
             f"{r['bytes_per_image_mpc'] / 1e6:.1f} | {r['rounds_per_forward_mpc']:.0f} | {r['seconds_per_image_mpc']:.2f} |")
 
@@ -249,9 +250,10 @@ REPORT_TABLES = (
                 lambda first: (f"Fashion-MNIST (`secvit check --n {first['images']} --mpc-n {first['mpc_images']} "
                                f"--batch-size {first['batch_size']}`: accuracy on the {first['images']:,} test images "
                                f"in plaintext and emulation, on the first {first['mpc_images']:,} under MPC; 2 parties "
-                               f"and a {first['provider']}; MB and seconds per image and party, rounds per batch; "
+                               f"and a {first['provider']}; bits: the fixed-point fractional bits, the checkpoint's "
+                               "recorded `precision_bits`; MB and seconds per image and party, rounds per batch; "
                                "`make results`):"),
-                "| checkpoint | policy | plaintext | emulation | MPC | MPC vs reference | max abs logit error | "
+                "| checkpoint | policy | bits | plaintext | emulation | MPC | MPC vs reference | max abs logit error | "
                 "MB / image | rounds | s / image |", _real_data_row, left=2),
 )
 

@@ -37,7 +37,7 @@ supernet digits vit_lite_7_4_32 60 10 \
     runs/compression/searched_f25 mpcvit-search-25 runs/compression/searched_f50 mpcvit-search-50 \
     runs/compression/half_depth_mpcformer_kd half-depth-mpcformer \
     checkpoints/vit_lite_7_4_32-digits exact checkpoints/vit_lite_3_4_32-digits-lean lean-3-blocks
-if [ -d /usr/share/datasets/fashion-mnist ]; then
+if [ -z "${DIGITS_ONLY:-}" ] && [ -d /usr/share/datasets/fashion-mnist ]; then  # DIGITS_ONLY=1: digits alone
   supernet fashion-mnist vit_lite_6_4_28 10 2 \
       checkpoints/vit_lite_6_4_28-fashion exact checkpoints/vit_lite_6_4_28-fashion-lean lean
 fi
