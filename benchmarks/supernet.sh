@@ -3,7 +3,8 @@
 # Debian's dataset-fashion-mnist is installed, Fashion-MNIST; four subnets at budgets spread over its pool's rounds
 # (inherited weights, fine-tuned), the same architectures trained on their own for as many epochs as the supernet
 # and the fine-tuning together (the per-budget baseline), and `secvit pareto` of them beside MPCViT's search and the
-# shipped checkpoints, into benchmarks/results/compression/supernet_*.json. Checkpoints go to runs/supernet/.
+# shipped checkpoints, into benchmarks/results/compression/supernet_*.json. Checkpoints go to runs/supernet/;
+# DIGITS_ONLY=1 skips Fashion-MNIST.
 set -euo pipefail
 BIN=${BIN:-.venv/bin}
 R=runs/supernet
