@@ -204,7 +204,7 @@ def _sample_row(r: dict) -> str:
 
 def _real_data_row(r: dict) -> str:
     a = r["accuracy"]
-    return (f"| {Path(r['checkpoint']).name} | {r['policy']} | {r.get('precision_bits', 16)} | {a['reference']:.2%} | "
+    return (f"| {Path(r['checkpoint']).name} | {r['policy']} | {r['precision_bits']} | {a['reference']:.2%} | "
             f"{a['emulation']:.2%} | "
             f"{a['mpc']:.2%} | {r['agreement_mpc_vs_reference']:.2%} | {r['max_abs_logit_error_mpc_vs_reference']:.1e} | "
             f"{r['bytes_per_image_mpc'] / 1e6:.1f} | {r['rounds_per_forward_mpc']:.0f} | {r['seconds_per_image_mpc']:.2f} |")

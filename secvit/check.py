@@ -104,7 +104,7 @@ def run_check(checkpoint: str, policy: str | None = None, n: int = 200, mpc_n: i
         UsageError: ``split`` unknown or too small for ``n`` (before any party starts).
     """
     model, meta = load_model(checkpoint)
-    precision_bits = meta.precision_bits if precision_bits is None else precision_bits
+    precision_bits = meta.session_precision(precision_bits)
     reference = apply_policy(model, policy)
     data = load_dataset(meta.data, meta.img_size, meta.in_chans)
     mpc_n = min(mpc_n, n)

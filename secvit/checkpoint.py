@@ -198,6 +198,10 @@ class Meta:
         --record-precision`` once MPC agreed with the reference on every image), else 16."""
         return int(self.extra.get("precision_bits", DEFAULT_PRECISION))
 
+    def session_precision(self, requested: int | None) -> int:
+        """``requested`` fractional bits, or this checkpoint's :attr:`precision_bits` when None."""
+        return self.precision_bits if requested is None else requested
+
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in self.__dict__.items() if k not in ("normalization", "extra")}
         return {**d, "normalization": self.normalization.to_dict(), **self.extra}

@@ -142,7 +142,7 @@ def run_session(
         PartyFailure: a party failed.
     """
     meta = load_meta(checkpoint)
-    precision_bits = meta.precision_bits if precision_bits is None else precision_bits
+    precision_bits = meta.session_precision(precision_bits)
     images, labels, names = load_images(inputs, meta, precision_bits)
     model, _ = load_model(checkpoint, policy)
     with torch.no_grad():
