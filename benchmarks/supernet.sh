@@ -14,7 +14,8 @@ mkdir -p "$R" "$OUT"
 supernet() {  # DATA MODEL EPOCHS FINETUNE_EPOCHS [OTHER_CHECKPOINT NAME]...
   local data=$1 model=$2 epochs=$3 ft=$4 sn=$R/$1
   shift 4
-  [ -f "$sn/meta.json" ] || "$BIN/secvit" supernet train --model "$model" --data "$data" --epochs "$epochs" --out "$sn"
+  [ -f "$sn/meta.json" ] || "$BIN/secvit" supernet train --model "$model" --data "$data" --epochs "$epochs" --out "$sn" \
+      $([ -f "$sn/train_state.pt" ] && echo --resume)  # a stopped run continues
   local budgets paths=() names=()
   budgets=$("$BIN/python" -c "import json; r = sorted(p['rounds'] for p in json.load(open('$sn/meta.json'))['supernet']\
 ['pool']); print(*sorted({r[round(q * (len(r) - 1))] for q in (0.1, 0.35, 0.65, 1.0)}))")

@@ -14,6 +14,7 @@ import torch
 
 from protocols import backend
 from protocols.backend import crypten
+import secvit.train as training
 from secvit.runtime.agreement import check_agreement, versions
 from secvit.runtime.launcher import free_port
 from secvit.runtime.party import run_dealer, run_party
@@ -162,3 +163,16 @@ def spied_step(offline: Any, key: tuple, step: Callable[[], Any]) -> tuple[Any, 
 def in_chans(model: torch.nn.Module) -> int:
     """The input channels of ``model`` (those of its first convolution)."""
     return next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d)).in_channels
+
+
+def stop_in_epoch(monkeypatch, epoch: int) -> None:
+    """Make the run stop in ``epoch`` (1-based), after the earlier epochs' states were saved."""
+    evaluate, calls = training.evaluate, [0]
+
+    def stopping(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == epoch:
+            raise KeyboardInterrupt
+        return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(training, "evaluate", stopping)

@@ -20,6 +20,8 @@ from secvit.supernet.sampler import ComplexityAwareSampler, walk
 from secvit.supernet.space import SearchSpace, Subnet
 from secvit.supernet.supervit import SuperViT, extract, subnet_forward
 
+from .conftest import stop_in_epoch
+
 BUILD = functools.partial(create_model, "vit_lite_2_2_32")
 
 
@@ -130,6 +132,21 @@ def supernet(tmp_path_factory) -> str:
     out = tmp_path_factory.mktemp("supernet") / "sn"
     train_supernet("vit_lite_2_2_32", "digits", out, epochs=2, pool_size=8, bins=2, lr=2e-3)
     return str(out)
+
+
+def test_a_stopped_supernet_run_resumes_to_the_same_weights_and_draws(supernet, tmp_path, monkeypatch):
+    out = tmp_path / "stopped"
+    with monkeypatch.context() as m:
+        stop_in_epoch(m, 2)
+        with pytest.raises(KeyboardInterrupt):
+            train_supernet("vit_lite_2_2_32", "digits", out, epochs=2, pool_size=8, bins=2, lr=2e-3)
+    with pytest.raises(UsageError, match=r"bins 2 \(now 3\)"):
+        train_supernet("vit_lite_2_2_32", "digits", out, epochs=2, pool_size=8, bins=3, lr=2e-3, resume=True)
+    train_supernet("vit_lite_2_2_32", "digits", out, epochs=2, pool_size=8, bins=2, lr=2e-3, resume=True)
+    whole, resumed = load_model(supernet), load_model(out)
+    for (name, a), b in zip(whole[0].state_dict().items(), resumed[0].state_dict().values()):
+        assert torch.equal(a, b), name
+    assert whole[1].extra["supernet"]["sampling"] == resumed[1].extra["supernet"]["sampling"]
 
 
 def test_supernet_checkpoint_records_its_pool_and_sampling(supernet):

@@ -6,11 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-import secvit.train as training
 from secvit.checkpoint import load_model
 from secvit.errors import UsageError
 from secvit.train import TrainConfig, train
 from secvit.train_state import STATE_FILE
+
+from .conftest import stop_in_epoch
 
 
 def _config(**overrides) -> TrainConfig:
@@ -18,24 +19,11 @@ def _config(**overrides) -> TrainConfig:
                           "distill": "uskd", **overrides})  # USKD: a weak head the optimiser trains too
 
 
-def _stop_in_epoch(monkeypatch, epoch: int) -> None:
-    """Make the run stop in ``epoch`` (1-based), after the earlier epochs' states were saved."""
-    evaluate, calls = training.evaluate, [0]
-
-    def stopping(*args, **kwargs):
-        calls[0] += 1
-        if calls[0] == epoch:
-            raise KeyboardInterrupt
-        return evaluate(*args, **kwargs)
-
-    monkeypatch.setattr(training, "evaluate", stopping)
-
-
 def test_a_resumed_run_ends_with_the_uninterrupted_runs_weights(tmp_path, monkeypatch):
     train(_config(), tmp_path / "whole")
     assert not (tmp_path / "whole" / STATE_FILE).exists()  # removed once the checkpoint is written
     with monkeypatch.context() as m:
-        _stop_in_epoch(m, 3)
+        stop_in_epoch(m, 3)
         with pytest.raises(KeyboardInterrupt):
             train(_config(), tmp_path / "stopped")
     assert torch.load(tmp_path / "stopped" / STATE_FILE, weights_only=True)["epochs_done"] == 2
@@ -49,7 +37,7 @@ def test_resume_refuses_other_options_or_no_state(tmp_path, monkeypatch):
     with pytest.raises(UsageError, match="no training state"):
         train(_config(), tmp_path / "none", resume=True)
     with monkeypatch.context() as m:
-        _stop_in_epoch(m, 2)
+        stop_in_epoch(m, 2)
         with pytest.raises(KeyboardInterrupt):
             train(_config(), tmp_path / "run")
     with pytest.raises(UsageError, match=r"lr 0.003 \(now 0.001\)"):

@@ -15,7 +15,7 @@ def cmd_supernet_train(a: argparse.Namespace, console: Console) -> int:
     from .run import train_supernet
 
     meta = train_supernet(a.model, a.data, a.out, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
-                          pool_size=a.pool, bins=a.bins, explore=a.explore, seed=a.seed)
+                          pool_size=a.pool, bins=a.bins, explore=a.explore, seed=a.seed, resume=a.resume)
     pool = meta["supernet"]["pool"]
     rounds = [p["rounds"] for p in pool]
     mb = [p["bytes"] / 1e6 for p in pool]
@@ -54,6 +54,8 @@ def add_parsers(sub: argparse._SubParsersAction, default_checkpoint: str) -> Non
                    help="share of steps drawing a random subnet of the bin instead of one of its bank (0.5)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="supernet checkpoint directory to write")
+    p.add_argument("--resume", action="store_true",
+                   help="continue a stopped run from its last completed epoch (same options; same final weights)")
     p.set_defaults(func=lambda a: cmd_supernet_train(a, console))
     p = commands.add_parser("search", help="extract the most accurate subnet within a secure budget")
     p.add_argument("--supernet", required=True, metavar="CHECKPOINT", help="written by secvit supernet train")

@@ -26,6 +26,7 @@ from ..models import create_model
 from ..models.registry import builtin_entry
 from ..rewrite.policy import policy_from_dict
 from ..train import TrainConfig, fit, model_input, save_evaluated
+from ..train_state import TrainingState
 from .cost import SubnetCost, subnet_cost
 from .sampler import ComplexityAwareSampler
 from .space import SearchSpace, Subnet
@@ -61,14 +62,17 @@ def _pool(space: SearchSpace, size: int, seed: int) -> list[Subnet]:
 
 
 def train_supernet(model: str, data_spec: str, out: str | Path, epochs: int = 40, batch_size: int = 64,
-                   lr: float = 1e-3, pool_size: int = 64, bins: int = 6, explore: float = 0.5, seed: int = 0) -> dict:
-    """Train a supernet of the built-in ViT-Lite ``model`` on ``data_spec`` and write it to ``out``.
+                   lr: float = 1e-3, pool_size: int = 64, bins: int = 6, explore: float = 0.5, seed: int = 0,
+                   resume: bool = False) -> dict:
+    """Train a supernet of the built-in ViT-Lite ``model`` on ``data_spec`` and write it to ``out``;
+    ``resume`` continues a stopped run of the same options from its last completed epoch.
 
     Returns:
         The written ``meta.json`` contents.
 
     Raises:
-        UsageError: not a built-in ViT-Lite, regression data, or a pool smaller than the bins.
+        UsageError: not a built-in ViT-Lite, regression data, a pool smaller than the bins, or
+            ``resume`` without a stopped run of the same options in ``out``.
     """
     if builtin_entry(model) is None:
         raise UsageError(f"a supernet is a built-in ViT-Lite (secvit models), not {model}")
@@ -95,7 +99,8 @@ def train_supernet(model: str, data_spec: str, out: str | Path, epochs: int = 40
         bins=bins, explore=explore, seed=seed)
     cfg = TrainConfig(model=model, data=data_spec, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
     start = time.perf_counter()
-    fit(supervit, train, norm, cfg)
+    state = TrainingState(out, {**cfg.__dict__, "pool": pool_size, "bins": bins, "explore": explore})
+    fit(supervit, train, norm, cfg, state, resume)
     record = {"space": space.to_dict(), "hold_out_seed": seed, "validation_images": len(y_val),
               "pool": [{"subnet": s.to_dict(), "rounds": c.rounds, "bytes": c.bytes} for s, c in zip(pool, costs)],
               "sampling": {**sampler.summary(), "bins": bins, "explore": explore}}
@@ -103,7 +108,9 @@ def train_supernet(model: str, data_spec: str, out: str | Path, epochs: int = 40
                 num_classes=data.num_classes, normalization=norm, data=data_spec,
                 extra={"supernet": record, "seed": seed, "train_config": cfg.__dict__,
                        "train_seconds": round(time.perf_counter() - start, 1)})
-    return save_evaluated(base.eval(), meta, data, out)
+    written = save_evaluated(base.eval(), meta, data, out)
+    state.clear()
+    return written
 
 
 def search_supernet(supernet: str, out: str | Path, max_rounds: int | None = None, max_mb: float | None = None,

@@ -93,6 +93,17 @@ class ComplexityAwareSampler:
         members = self.bins[b]
         return members[int(torch.randint(len(members), (), generator=generator))]
 
+    def state_dict(self) -> dict:
+        """Where the walk stands (step, visits, bank draws) and the banks: what a resumed
+        run needs to draw the uninterrupted run's subnets."""
+        return {"step": self.step, "visits": list(self.visits), "from_bank": self.from_bank,
+                "banks": [[s.to_dict() for s in bank] for bank in self.banks]}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from :meth:`state_dict`'s record."""
+        self.step, self.visits, self.from_bank = int(state["step"]), list(state["visits"]), int(state["from_bank"])
+        self.banks = [[Subnet.from_dict(s) for s in bank] for bank in state["banks"]]
+
     def summary(self) -> dict:
         """Steps per bin, the share drawn from the banks, and each bin's complexity span."""
         return {"steps": self.step, "visits_per_bin": self.visits,

@@ -132,6 +132,15 @@ class SuperViT(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return subnet_forward(self.base, self.config if self.training else self.eval_config, x)
 
+    def get_extra_state(self) -> dict:
+        """The sampler's state, in :meth:`state_dict` (so a resumed run draws on as before)."""
+        return self.sampler.state_dict() if self.sampler is not None else {}
+
+    def set_extra_state(self, state: dict) -> None:
+        """Restore :meth:`get_extra_state`'s record into the sampler."""
+        if self.sampler is not None:
+            self.sampler.load_state_dict(state)
+
     def schedule(self, progress: float) -> None:
         """Draw the next step's subnet from the sampler (called by ``fit`` before every step)."""
         if self.sampler is not None:
