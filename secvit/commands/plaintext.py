@@ -1,5 +1,5 @@
 """The plaintext commands: ``train``, ``import``, ``quantize``, ``cache-logits``, ``models``, ``inherit``,
-``compress``, ``search``, ``pipeline`` and ``rewrite``."""
+``average``, ``compress``, ``search``, ``pipeline`` and ``rewrite``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from rich.table import Table
 from ..errors import UsageError
 from . import console
 
-__all__ = ["cmd_cache_logits", "cmd_compress", "cmd_import", "cmd_inherit", "cmd_models", "cmd_pipeline",
+__all__ = ["cmd_average", "cmd_cache_logits", "cmd_compress", "cmd_import", "cmd_inherit", "cmd_models", "cmd_pipeline",
            "cmd_rewrite", "cmd_search", "cmd_train"]
 
 
@@ -93,6 +93,17 @@ def cmd_inherit(a: argparse.Namespace) -> int:
     meta = inherit_checkpoint(a.teacher, a.out, a.depth, a.mlp_ratio, a.heads)
     console.print(f"wrote {a.out}: teacher blocks {meta['inherited_layers']}, heads {meta['inherited_heads']}, test accuracy "
                   f"{meta['test_accuracy']:.4f} before distillation")
+    return 0
+
+
+def cmd_average(a: argparse.Namespace) -> int:
+    from ..average import average_checkpoints
+    from ..task import score_text
+
+    meta = average_checkpoints(a.checkpoints, a.out)
+    key, unit = ("test_mae", meta["target"]["unit"]) if "target" in meta else ("test_accuracy", None)
+    parts = ", ".join(f"{i['checkpoint']} {score_text(i[key], unit)}" for i in meta["averaged_from"])
+    console.print(f"wrote {a.out}: {score_text(meta[key], unit)} (the average of {parts})")
     return 0
 
 
@@ -253,6 +264,12 @@ def add_parsers(sub: argparse._SubParsersAction, default_checkpoint: str) -> Non
     p.add_argument("--heads", type=int, help="student heads per block (the most important are kept, same width)")
     p.add_argument("--out", required=True, help="checkpoint directory to write")
     p.set_defaults(func=cmd_inherit)
+
+    p = sub.add_parser("average", help="the uniform average of checkpoints' weights (one architecture and policy)")
+    p.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT",
+                   help="two or more checkpoints of one architecture, policy and data (e.g. warm restarts of a run)")
+    p.add_argument("--out", required=True, help="checkpoint directory to write")
+    p.set_defaults(func=cmd_average)
 
     p = sub.add_parser("compress", help="fewer blocks by structural reparameterization (parallel branches, merged)")
     p.add_argument("--teacher", required=True, metavar="CHECKPOINT", help="a plain (not rewritten) checkpoint")
