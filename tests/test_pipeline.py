@@ -25,10 +25,10 @@ def test_shipped_experiments_load(path):
 
 
 SHIPPED_BY = {"shipped-digits": ("checkpoints/vit_lite_7_4_32-digits", "checkpoints/vit_lite_7_4_32-digits-{}"),
-              "lean-digits": ("checkpoints/vit_lite_7_4_32-digits", "checkpoints/vit_lite_3_4_32-digits-{}"),
-              "shipped-fashion": ("checkpoints/vit_lite_6_4_28-fashion", "checkpoints/vit_lite_6_4_28-fashion-{}")}
+              "lean-digits": ("checkpoints/vit_lite_7_4_32-digits", "checkpoints/vit_lite_3_4_32-digits-{}")}
 """The experiment configs that reproduce shipped checkpoints: the shipped teacher, and where
-each student is shipped."""
+each student is shipped (the Fashion-MNIST checkpoints are weight averages of runs the
+README's commands chain, which shipped-fashion.yaml's single student does not reproduce)."""
 
 
 @pytest.mark.parametrize("name", SHIPPED_BY)
