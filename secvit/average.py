@@ -25,6 +25,7 @@ import torch
 from .checkpoint import Meta, load_model
 from .data import load_dataset
 from .errors import UsageError
+from .task import score_key
 from .train import recalibrate_batch_statistics, save_evaluated
 
 __all__ = ["average_checkpoints"]
@@ -69,7 +70,7 @@ def average_checkpoints(paths: list[str], out: str | Path, batch_size: int = 128
                            if v.is_floating_point() else v for k, v in states[0].items()})
     data = load_dataset(first.data, first.img_size, first.in_chans)
     recalibrate_batch_statistics(model, first.normalization.apply(data.x_train), batch_size)
-    score = "test_mae" if "target" in first.extra else "test_accuracy"
+    score, _ = score_key(first.extra)
     extra = {k: first.extra[k] for k in EXTRA_STRUCTURE if k in first.extra}
     extra["averaged_from"] = [{"checkpoint": str(p), score: m.extra.get(score)} for p, m in zip(paths, metas)]
     meta = Meta(first.model, first.model_args, first.img_size, first.in_chans, first.num_classes, first.normalization,

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from .errors import UsageError
 
-__all__ = ["REGRESSION_AGREEMENT", "REGRESSION_LOSSES", "RegressionTarget", "regression_loss", "score_text"]
+__all__ = ["REGRESSION_AGREEMENT", "REGRESSION_LOSSES", "RegressionTarget", "regression_loss", "score_key", "score_text"]
 
 REGRESSION_LOSSES = ("l1", "mse")
 REGRESSION_AGREEMENT = 0.01  # an MPC regression output agrees within 1% of the target's std (holo-sim: 0.27 µm)
@@ -52,6 +52,13 @@ class RegressionTarget:
     @classmethod
     def from_dict(cls, d: dict) -> "RegressionTarget":
         return cls(float(d["mean"]), float(d["std"]), str(d["unit"]))
+
+
+def score_key(record: dict) -> tuple[str, str | None]:
+    """Where a checkpoint's ``meta.json`` (or its extras) keeps its test score, and the
+    score's unit: ``("test_mae", unit)`` when it records a regression target, else
+    ``("test_accuracy", None)``."""
+    return ("test_mae", record["target"]["unit"]) if "target" in record else ("test_accuracy", None)
 
 
 def score_text(value: float, unit: str | None) -> str:

@@ -31,11 +31,10 @@ def cmd_train(a: argparse.Namespace) -> int:
         meta = train_continual(cfg, a.out, resume=a.resume)
     else:
         meta = train(cfg, a.out, resume=a.resume)
-    from ..task import score_text
+    from ..task import score_key, score_text
 
-    score = (score_text(meta["test_mae"], meta["target"]["unit"]) if "test_mae" in meta
-             else score_text(meta["test_accuracy"], None))
-    console.print(f"wrote {a.out}: {score} on {meta['test_images']} images")
+    key, unit = score_key(meta)
+    console.print(f"wrote {a.out}: {score_text(meta[key], unit)} on {meta['test_images']} images")
     return 0
 
 
@@ -98,10 +97,10 @@ def cmd_inherit(a: argparse.Namespace) -> int:
 
 def cmd_average(a: argparse.Namespace) -> int:
     from ..average import average_checkpoints
-    from ..task import score_text
+    from ..task import score_key, score_text
 
     meta = average_checkpoints(a.checkpoints, a.out)
-    key, unit = ("test_mae", meta["target"]["unit"]) if "target" in meta else ("test_accuracy", None)
+    key, unit = score_key(meta)
     parts = ", ".join(f"{i['checkpoint']} {score_text(i[key], unit)}" for i in meta["averaged_from"])
     console.print(f"wrote {a.out}: {score_text(meta[key], unit)} (the average of {parts})")
     return 0
