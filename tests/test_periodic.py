@@ -84,6 +84,22 @@ def test_against_the_dealers_uniform_mask_the_attack_is_a_coin_toss(with_dealer)
     assert abs(float((opened < 0).double().mean()) - 0.5) < 0.03  # the top bit is uniform too
 
 
+def test_reference_is_the_series_formula():
+    """Hand values of WAVE (period 8: t = 2 pi x / 8): f(x) = 1/8 + cos(t) / 2 - sin(2 t) / 4,
+    and a series with harmonics 2, 5, 8, a linear term and one times x against the sum of
+    a_k cos(k t) + b_k sin(k t) written out."""
+    x = torch.tensor([0.0, 1.0, 2.0, 9.0], dtype=torch.float64)  # 9 = 1 + one period
+    hand = [0.125 + 0.5, 0.125 + 0.5 * math.sqrt(0.5) - 0.25, 0.125, 0.125 + 0.5 * math.sqrt(0.5) - 0.25]
+    assert torch.allclose(WAVE.reference(x), torch.tensor(hand, dtype=torch.float64), atol=1e-12)
+    cos, sin = (0.3, -0.2, 0.05), (0.1, 0.4, -0.07)
+    t = 2 * math.pi * torch.remainder(X.double(), 16.0) / 16.0
+    terms = sum(a * torch.cos(k * t) + b * torch.sin(k * t) for k, a, b in zip((2, 5, 8), cos, sin))
+    plain = FourierSeries(4, 2, 3, cos, sin, constant=0.5, linear=0.01)
+    assert (plain.reference(X) - (0.5 + 0.01 * X.double() + terms)).abs().max() < 1e-12
+    times_x = FourierSeries(4, 2, 3, cos, sin, constant=0.5, times_x=True)
+    assert (times_x.reference(X) - X.double() * (0.5 + terms)).abs().max() < 1e-11
+
+
 def test_odd_sine_fit_follows_a_saturating_function():
     series = fit_series(np.tanh, -12.0, 12.0, period_bits=5, count=16, step=2, terms=("sin",), constant=0.0)
     x = torch.linspace(-12, 12, 999, dtype=torch.float64)
