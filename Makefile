@@ -41,7 +41,8 @@ results: $(STAMP)
 	mkdir -p benchmarks/results/precision benchmarks/results/tasks
 	for c in $(CHECKPOINTS); do $(BIN)/secvit precision --checkpoint checkpoints/$$c --bits 10,12,14,16 --n 360 --mpc-n 16 \
 	  --json benchmarks/results/precision/$$c.json; done
-	for c in $(FASHION); do $(BIN)/secvit precision --checkpoint checkpoints/$$c --bits 10,12,14,16 --n 10000 --mpc-n 64 \
+	for c in $(FASHION); do $(BIN)/secvit precision --checkpoint checkpoints/$$c \
+	  --bits $$([ $$c = vit_lite_6_4_28-fashion ] && echo 12,14,16,18 || echo 10,12,14,16) --n 10000 --mpc-n 64 \
 	  --batch-size 16 --json benchmarks/results/precision/$$c.json; done
 	$(BIN)/secvit check --checkpoint checkpoints/$(HOLO) --n 1000 --mpc-n 100 --batch-size 16 \
 	  --json benchmarks/results/tasks/holo_check.json
@@ -63,6 +64,7 @@ results: $(STAMP)
 
 compression: $(STAMP)
 	BIN=$(BIN) bash benchmarks/compression.sh
+	BIN=$(BIN) bash benchmarks/gqa_modes.sh
 	BIN=$(BIN) bash benchmarks/quantize.sh
 	BIN=$(BIN) bash benchmarks/tasks.sh
 	BIN=$(BIN) bash benchmarks/supernet.sh

@@ -9,7 +9,10 @@ T=checkpoints/vit_lite_7_4_32-digits
 R=runs/compression
 OUT=benchmarks/results/compression
 mkdir -p "$R" "$OUT"
-train() { local out=$1; shift; [ -f "$R/$out/meta.json" ] || "$BIN/secvit" train --init $T "$@" --out "$R/$out"; }
+train() {  # OUT TRAIN_OPTIONS...: a student of the exact teacher (THREADS: torch threads, default 2)
+  local out=$1; shift
+  [ -f "$R/$out/meta.json" ] || "$BIN/secvit" train --threads "${THREADS:-2}" --init $T "$@" --out "$R/$out"
+}
 
 # distillation of MPCFormer's policy, 15 epochs each: none, KD and NKD first
 train distill_none --policy mpcformer --epochs 15
@@ -34,14 +37,6 @@ train distill_uskd --policy mpcformer --distill uskd --epochs 15
 [ -f "$R/logits.safetensors" ] || "$BIN/secvit" cache-logits --teacher $T --top-k 5 --epochs 15 --out "$R/logits.safetensors"
 train distill_sparse --policy mpcformer --distill sparse --cached-logits "$R/logits.safetensors" --epochs 15
 
-# [6 of 7]: GQA modes at G = 2 (the exact teacher rewritten by the exact policy, 10 epochs each); kdgqa runs in
-# plaintext only (the secure plan refuses it), so its accuracy is read from its checkpoint
-for g in mean dgqa pgqa kdgqa; do train gqa_$g --policy exact --gqa 2 --gqa-mode $g --epochs 10; done
-"$BIN/python" -c "import json,sys; m=json.load(open('$R/gqa_kdgqa/meta.json')); json.dump({'name': 'kdgqa', \
-'test_accuracy': m['test_accuracy'], 'secure': 'refused: the allocation depends on the input'}, sys.stdout)" \
-    > "$OUT/gqa_kdgqa.json"
-"$BIN/secvit" pareto "$R/gqa_mean" "$R/gqa_dgqa" "$R/gqa_pgqa" --names mean,dgqa,pgqa --network wan \
-    --json "$OUT/gqa_modes.json"
 # DCAL's pair-wise cross-attention: MPCFormer's policy 15 epochs with PWCA, against distill_none (same schedule)
 train pwca_mpcformer --policy mpcformer --epochs 15 --pwca
 "$BIN/secvit" pareto "$R/distill_none" "$R/pwca_mpcformer" --names without-pwca,with-pwca --network wan \

@@ -24,7 +24,7 @@ def cmd_train(a: argparse.Namespace) -> int:
                       stage1_share=a.stage1_share, cached_logits=a.cached_logits, gqa=a.gqa, gqa_mode=a.gqa_mode,
                       pwca=a.pwca, glca=a.glca, clip_grad=a.clip_grad, regression_loss=a.regression_loss,
                       shift=a.shift, flip=a.flip, warmup_epochs=a.warmup_epochs, tasks=a.tasks,
-                      continual=a.continual)
+                      continual=a.continual, threads=a.threads)
     if cfg.tasks is not None:
         from ..continual.incremental import train_continual
 
@@ -207,6 +207,8 @@ def add_parsers(sub: argparse._SubParsersAction, default_checkpoint: str) -> Non
     p.add_argument("--continual", default="gated", choices=("gated", "finetune", "joint"),
                    help="with --tasks: gated (gated class-attention and cascaded drift compensation, no task ID), "
                         "finetune (the forgetting baseline), joint (every image kept: the upper bound)")
+    p.add_argument("--threads", type=int, default=2,
+                   help="torch threads (default 2; 1 lets two runs share a 2-core machine without stalling)")
     p.add_argument("--out", required=True, help="checkpoint directory to write")
     p.add_argument("--resume", action="store_true",
                    help="continue a stopped run from its last completed epoch (same options; same final weights)")
