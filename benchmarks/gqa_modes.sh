@@ -3,7 +3,7 @@
 # rewritten by the exact policy, grouped to G = 2 by each query allocation (mean, dgqa, pgqa, kdgqa) and
 # fine-tuned under one schedule; `secvit pareto` measures the three that run under MPC, and kdgqa (which the
 # secure plan refuses: its allocation depends on the input) is reported from its checkpoint. Digits: 10 epochs;
-# Fashion-MNIST (when Debian's dataset-fashion-mnist is installed): 3 epochs with the exact checkpoint's last
+# Fashion-MNIST (when Debian's dataset-fashion-mnist is installed): 2 epochs with the exact checkpoint's last
 # cycle's options. Checkpoints go to runs/compression/, reports to benchmarks/results/compression/; steps whose
 # checkpoint exists are skipped, and a dataset whose report exists is kept (delete it to measure again). THREADS sets torch's threads per training run (default 2).
 set -euo pipefail
@@ -28,6 +28,6 @@ modes() {  # PREFIX SUFFIX TEACHER TRAIN_OPTIONS...
 
 modes "" "" checkpoints/vit_lite_7_4_32-digits --epochs 10
 if [ -d /usr/share/datasets/fashion-mnist ]; then
-  modes fashion-mnist_ _fashion-mnist checkpoints/vit_lite_6_4_28-fashion --epochs 3 --batch-size 128 --lr 2e-4 \
+  modes fashion-mnist_ _fashion-mnist checkpoints/vit_lite_6_4_28-fashion --epochs 2 --batch-size 128 --lr 2e-4 \
       --warmup-epochs 1 --shift 2 --flip
 fi
