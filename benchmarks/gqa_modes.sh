@@ -5,7 +5,8 @@
 # secure plan refuses: its allocation depends on the input) is reported from its checkpoint. Digits: 10 epochs;
 # Fashion-MNIST (when Debian's dataset-fashion-mnist is installed): 2 epochs with the exact checkpoint's last
 # cycle's options. Checkpoints go to runs/compression/, reports to benchmarks/results/compression/; steps whose
-# checkpoint exists are skipped, and a dataset whose report exists is kept (delete it to measure again). THREADS sets torch's threads per training run (default 2).
+# checkpoint exists are skipped, and a dataset whose report exists is kept (delete it to measure again). THREADS
+# sets torch's threads per training run (default 2).
 set -euo pipefail
 BIN=${BIN:-.venv/bin}
 R=runs/compression
