@@ -11,11 +11,12 @@ import pytest
 import torch
 
 from secvit.checkpoint import load_model
+from secvit.data import load_dataset
 from secvit.cli import main
 from secvit.errors import UsageError
 from secvit.models import create_model
 from secvit.supernet.cost import SubnetCost, subnet_cost
-from secvit.supernet.run import search_supernet, train_supernet
+from secvit.supernet.run import hold_out, search_supernet, spread, supernet_front, train_supernet
 from secvit.supernet.sampler import ComplexityAwareSampler, walk
 from secvit.supernet.space import SearchSpace, Subnet
 from secvit.supernet.supervit import SuperViT, extract, subnet_forward
@@ -179,6 +180,42 @@ def test_search_extracts_the_best_subnet_within_budget(supernet, tmp_path):
     assert scratch["subnet"] == found["subnet"] and scratch["inherited"] is False
     with pytest.raises(UsageError, match="not a supernet"):
         search_supernet(str(tmp_path / "r"), tmp_path / "z", max_rounds=10**6)
+
+
+def test_spread_takes_both_ends_and_evenly_spaced_members_between():
+    assert spread(7, 4) == {0, 2, 4, 6}
+    assert spread(9, 3) == {0, 4, 8}
+    assert spread(6, 4) == {0, 2, 3, 5}  # round(5/3) = 2, round(10/3) = 3
+    assert spread(3, 4) == {0, 1, 2}
+    assert spread(5, 1) == {4}
+
+
+def test_front_lists_the_undominated_subnets_and_search_returns_each_at_its_rounds(supernet, tmp_path, capsys):
+    pool = json.load(open(f"{supernet}/meta.json"))["supernet"]["pool"]
+    front = supernet_front(supernet, points=2)
+    base, meta = load_model(supernet)
+    _, x_val, y_val = hold_out(load_dataset("digits", 32, 3), 0)
+    with torch.no_grad():
+        accuracy = {Subnet.from_dict(p["subnet"]).name(): float((subnet_forward(
+            base, Subnet.from_dict(p["subnet"]), meta.normalization.apply(x_val)).argmax(1) == y_val).float().mean())
+            for p in pool}
+    assert [r["validation_accuracy"] for r in front] == [accuracy[r["name"]] for r in front]
+    rounds = [r["rounds"] for r in front]
+    assert rounds == sorted(rounds) and all(a < b for a, b in zip([r["validation_accuracy"] for r in front],
+                                                                  [r["validation_accuracy"] for r in front][1:]))
+    on_front = {r["name"] for r in front}
+    for p in pool:  # every other subnet is at least as costly as a member at least as accurate
+        name = Subnet.from_dict(p["subnet"]).name()
+        assert name in on_front or any(r["rounds"] <= p["rounds"] and r["validation_accuracy"] >= accuracy[name]
+                                       for r in front)
+    assert sum(r["chosen"] for r in front) == min(2, len(front)) and front[-1]["chosen"]
+    for r in front:  # the member's rounds as the budget: search finds that member
+        assert search_supernet(supernet, tmp_path / r["name"], max_rounds=r["rounds"])["supernet"]["name"] == r["name"]
+    assert main(["supernet", "front", "--supernet", supernet, "--json", str(tmp_path / "front.json")]) == 0
+    assert json.load(open(tmp_path / "front.json")) == supernet_front(supernet)
+    assert "Pareto front" in capsys.readouterr().out
+    with pytest.raises(UsageError, match="at least 1"):
+        supernet_front(supernet, points=0)
 
 
 def test_subnet_cost_is_what_a_secure_session_measures(supernet, tmp_path):

@@ -10,7 +10,7 @@ from pathlib import Path
 from rich.table import Table
 
 from ..errors import UsageError
-from . import console
+from . import add_threads, console
 
 __all__ = ["cmd_average", "cmd_cache_logits", "cmd_compress", "cmd_import", "cmd_inherit", "cmd_models", "cmd_pipeline",
            "cmd_rewrite", "cmd_search", "cmd_train"]
@@ -207,8 +207,7 @@ def add_parsers(sub: argparse._SubParsersAction, default_checkpoint: str) -> Non
     p.add_argument("--continual", default="gated", choices=("gated", "finetune", "joint"),
                    help="with --tasks: gated (gated class-attention and cascaded drift compensation, no task ID), "
                         "finetune (the forgetting baseline), joint (every image kept: the upper bound)")
-    p.add_argument("--threads", type=int, default=2,
-                   help="torch threads (default 2; 1 lets two runs share a 2-core machine without stalling)")
+    add_threads(p)
     p.add_argument("--out", required=True, help="checkpoint directory to write")
     p.add_argument("--resume", action="store_true",
                    help="continue a stopped run from its last completed epoch (same options; same final weights)")

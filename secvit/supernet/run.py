@@ -18,12 +18,14 @@ from pathlib import Path
 
 import torch
 from rich.progress import track
+from timm.models.vision_transformer import VisionTransformer
 
 from ..checkpoint import Meta, load_model
 from ..data import Dataset, Normalization, load_dataset
 from ..errors import UsageError
 from ..models import create_model
 from ..models.registry import builtin_entry
+from ..profile.tradeoff import pareto_front
 from ..rewrite.policy import policy_from_dict
 from ..train import TrainConfig, fit, model_input, save_evaluated
 from ..train_state import TrainingState
@@ -32,7 +34,7 @@ from .sampler import ComplexityAwareSampler
 from .space import SearchSpace, Subnet
 from .supervit import SuperViT, subnet_args, subnet_forward, subnet_policy, extract
 
-__all__ = ["VALIDATION_SHARE", "search_supernet", "train_supernet"]
+__all__ = ["VALIDATION_SHARE", "search_supernet", "spread", "supernet_front", "train_supernet"]
 
 VALIDATION_SHARE = 0.1
 CALIBRATION_IMAGES = 256
@@ -63,7 +65,7 @@ def _pool(space: SearchSpace, size: int, seed: int) -> list[Subnet]:
 
 def train_supernet(model: str, data_spec: str, out: str | Path, epochs: int = 40, batch_size: int = 64,
                    lr: float = 1e-3, pool_size: int = 64, bins: int = 6, explore: float = 0.5, seed: int = 0,
-                   resume: bool = False) -> dict:
+                   resume: bool = False, threads: int = 2) -> dict:
     """Train a supernet of the built-in ViT-Lite ``model`` on ``data_spec`` and write it to ``out``;
     ``resume`` continues a stopped run of the same options from its last completed epoch.
 
@@ -79,7 +81,7 @@ def train_supernet(model: str, data_spec: str, out: str | Path, epochs: int = 40
     if pool_size < bins:
         raise UsageError(f"--pool {pool_size}: at least --bins ({bins}) subnets")
     torch.manual_seed(seed)
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(True)
     img_size, in_chans = model_input(model)
     data = load_dataset(data_spec, img_size, in_chans)
@@ -97,7 +99,8 @@ def train_supernet(model: str, data_spec: str, out: str | Path, epochs: int = 40
     supervit.sampler = sampler = ComplexityAwareSampler(
         pool, [c.complexity() for c in costs], (norm.apply(x_val[:CALIBRATION_IMAGES]), y_val[:CALIBRATION_IMAGES]),
         bins=bins, explore=explore, seed=seed)
-    cfg = TrainConfig(model=model, data=data_spec, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
+    cfg = TrainConfig(model=model, data=data_spec, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                      threads=threads)
     start = time.perf_counter()
     state = TrainingState(out, {**cfg.__dict__, "pool": pool_size, "bins": bins, "explore": explore})
     fit(supervit, train, norm, cfg, state, resume)
@@ -113,8 +116,58 @@ def train_supernet(model: str, data_spec: str, out: str | Path, epochs: int = 40
     return written
 
 
+def _load_supernet(supernet: str | Path) -> tuple[VisionTransformer, Meta, list[tuple[Subnet, SubnetCost]]]:
+    """The largest subnet's model, the meta and the pool (subnets and costs) of a supernet checkpoint."""
+    base, meta = load_model(supernet)
+    record = meta.extra.get("supernet")
+    if record is None or "pool" not in record:
+        raise UsageError(f"{supernet} is not a supernet checkpoint (secvit supernet train writes one)")
+    return base, meta, [(Subnet.from_dict(p["subnet"]), SubnetCost(p["rounds"], p["bytes"])) for p in record["pool"]]
+
+
+@torch.no_grad()
+def _held_out_accuracy(base: VisionTransformer, meta: Meta, data: Dataset,
+                       subnets: list[Subnet]) -> dict[Subnet, float]:
+    """Each subnet's accuracy, on the supernet's weights, on the training images of ``data`` it held out."""
+    _, x_val, y_val = hold_out(data, meta.extra["supernet"]["hold_out_seed"])
+    x = meta.normalization.apply(x_val)
+    return {s: float((subnet_forward(base, s, x).argmax(1) == y_val).float().mean()) for s in subnets}
+
+
+def supernet_front(supernet: str | Path, points: int = 4) -> list[dict]:
+    """The Pareto front of the supernet's pool (fewer rounds, higher held-out accuracy), cheapest
+    first, ``chosen`` marking ``points`` members spread evenly along it (all when it has no
+    more): the budgets at which ``search_supernet`` returns as many different subnets.
+
+    Raises:
+        UsageError: ``points`` < 1, or not a supernet checkpoint.
+    """
+    if points < 1:
+        raise UsageError(f"--points {points}: at least 1")
+    base, meta, pool = _load_supernet(supernet)
+    scores = _held_out_accuracy(base, meta, load_dataset(meta.data, meta.img_size, meta.in_chans),
+                                [s for s, _ in pool])
+    rows = [{"name": s.name(), "subnet": s.to_dict(), "rounds": c.rounds, "bytes": c.bytes,
+             "validation_accuracy": scores[s]} for s, c in pool]
+    front = sorted((r for r, keep in zip(rows, pareto_front(rows, "rounds", "validation_accuracy", 0.0)) if keep),
+                   key=lambda r: (r["rounds"], r["bytes"]))
+    picked = spread(len(front), points)
+    return [{**r, "chosen": i in picked} for i, r in enumerate(front)]
+
+
+def spread(n: int, points: int) -> set[int]:
+    """``points`` of the indices ``0..n-1`` evenly spaced, both ends included (the last alone
+    when ``points`` is 1; all when ``n`` ≤ ``points``)."""
+    if n <= points:
+        return set(range(n))
+    if points == 1:
+        return {n - 1}
+    return {round(i * (n - 1) / (points - 1)) for i in range(points)}
+
+
 def search_supernet(supernet: str, out: str | Path, max_rounds: int | None = None, max_mb: float | None = None,
-                    epochs: int = 0, lr: float = 5e-4, seed: int = 0, from_scratch: bool = False) -> dict:
+                    epochs: int = 0, lr: float = 5e-4, seed: int = 0, from_scratch: bool = False,
+                    threads: int = 2) -> dict:
     """The most accurate subnet of ``supernet``'s pool within the budget (held-out accuracy),
     extracted to ``out`` (fine-tuned ``epochs`` epochs when > 0). ``from_scratch`` trains the
     same architecture from a fresh initialisation instead (``epochs`` > 0): the baseline of
@@ -130,28 +183,23 @@ def search_supernet(supernet: str, out: str | Path, max_rounds: int | None = Non
         raise UsageError("give one budget: --max-rounds R or --max-mb M")
     if from_scratch and epochs <= 0:
         raise UsageError("--from-scratch trains the subnet's architecture anew: give --epochs")
-    base, meta = load_model(supernet)
-    record = meta.extra.get("supernet")
-    if record is None or "pool" not in record:
-        raise UsageError(f"{supernet} is not a supernet checkpoint (secvit supernet train writes one)")
+    torch.set_num_threads(threads)
+    base, meta, pool = _load_supernet(supernet)
     data = load_dataset(meta.data, meta.img_size, meta.in_chans)
-    train, x_val, y_val = hold_out(data, record["hold_out_seed"])
-    pool = [(Subnet.from_dict(p["subnet"]), SubnetCost(p["rounds"], p["bytes"])) for p in record["pool"]]
+    train = hold_out(data, meta.extra["supernet"]["hold_out_seed"])[0]
     fits = [(s, c) for s, c in pool if (max_rounds is None or c.rounds <= max_rounds)
             and (max_mb is None or c.bytes / 1e6 <= max_mb)]
     if not fits:
         cheapest = min(pool, key=lambda sc: sc[1].complexity())[1]
         raise UsageError(f"no subnet of the pool fits {max_rounds or max_mb} {'rounds' if max_rounds else 'MB'}; the "
                          f"cheapest takes {cheapest.rounds} rounds and {cheapest.bytes / 1e6:.1f} MB")
-    x = meta.normalization.apply(x_val)
-    with torch.no_grad():
-        scores = {s: float((subnet_forward(base, s, x).argmax(1) == y_val).float().mean()) for s, _ in fits}
+    scores = _held_out_accuracy(base, meta, data, [s for s, _ in fits])
     best, cost = max(fits, key=lambda sc: (scores[sc[0]], -sc[1].complexity()))
     torch.manual_seed(seed)
     model = extract(base, best, functools.partial(create_model, meta.model), inherit=not from_scratch)
     if epochs:
         fit(model, train, meta.normalization, TrainConfig(model=meta.model, data=meta.data, epochs=epochs, lr=lr,
-                                                          warmup_epochs=1, seed=seed))
+                                                          warmup_epochs=1, seed=seed, threads=threads))
     found = {"source": str(supernet), "subnet": best.to_dict(), "name": best.name(), "rounds": cost.rounds,
              "bytes": cost.bytes, "budget": {"max_rounds": max_rounds, "max_mb": max_mb},
              "validation_accuracy": scores[best], "candidates": len(fits), "epochs": epochs,
