@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # [7 of 7]'s supernet results of the README: an MPC-budget supernet (secvit supernet train) on digits and, when
-# Debian's dataset-fashion-mnist is installed, Fashion-MNIST; four subnets at budgets spread over its pool's rounds
-# (inherited weights, fine-tuned), the same architectures trained on their own for as many epochs as the supernet
-# and the fine-tuning together (the per-budget baseline), and `secvit pareto` of them beside MPCViT's search and the
-# shipped checkpoints, into benchmarks/results/compression/supernet_*.json. Checkpoints go to runs/supernet/;
-# DIGITS_ONLY=1 skips Fashion-MNIST.
+# Debian's dataset-fashion-mnist is installed, Fashion-MNIST; four members spread along its pool's Pareto front
+# (secvit supernet front: held-out accuracy against rounds), each extracted at its rounds as the budget (inherited
+# weights, fine-tuned); the same architectures trained from a fresh start as long as the fine-tuning (what the
+# inherited weights are worth) and as long as the supernet and the fine-tuning together (the per-budget baseline);
+# and `secvit pareto` of them beside MPCViT's search (the shipped one, and make compression's where runs/compression
+# holds it) and the shipped compressed checkpoints, into benchmarks/results/compression/supernet_*.json.
+# Checkpoints go to runs/supernet/ (named by the budget); steps whose output exists are skipped. DIGITS_ONLY=1
+# skips Fashion-MNIST; THREADS: torch threads (default 2).
 set -euo pipefail
 BIN=${BIN:-.venv/bin}
 R=runs/supernet
@@ -12,20 +15,27 @@ OUT=benchmarks/results/compression
 mkdir -p "$R" "$OUT"
 
 supernet() {  # DATA MODEL EPOCHS FINETUNE_EPOCHS [OTHER_CHECKPOINT NAME]...
-  local data=$1 model=$2 epochs=$3 ft=$4 sn=$R/$1
+  local data=$1 model=$2 epochs=$3 ft=$4 sn=$R/$1 threads=${THREADS:-2} front=$OUT/supernet_$1_front.json
   shift 4
-  [ -f "$sn/meta.json" ] || "$BIN/secvit" supernet train --model "$model" --data "$data" --epochs "$epochs" --out "$sn" \
-      $([ -f "$sn/train_state.pt" ] && echo --resume)  # a stopped run continues
-  local budgets paths=() names=()
-  budgets=$("$BIN/python" -c "import json; r = sorted(p['rounds'] for p in json.load(open('$sn/meta.json'))['supernet']\
-['pool']); print(*sorted({r[round(q * (len(r) - 1))] for q in (0.1, 0.35, 0.65, 1.0)}))")
-  for b in $budgets; do
+  [ -f "$sn/meta.json" ] || "$BIN/secvit" supernet train --model "$model" --data "$data" --epochs "$epochs" \
+      --out "$sn" --threads "$threads" $([ -f "$sn/train_state.pt" ] && echo --resume)  # a stopped run continues
+  [ -f "$front" ] || "$BIN/secvit" supernet front --supernet "$sn" --points 4 --json "$front"
+  local budgets paths=() names=() b
+  budgets=$("$BIN/python" -c "import json; print(*(r['rounds'] for r in json.load(open('$front')) if r['chosen']))")
+  for b in $budgets; do  # inherited and fine-tuned first, then the per-budget baselines (the longer runs)
     [ -f "$R/${data}_r$b/meta.json" ] || "$BIN/secvit" supernet search --supernet "$sn" --max-rounds "$b" \
-        --epochs "$ft" --out "$R/${data}_r$b"
+        --epochs "$ft" --threads "$threads" --out "$R/${data}_r$b"
+    paths+=("$R/${data}_r$b"); names+=("supernet-r$b")
+  done
+  for b in $budgets; do  # the fine-tuning's epochs and rate from a fresh initialisation: what inheriting is worth
+    [ -f "$R/${data}_r${b}_fresh/meta.json" ] || "$BIN/secvit" supernet search --supernet "$sn" --max-rounds "$b" \
+        --epochs "$ft" --from-scratch --threads "$threads" --out "$R/${data}_r${b}_fresh"
+    paths+=("$R/${data}_r${b}_fresh"); names+=("fresh-r$b")
+  done
+  for b in $budgets; do
     [ -f "$R/${data}_r${b}_scratch/meta.json" ] || "$BIN/secvit" supernet search --supernet "$sn" --max-rounds "$b" \
-        --epochs $((epochs + ft)) --lr 1e-3 --from-scratch --out "$R/${data}_r${b}_scratch"
-    paths+=("$R/${data}_r$b" "$R/${data}_r${b}_scratch")
-    names+=("supernet-r$b" "alone-r$b")
+        --epochs $((epochs + ft)) --lr 1e-3 --from-scratch --threads "$threads" --out "$R/${data}_r${b}_scratch"
+    paths+=("$R/${data}_r${b}_scratch"); names+=("alone-r$b")
   done
   while [ $# -gt 1 ]; do
     if [ -f "$1/meta.json" ]; then paths+=("$1"); names+=("$2"); fi
@@ -36,6 +46,7 @@ supernet() {  # DATA MODEL EPOCHS FINETUNE_EPOCHS [OTHER_CHECKPOINT NAME]...
 }
 
 supernet digits vit_lite_7_4_32 60 10 \
+    checkpoints/vit_lite_7_4_32-digits-mpcvit mpcvit-search checkpoints/vit_lite_7_4_32-digits-mpcformer mpcformer \
     runs/compression/searched_f25 mpcvit-search-25 runs/compression/searched_f50 mpcvit-search-50 \
     runs/compression/half_depth_mpcformer_kd half-depth-mpcformer \
     checkpoints/vit_lite_7_4_32-digits exact checkpoints/vit_lite_3_4_32-digits-lean lean-3-blocks
