@@ -98,11 +98,13 @@ def render_compression() -> str:
                           ("tinyclip", "Three blocks by TinyCLIP's progressive compression against one-shot "
                                        "inheritance (affinity distillation, 20 epochs in all)"),
                           ("supernet_digits", "Subnets of the MPC-budget supernet (digits; `supernet-rR`: the front "
-                                              "member of R rounds, inherited and fine-tuned 10 epochs; `alone-rR`: "
-                                              "the same architecture trained on its own for 70, the supernet's 60 "
-                                              "and the 10) beside MPCViT's search and compression"),
+                                              "member of R rounds, inherited and fine-tuned 10 epochs; `fresh-rR`: "
+                                              "the same 10 epochs from a fresh start; `alone-rR`: trained on its "
+                                              "own for 70, the supernet's 60 and the 10) beside MPCViT's search "
+                                              "and compression"),
                           ("supernet_fashion-mnist", "Subnets of the MPC-budget supernet (Fashion-MNIST; inherited and "
-                                                     "fine-tuned 2 epochs; `alone-rR` trained 12)")):
+                                                     "fine-tuned 2 epochs; `fresh-rR`: the 2 epochs from a fresh "
+                                                     "start; `alone-rR`: trained on its own for 12)")):
         if (comp / f"{name}_front.json").exists():
             parts.append(front_table(comp / f"{name}_front.json"))
         if (comp / f"{name}.json").exists():

@@ -59,7 +59,7 @@ def cmd_supernet_front(a: argparse.Namespace, console: Console) -> int:
 
 
 def add_parsers(sub: argparse._SubParsersAction, default_checkpoint: str) -> None:
-    """Add ``supernet`` with its ``train`` and ``search`` subcommands to ``sub``."""
+    """Add ``supernet`` with its ``train``, ``search`` and ``front`` subcommands to ``sub``."""
     console = Console()
     group = sub.add_parser("supernet", help="an MPC-budget supernet (ElasticViT, secure cost as the complexity)")
     commands = group.add_subparsers(dest="supernet_command", required=True)

@@ -1,4 +1,4 @@
-"""``secvit supernet train`` and ``secvit supernet search``.
+"""``secvit supernet train``, ``secvit supernet search`` and ``secvit supernet front``.
 
 Training holds out a tenth of the training split (a seeded draw) for the search and the
 sampler's calibration, measures the secure cost of a pool of subnets, and trains the
@@ -7,7 +7,8 @@ checkpoint is the supernet's largest subnet as an ordinary ViT-Lite, with the sp
 pool and its costs in ``meta.json`` (``supernet``). The search ranks the pool's subnets
 within a budget by accuracy on the held-out images, extracts the best with its inherited
 weights as an ordinary checkpoint (its policy holding the per-layer attentions), and
-optionally fine-tunes it.
+optionally fine-tunes it. The front lists the pool's subnets that no other beats in both
+rounds and held-out accuracy: the budgets at which the search returns different subnets.
 """
 
 from __future__ import annotations
