@@ -20,22 +20,19 @@ supernet() {  # DATA MODEL EPOCHS FINETUNE_EPOCHS [OTHER_CHECKPOINT NAME]...
   [ -f "$sn/meta.json" ] || "$BIN/secvit" supernet train --model "$model" --data "$data" --epochs "$epochs" \
       --out "$sn" --threads "$threads" $([ -f "$sn/train_state.pt" ] && echo --resume)  # a stopped run continues
   [ -f "$front" ] || "$BIN/secvit" supernet front --supernet "$sn" --points 4 --json "$front"
-  local budgets paths=() names=() b
+  local budgets paths=() names=() b variant suffix label args
   budgets=$("$BIN/python" -c "import json; print(*(r['rounds'] for r in json.load(open('$front')) if r['chosen']))")
-  for b in $budgets; do  # inherited and fine-tuned first, then the per-budget baselines (the longer runs)
-    [ -f "$R/${data}_r$b/meta.json" ] || "$BIN/secvit" supernet search --supernet "$sn" --max-rounds "$b" \
-        --epochs "$ft" --threads "$threads" --out "$R/${data}_r$b"
-    paths+=("$R/${data}_r$b"); names+=("supernet-r$b")
-  done
-  for b in $budgets; do  # the fine-tuning's epochs and rate from a fresh initialisation: what inheriting is worth
-    [ -f "$R/${data}_r${b}_fresh/meta.json" ] || "$BIN/secvit" supernet search --supernet "$sn" --max-rounds "$b" \
-        --epochs "$ft" --from-scratch --threads "$threads" --out "$R/${data}_r${b}_fresh"
-    paths+=("$R/${data}_r${b}_fresh"); names+=("fresh-r$b")
-  done
-  for b in $budgets; do
-    [ -f "$R/${data}_r${b}_scratch/meta.json" ] || "$BIN/secvit" supernet search --supernet "$sn" --max-rounds "$b" \
-        --epochs $((epochs + ft)) --lr 1e-3 --from-scratch --threads "$threads" --out "$R/${data}_r${b}_scratch"
-    paths+=("$R/${data}_r${b}_scratch"); names+=("alone-r$b")
+  # suffix:label:arguments. Inherited and fine-tuned first; then the fine-tuning's epochs and rate from a fresh
+  # initialisation (what inheriting is worth); then the per-budget baselines (the longer runs)
+  for variant in ":supernet:--epochs $ft" "_fresh:fresh:--epochs $ft --from-scratch" \
+                 "_scratch:alone:--epochs $((epochs + ft)) --lr 1e-3 --from-scratch"; do
+    IFS=: read -r suffix label args <<< "$variant"
+    for b in $budgets; do
+      # shellcheck disable=SC2086  # args: several words
+      [ -f "$R/${data}_r$b$suffix/meta.json" ] || "$BIN/secvit" supernet search --supernet "$sn" --max-rounds "$b" \
+          $args --threads "$threads" --out "$R/${data}_r$b$suffix"
+      paths+=("$R/${data}_r$b$suffix"); names+=("$label-r$b")
+    done
   done
   while [ $# -gt 1 ]; do
     if [ -f "$1/meta.json" ]; then paths+=("$1"); names+=("$2"); fi
